@@ -1,0 +1,195 @@
+//! The resolved configuration of a pretraining run: TOML file, then CLI flags on top.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use edgeclr_models::SimclrConfig;
+use edgeclr_models::augment::AugmentConfig;
+use edgeclr_models::device::DeviceChoice;
+use edgeclr_models::loss::{LossConfig, MarginLossConfig, NtLogisticLossConfig, NtXentLossConfig};
+use edgeclr_models::optim::{LarsConfig, LrScaling, OptimizerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{LossKind, OptimizerKind, PretrainArgs};
+use crate::data::DatasetKind;
+
+/// Options of the training loop (the `[train]` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainOptions {
+    /// Dataset folder.
+    pub data: Option<PathBuf>,
+    /// Dataset format.
+    pub dataset: DatasetKind,
+    /// Images per batch (the loss sees twice as many views).
+    pub batch_size: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Stop after this many steps in total.
+    pub max_steps: Option<usize>,
+    /// Peak learning rate; `None` = from `lr_scaling`.
+    pub lr: Option<f64>,
+    /// Batch-size scaling rule for the default learning rate.
+    pub lr_scaling: LrScaling,
+    /// Warm-up epochs.
+    pub warmup_epochs: usize,
+    /// Class-balanced training subset.
+    pub train_limit: Option<usize>,
+    /// Backend.
+    pub device: DeviceChoice,
+    /// Seed of everything random.
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            data: None,
+            dataset: DatasetKind::Cifar10,
+            batch_size: 256,
+            epochs: 100,
+            max_steps: None,
+            lr: None,
+            lr_scaling: LrScaling::Sqrt,
+            warmup_epochs: 10,
+            train_limit: None,
+            device: DeviceChoice::Auto,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The peak learning rate for this batch size.
+    pub fn base_lr(&self) -> f64 {
+        self.lr
+            .unwrap_or_else(|| self.lr_scaling.base_lr(self.batch_size))
+    }
+}
+
+/// Everything a run needs: written to `RUN_DIR/config.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Loop options.
+    pub train: TrainOptions,
+    /// Model, loss, augmentation and optimizer recipe.
+    pub simclr: SimclrConfig,
+}
+
+impl PretrainConfig {
+    /// Reads the `--config` file (if any) and applies the flags on top; validates the result.
+    ///
+    /// # Errors
+    /// Unreadable or invalid TOML, or values out of range, naming the field and the fix.
+    pub fn resolve(args: &PretrainArgs) -> Result<Self> {
+        let mut cfg: Self = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        let t = &mut cfg.train;
+        macro_rules! set {
+            ($dst:expr, $src:expr) => {
+                if let Some(v) = $src.clone() {
+                    $dst = v;
+                }
+            };
+        }
+        if args.data.is_some() {
+            t.data = args.data.clone();
+        }
+        set!(t.dataset, args.dataset);
+        set!(t.batch_size, args.batch_size);
+        set!(t.epochs, args.epochs);
+        if args.max_steps.is_some() {
+            t.max_steps = args.max_steps;
+        }
+        if args.lr.is_some() {
+            t.lr = args.lr;
+        }
+        set!(t.lr_scaling, args.lr_scaling);
+        set!(t.warmup_epochs, args.warmup_epochs);
+        if args.train_limit.is_some() {
+            t.train_limit = args.train_limit;
+        }
+        set!(t.device, args.device);
+        set!(t.seed, args.seed);
+
+        let s = &mut cfg.simclr;
+        set!(s.encoder.architecture, args.encoder);
+        set!(s.encoder.width, args.width);
+        set!(s.encoder.stem, args.stem);
+        set!(s.head.kind, args.head);
+        set!(s.head.layers, args.head_layers);
+        set!(s.head.out_dim, args.proj_dim);
+        set!(s.augment.color_strength, args.color_strength);
+        set!(s.augment.image_size, args.image_size);
+        if args.blur {
+            s.augment.blur_p = AugmentConfig::default().blur_p;
+        }
+        if args.no_blur {
+            s.augment.blur_p = 0.0;
+        }
+        if let Some(kind) = args.loss {
+            s.loss = match kind {
+                LossKind::Ntxent => LossConfig::Ntxent(NtXentLossConfig::default()),
+                LossKind::Ntlogistic => LossConfig::Ntlogistic(NtLogisticLossConfig::default()),
+                LossKind::Margin => LossConfig::Margin(MarginLossConfig::default()),
+            };
+        }
+        match &mut s.loss {
+            LossConfig::Ntxent(c) => set!(c.temperature, args.temperature),
+            LossConfig::Ntlogistic(c) => {
+                set!(c.temperature, args.temperature);
+                c.semi_hard |= args.semi_hard;
+            }
+            LossConfig::Margin(c) => c.semi_hard |= args.semi_hard,
+        }
+        if let Some(kind) = args.optimizer {
+            s.optim = match kind {
+                OptimizerKind::Lars => OptimizerConfig::Lars(LarsConfig::default()),
+                OptimizerKind::Adam => OptimizerConfig::Adam { weight_decay: 0.0 },
+                OptimizerKind::Sgd => OptimizerConfig::Sgd {
+                    momentum: 0.9,
+                    weight_decay: 1e-6,
+                },
+            };
+        }
+        if let Some(wd) = args.weight_decay {
+            match &mut s.optim {
+                OptimizerConfig::Lars(c) => c.weight_decay = wd,
+                OptimizerConfig::Adam { weight_decay }
+                | OptimizerConfig::Sgd { weight_decay, .. } => *weight_decay = wd as f32,
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// The first invalid value with its fix.
+    pub fn validate(&self) -> Result<()> {
+        self.simclr.validate()?;
+        let t = &self.train;
+        if t.batch_size < 2 {
+            bail!(
+                "batch_size = {} is too small: NT-Xent needs ≥ 2 images per batch (paper: 256–4096)",
+                t.batch_size
+            );
+        }
+        if t.epochs == 0 {
+            bail!("epochs = 0: train for at least one epoch");
+        }
+        if t.data.is_none() {
+            bail!("no dataset given; pass --data PATH (the repository ships tests/data/cifar10)");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Datasets: labelled in-memory image collections loaded from standard on-disk formats.
+
+pub mod cifar;
+
+use anyhow::{Context, Result, bail};
+use edgeclr_models::RgbImage;
+use std::path::Path;
+
+/// Which on-disk format `--data` points at.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// CIFAR-10 binary version (`data_batch_*.bin`, `test_batch.bin`).
+    Cifar10,
+    /// CIFAR-100 binary version (`train.bin`, `test.bin`).
+    Cifar100,
+}
+
+/// A train or test split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Training images.
+    Train,
+    /// Held-out test images.
+    Test,
+}
+
+/// Images with integer class labels.
+#[derive(Debug, Clone, Default)]
+pub struct LabeledImages {
+    /// The images.
+    pub images: Vec<RgbImage>,
+    /// One label per image.
+    pub labels: Vec<u16>,
+    /// Class names by label, when known.
+    pub classes: Vec<String>,
+}
+
+impl LabeledImages {
+    /// Number of images.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Number of classes (max label + 1, or the class-name count if larger).
+    pub fn num_classes(&self) -> usize {
+        let from_labels = self.labels.iter().max().map_or(0, |&m| usize::from(m) + 1);
+        from_labels.max(self.classes.len())
+    }
+
+    /// A class-balanced subset of at most `limit` images: the first `limit / classes` of each
+    /// class in file order (the remainder spread over the first classes).
+    pub fn balanced_subset(self, limit: usize) -> Self {
+        let classes = self.num_classes().max(1);
+        if limit >= self.len() {
+            return self;
+        }
+        let mut quota: Vec<usize> = (0..classes)
+            .map(|c| limit / classes + usize::from(c < limit % classes))
+            .collect();
+        let mut out = Self {
+            classes: self.classes,
+            ..Self::default()
+        };
+        for (img, label) in self.images.into_iter().zip(self.labels) {
+            let q = &mut quota[usize::from(label)];
+            if *q > 0 {
+                *q -= 1;
+                out.images.push(img);
+                out.labels.push(label);
+            }
+        }
+        out
+    }
+}
+
+/// Loads one split of a dataset.
+///
+/// # Errors
+/// Missing or malformed files, named with the fix.
+pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<LabeledImages> {
+    if !root.is_dir() {
+        bail!(
+            "dataset folder {} does not exist; pass --data with the folder holding the {kind:?} .bin files",
+            root.display()
+        );
+    }
+    match kind {
+        DatasetKind::Cifar10 => cifar::load(root, cifar::Variant::Cifar10, split),
+        DatasetKind::Cifar100 => cifar::load(root, cifar::Variant::Cifar100, split),
+    }
+    .with_context(|| format!("loading {kind:?} {split:?} split from {}", root.display()))
+}

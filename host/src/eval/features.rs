@@ -1,0 +1,64 @@
+//! Frozen features `h = f(x)` of a whole dataset, computed in inference mode (BatchNorm on
+//! running statistics), L2-normalised.
+
+use burn::tensor::{Device, Tensor};
+use edgeclr_models::RgbImage;
+use edgeclr_models::augment::{AugmentConfig, stack_chw};
+use edgeclr_models::encoder::ResNet;
+use rayon::prelude::*;
+
+/// Row-major `[n, dim]` features.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// Number of rows.
+    pub n: usize,
+    /// Feature dimension.
+    pub dim: usize,
+    /// `n * dim` values.
+    pub values: Vec<f32>,
+}
+
+impl Features {
+    /// The features as a `[n, dim]` tensor.
+    pub fn tensor(&self, device: &Device) -> Tensor<2> {
+        Tensor::from_data(
+            burn::tensor::TensorData::new(self.values.clone(), [self.n, self.dim]),
+            device,
+        )
+    }
+}
+
+/// Rows divided by their L2 norm.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    x / norm
+}
+
+/// Embeds `images` with `encoder` (an inference-mode module on `device`), in chunks.
+pub fn extract(
+    encoder: &ResNet,
+    images: &[RgbImage],
+    augment: &AugmentConfig,
+    device: &Device,
+    chunk: usize,
+) -> Features {
+    let side = augment.image_size;
+    let mut values = Vec::new();
+    let mut dim = 0;
+    for part in images.chunks(chunk.max(1)) {
+        let views: Vec<Vec<f32>> = part.par_iter().map(|img| augment.eval_view(img)).collect();
+        let h = l2_normalize(encoder.forward(stack_chw(&views, side, device)));
+        dim = h.dims()[1];
+        values.extend(h.into_data().try_to_vec::<f32>().expect("features are f32"));
+    }
+    Features {
+        n: images.len(),
+        dim,
+        values,
+    }
+}

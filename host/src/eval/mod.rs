@@ -1,0 +1,232 @@
+//! `edgeclr eval`: the protocols the field judges SimCLR by — kNN, linear evaluation and
+//! semi-supervised fine-tuning — each reported next to the same protocol on a randomly
+//! initialised encoder of the same architecture (the floor).
+
+pub mod features;
+pub mod finetune;
+pub mod knn;
+pub mod linear;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use edgeclr_models::checkpoint::{load_weights, write_atomic};
+use edgeclr_models::device::{DeviceChoice, select_device};
+use edgeclr_models::encoder::ResNet;
+use serde_json::json;
+use tracing::info;
+
+use crate::config::PretrainConfig;
+use crate::data::{self, DatasetKind, LabeledImages, Split};
+
+/// Evaluation protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Weighted kNN (k = 200, t = 0.1) with the train split as the memory bank.
+    Knn,
+    /// Logistic regression on frozen, L2-normalised features.
+    Linear,
+    /// Fine-tune the whole network on a fraction of the labels.
+    Finetune,
+}
+
+/// `edgeclr eval` arguments.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Run folder written by `edgeclr pretrain`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Labelled dataset folder (train split = bank / training labels, test split = scored).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Dataset format; default: the run's.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Protocol.
+    #[arg(long, value_enum)]
+    pub protocol: Protocol,
+    /// Fraction of training labels for `finetune` (class-balanced), e.g. 0.01 or 0.1.
+    #[arg(long, default_value_t = 0.1)]
+    pub labels_fraction: f64,
+    /// Evaluate only an untrained encoder of the run's architecture.
+    #[arg(long)]
+    pub random_init: bool,
+    /// Class-balanced limit on the training split.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Class-balanced limit on the test split.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Fine-tuning epochs.
+    #[arg(long, default_value_t = 30)]
+    pub finetune_epochs: usize,
+    /// Backend.
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(DeviceChoice))]
+    pub device: DeviceChoice,
+    /// Print the result as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads the run's config.
+pub fn run_config(run: &Path) -> Result<PretrainConfig> {
+    let path = run.join("config.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a run folder (no readable config.toml); pass --run with the --out of edgeclr pretrain", run.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The trained encoder of a run, in inference mode on `device`.
+pub fn trained_encoder(run: &Path, cfg: &PretrainConfig, device: &Device) -> Result<ResNet> {
+    let path = run.join("encoder.bpk");
+    if !path.exists() {
+        bail!(
+            "{} has no encoder.bpk; the run has not finished — resume it with edgeclr pretrain --resume",
+            run.display()
+        );
+    }
+    Ok(load_weights(cfg.simclr.encoder.init(device), &path)?)
+}
+
+/// Runs one protocol for one encoder.
+fn evaluate(
+    protocol: Protocol,
+    encoder: ResNet,
+    cfg: &PretrainConfig,
+    train: &LabeledImages,
+    test: &LabeledImages,
+    args: &EvalArgs,
+    device: &Device,
+) -> serde_json::Value {
+    let classes = train.num_classes().max(test.num_classes());
+    let aug = &cfg.simclr.augment;
+    match protocol {
+        Protocol::Knn | Protocol::Linear => {
+            let bank = features::extract(&encoder, &train.images, aug, device, 256);
+            let query = features::extract(&encoder, &test.images, aug, device, 256);
+            if protocol == Protocol::Knn {
+                let c = knn::KnnConfig::default();
+                let acc = knn::knn_accuracy(
+                    &bank,
+                    &train.labels,
+                    &query,
+                    &test.labels,
+                    classes,
+                    c,
+                    device,
+                );
+                json!({"test": acc, "k": c.k, "temperature": c.temperature})
+            } else {
+                let r = linear::linear_probe(
+                    &bank,
+                    &train.labels,
+                    &query,
+                    &test.labels,
+                    classes,
+                    linear::LinearProbeConfig::default(),
+                    device,
+                );
+                serde_json::to_value(r).expect("serialisable")
+            }
+        }
+        Protocol::Finetune => {
+            let subset = train.clone().balanced_subset(
+                ((train.len() as f64) * args.labels_fraction)
+                    .round()
+                    .max(classes as f64) as usize,
+            );
+            let c = finetune::FinetuneConfig {
+                epochs: args.finetune_epochs,
+                ..Default::default()
+            };
+            let acc = finetune::finetune(
+                encoder,
+                cfg.simclr.encoder.output_dim(),
+                (&subset.images, &subset.labels),
+                (&test.images, &test.labels),
+                classes,
+                aug,
+                c,
+                device,
+            );
+            json!({"test": acc, "labels": subset.len(), "labels_fraction": args.labels_fraction, "epochs": c.epochs})
+        }
+    }
+}
+
+/// Runs `edgeclr eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let cfg = run_config(&args.run)?;
+    let selected = select_device(args.device)?;
+    let device = selected.device.clone();
+    info!(device = %selected.description, "backend");
+    let kind = args.dataset.unwrap_or(cfg.train.dataset);
+    let mut train = data::load(kind, &args.data, Split::Train)?;
+    let mut test = data::load(kind, &args.data, Split::Test)?;
+    if let Some(l) = args.train_limit {
+        train = train.balanced_subset(l);
+    }
+    if let Some(l) = args.test_limit {
+        test = test.balanced_subset(l);
+    }
+    info!(train = train.len(), test = test.len(), protocol = ?args.protocol, "evaluating");
+    let random = || {
+        device.seed(cfg.train.seed ^ 0xface);
+        cfg.simclr.encoder.init(&device)
+    };
+    let mut report = json!({
+        "protocol": args.protocol,
+        "run": args.run,
+        "data": args.data,
+        "train_images": train.len(),
+        "test_images": test.len(),
+        "device": selected.description,
+        "encoder": cfg.simclr.encoder,
+    });
+    report["random_init"] = evaluate(args.protocol, random(), &cfg, &train, &test, &args, &device);
+    if !args.random_init {
+        let encoder = trained_encoder(&args.run, &cfg, &device)?;
+        report["pretrained"] =
+            evaluate(args.protocol, encoder, &cfg, &train, &test, &args, &device);
+    }
+    let name = format!(
+        "eval-{}.json",
+        serde_json::to_value(args.protocol)?
+            .as_str()
+            .unwrap_or("protocol")
+    );
+    write_atomic(
+        &args.run.join(&name),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let line = |key: &str| -> String {
+            let t = &report[key]["test"];
+            if t.is_null() {
+                "-".into()
+            } else {
+                format!(
+                    "top-1 {:.2}%  top-5 {:.2}%",
+                    t["top1"].as_f64().unwrap_or(f64::NAN),
+                    t["top5"].as_f64().unwrap_or(f64::NAN)
+                )
+            }
+        };
+        println!(
+            "{:?} evaluation on {} test images ({} train):",
+            args.protocol,
+            test.len(),
+            train.len()
+        );
+        if !args.random_init {
+            println!("  pretrained   {}", line("pretrained"));
+        }
+        println!("  random init  {}", line("random_init"));
+        println!("  (written to {})", args.run.join(name).display());
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! `edgeclr pretrain`: the SimCLR training loop on the host.
+//!
+//! Every random choice derives from `(seed, epoch, batch)`, so a run resumed from any
+//! checkpoint replays the same schedule, shuffles and augmentations bit for bit. Views
+//! for the next batch are built on worker threads while the current one trains.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use edgeclr_models::augment::BatchBuilder;
+use edgeclr_models::checkpoint::{CheckpointDir, TrainState, save_weights, write_atomic};
+use edgeclr_models::device::select_device;
+use edgeclr_models::optim::WarmupCosine;
+use edgeclr_models::{RgbImage, SimclrTrainer};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::cli::PretrainArgs;
+use crate::config::PretrainConfig;
+use crate::data::{self, Split};
+
+/// The plan derived from the config and the dataset size.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    steps_per_epoch: usize,
+    schedule: WarmupCosine,
+}
+
+/// Shuffled image order of `epoch`.
+fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_e90c);
+    rng.set_stream(epoch as u64);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Augmentation seed of global step `step`.
+fn batch_seed(seed: u64, step: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (step as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// Appends JSON lines to `metrics.jsonl`.
+struct Metrics(fs::File);
+
+impl Metrics {
+    fn open(path: &Path) -> Result<Self> {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self(f))
+    }
+
+    fn log(&mut self, value: serde_json::Value) -> Result<()> {
+        writeln!(self.0, "{value}").context("writing metrics.jsonl")
+    }
+}
+
+/// Runs `edgeclr pretrain`.
+pub fn run(args: PretrainArgs) -> Result<()> {
+    let cfg = PretrainConfig::resolve(&args)?;
+    let out = &args.out;
+    let ckpts = CheckpointDir::new(out.join("checkpoints"), 2);
+    if !args.resume && ckpts.latest()?.is_some() {
+        bail!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            out.display()
+        );
+    }
+    fs::create_dir_all(out).with_context(|| format!("creating run folder {}", out.display()))?;
+    write_atomic(
+        &out.join("config.toml"),
+        toml::to_string_pretty(&cfg)?.as_bytes(),
+    )?;
+
+    let selected = select_device(cfg.train.device)?;
+    info!(device = %selected.description, "backend");
+    let device = selected.device.clone().autodiff();
+
+    let root = cfg.train.data.clone().expect("validated: data is set");
+    let mut train = data::load(cfg.train.dataset, &root, Split::Train)?;
+    if let Some(limit) = cfg.train.train_limit {
+        train = train.balanced_subset(limit);
+    }
+    let batch = cfg.train.batch_size;
+    if train.len() < batch {
+        bail!(
+            "{} training images is fewer than one batch of {batch}; lower --batch-size",
+            train.len()
+        );
+    }
+    let steps_per_epoch = train.len() / batch;
+    let total_steps = steps_per_epoch * cfg.train.epochs;
+    let plan = Plan {
+        steps_per_epoch,
+        schedule: WarmupCosine {
+            base_lr: cfg.train.base_lr(),
+            warmup_steps: steps_per_epoch * cfg.train.warmup_epochs,
+            total_steps,
+        },
+    };
+    let stop_at = cfg
+        .train
+        .max_steps
+        .map_or(total_steps, |m| m.min(total_steps));
+    info!(
+        images = train.len(),
+        batch,
+        steps_per_epoch,
+        total_steps,
+        base_lr = plan.schedule.base_lr,
+        "plan"
+    );
+
+    let (mut trainer, mut state) = match ckpts.load_latest(&device)? {
+        Some(loaded) if args.resume => {
+            if loaded.state.config != cfg.simclr {
+                bail!(
+                    "--resume with a different model/loss/augmentation config than {}; \
+                     resume with the run's own config.toml or start a new --out",
+                    loaded.path.display()
+                );
+            }
+            info!(step = loaded.state.step, path = %loaded.path.display(), "resuming");
+            (
+                SimclrTrainer::new(loaded.model, &cfg.simclr).with_optimizer(loaded.optim),
+                loaded.state,
+            )
+        }
+        _ => {
+            device.seed(cfg.train.seed);
+            let trainer = SimclrTrainer::new(cfg.simclr.init_model(&device), &cfg.simclr);
+            let state = TrainState {
+                step: 0,
+                epoch: 0,
+                rng: ChaCha8Rng::seed_from_u64(cfg.train.seed),
+                lr_scale: 1.0,
+                config: cfg.simclr.clone(),
+                extra: serde_json::Value::Null,
+            };
+            ckpts.save(trainer.model(), trainer.optimizer(), &state)?;
+            (trainer, state)
+        }
+    };
+    info!(params = trainer.model().encoder.num_params(), "encoder");
+
+    let mut metrics = Metrics::open(&out.join("metrics.jsonl"))?;
+    let builder = BatchBuilder::new(cfg.simclr.augment.clone());
+    let started = Instant::now();
+    let first_step = state.step as usize;
+    let mut last_loss = f32::NAN;
+    let mut epoch_losses: Vec<f32> = Vec::new();
+
+    'training: while (state.step as usize) < stop_at {
+        let segment = train_segment(
+            &train.images,
+            &builder,
+            &cfg,
+            &plan,
+            stop_at,
+            &device,
+            &mut trainer,
+            &mut state,
+            &mut metrics,
+            &ckpts,
+            &mut epoch_losses,
+        )?;
+        match segment {
+            Segment::Done(loss) => {
+                last_loss = loss;
+                break 'training;
+            }
+            Segment::Diverged { step, loss } => {
+                let loaded = ckpts
+                    .load_latest(&device)?
+                    .context("no checkpoint to roll back to")?;
+                let lr_scale = state.lr_scale * 0.5;
+                warn!(
+                    step,
+                    loss,
+                    rollback_to = loaded.state.step,
+                    lr_scale,
+                    "non-finite loss: reloaded the last good checkpoint and halved the learning rate"
+                );
+                metrics.log(json!({"event": "diverged", "step": step, "loss": loss.to_string(), "rollback_to": loaded.state.step, "lr_scale": lr_scale}))?;
+                trainer =
+                    SimclrTrainer::new(loaded.model, &cfg.simclr).with_optimizer(loaded.optim);
+                state = TrainState {
+                    lr_scale,
+                    ..loaded.state
+                };
+                epoch_losses.clear();
+                if lr_scale < 1e-6 {
+                    bail!(
+                        "loss keeps diverging even at lr × {lr_scale}; check the data and lower --lr"
+                    );
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let steps_run = state.step as usize - first_step;
+
+    let encoder_path = out.join("encoder.bpk");
+    save_weights(&trainer.model().encoder.clone().valid(), &encoder_path)?;
+    let results = json!({
+        "steps": state.step,
+        "epochs_completed": state.epoch,
+        "final_loss": last_loss,
+        "images_per_second": (steps_run * batch) as f64 / elapsed.max(1e-9),
+        "wall_seconds": elapsed,
+        "device": selected.description,
+        "encoder": cfg.simclr.encoder,
+        "encoder_params": trainer.model().encoder.num_params(),
+        "representation_dim": cfg.simclr.encoder.output_dim(),
+        "encoder_weights": encoder_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+    });
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    println!("{}", serde_json::to_string(&results)?);
+    Ok(())
+}
+
+enum Segment {
+    Done(f32),
+    Diverged { step: usize, loss: f32 },
+}
+
+/// Host views of one batch, built off the training thread.
+struct Prepared {
+    step: usize,
+    views: Vec<f32>,
+}
+
+/// Trains from `state.step` until `stop_at` or a non-finite loss.
+#[allow(clippy::too_many_arguments)]
+fn train_segment(
+    images: &[RgbImage],
+    builder: &BatchBuilder,
+    cfg: &PretrainConfig,
+    plan: &Plan,
+    stop_at: usize,
+    device: &Device,
+    trainer: &mut SimclrTrainer,
+    state: &mut TrainState,
+    metrics: &mut Metrics,
+    ckpts: &CheckpointDir,
+    epoch_losses: &mut Vec<f32>,
+) -> Result<Segment> {
+    let batch = cfg.train.batch_size;
+    let seed = cfg.train.seed;
+    let side = cfg.simclr.augment.image_size;
+    let start = state.step as usize;
+    std::thread::scope(|scope| -> Result<Segment> {
+        // Producer: augments upcoming batches (rayon inside) while the device trains.
+        let (tx, rx) = mpsc::sync_channel::<Prepared>(2);
+        scope.spawn(move || {
+            let mut order_epoch = usize::MAX;
+            let mut order = Vec::new();
+            for step in start..stop_at {
+                let epoch = step / plan.steps_per_epoch;
+                if epoch != order_epoch {
+                    order = epoch_order(seed, epoch, images.len());
+                    order_epoch = epoch;
+                }
+                let b = step % plan.steps_per_epoch;
+                let picked: Vec<&RgbImage> = order[b * batch..(b + 1) * batch]
+                    .iter()
+                    .map(|&i| &images[i])
+                    .collect();
+                if tx
+                    .send(Prepared {
+                        step,
+                        views: builder.views(&picked, batch_seed(seed, step)),
+                    })
+                    .is_err()
+                {
+                    return; // the trainer stopped early (divergence)
+                }
+            }
+        });
+
+        let mut bar = new_bar(plan, state.step as usize);
+        let mut tick = Instant::now();
+        let mut last = f32::NAN;
+        for prepared in rx {
+            let step = prepared.step;
+            let epoch = step / plan.steps_per_epoch;
+            let views = Tensor::<4>::from_data(
+                TensorData::new(prepared.views, [2 * batch, 3, side, side]),
+                device,
+            );
+            let lr = plan.schedule.lr(step) * state.lr_scale;
+            let outcome = trainer.step(views, lr);
+            if !outcome.loss.is_finite() {
+                bar.abandon();
+                return Ok(Segment::Diverged {
+                    step,
+                    loss: outcome.loss,
+                });
+            }
+            last = outcome.loss;
+            epoch_losses.push(outcome.loss);
+            state.step = step as u64 + 1;
+            let dt = tick.elapsed().as_secs_f64();
+            tick = Instant::now();
+            let ips = batch as f64 / dt.max(1e-9);
+            metrics.log(json!({"step": step, "epoch": epoch, "loss": outcome.loss, "lr": lr, "images_per_second": ips}))?;
+            bar.set_message(format!(
+                "loss {:.4}  lr {lr:.4}  {ips:.0} img/s",
+                outcome.loss
+            ));
+            bar.inc(1);
+            let end_of_epoch = (step + 1) % plan.steps_per_epoch == 0;
+            if end_of_epoch || step + 1 == stop_at {
+                let mean = epoch_losses.iter().sum::<f32>() / epoch_losses.len().max(1) as f32;
+                if end_of_epoch {
+                    state.epoch = epoch as u64 + 1;
+                    metrics
+                        .log(json!({"epoch": epoch, "epoch_loss": mean, "steps": state.step}))?;
+                    info!(epoch, loss = mean, "epoch done");
+                    epoch_losses.clear();
+                }
+                ckpts.save(trainer.model(), trainer.optimizer(), state)?;
+                bar.finish();
+                if step + 1 < stop_at {
+                    bar = new_bar(plan, step + 1);
+                }
+            }
+        }
+        Ok(Segment::Done(last))
+    })
+}
+
+fn new_bar(plan: &Plan, step: usize) -> ProgressBar {
+    let epoch = step / plan.steps_per_epoch;
+    let bar = ProgressBar::new(plan.steps_per_epoch as u64);
+    bar.set_position((step % plan.steps_per_epoch) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix((epoch + 1).to_string());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_permutation_and_changes_per_epoch() {
+        let a = epoch_order(1, 0, 50);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(a, epoch_order(1, 1, 50));
+        assert_eq!(a, epoch_order(1, 0, 50));
+    }
+}

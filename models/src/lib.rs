@@ -1,0 +1,35 @@
+//! # edgeclr-models — the SimCLR learning core
+//!
+//! Everything the host trainer and the board share: seeded augmentations
+//! ([`augment`]), ResNet encoders ([`encoder`]), projection heads ([`head`]),
+//! contrastive losses ([`loss`]), LARS and learning-rate schedules ([`optim`]),
+//! the assembled model and its train step ([`simclr`]), atomic checkpoints
+//! ([`checkpoint`]) and the one place a burn backend is chosen ([`device`]).
+//!
+//! The recipe follows Chen et al., *A Simple Framework for Contrastive Learning of
+//! Visual Representations* (ICML 2020, <https://arxiv.org/abs/2002.05709>).
+//! burn 0.22 has no backend type parameter: every module takes a runtime
+//! [`burn::tensor::Device`].
+
+pub mod augment;
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod encoder;
+pub mod error;
+pub mod head;
+pub mod image;
+pub mod loss;
+pub mod optim;
+pub mod simclr;
+
+pub use config::SimclrConfig;
+pub use error::ModelError;
+pub use image::RgbImage;
+pub use simclr::{Simclr, SimclrTrainer};
+
+/// The device unit tests run on: burn's pure-Rust CPU backend (flex), with autodiff.
+#[cfg(test)]
+pub(crate) fn test_device() -> burn::tensor::Device {
+    burn::tensor::Device::flex().autodiff()
+}

@@ -1,0 +1,105 @@
+//! `edgeclr pretrain` on the shipped CIFAR-10 sample.
+
+use std::fs;
+use std::path::Path;
+
+use e2e::{assert_success, cifar_sample, run};
+
+fn pretrain(out: &Path, extra: &[&str]) -> std::process::Output {
+    let data = cifar_sample();
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--encoder",
+        "resnet8",
+        "--batch-size",
+        "16",
+        "--image-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--warmup-epochs",
+        "0",
+        "--train-limit",
+        "64",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    run("edgeclr", &args)
+}
+
+fn step_losses(run_dir: &Path) -> Vec<(u64, f64)> {
+    fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter_map(|v| Some((v.get("step")?.as_u64()?, v.get("loss")?.as_f64()?)))
+        .collect()
+}
+
+#[test]
+fn pretrain_writes_artifacts_and_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Uninterrupted: 2 epochs of 4 steps.
+    let full = tmp.path().join("full");
+    assert_success(&pretrain(&full, &["--epochs", "2"]));
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "results.json",
+        "encoder.bpk",
+        "checkpoints/LATEST",
+    ] {
+        assert!(full.join(f).exists(), "missing {f}");
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(full.join("results.json")).expect("results"))
+            .expect("json");
+    assert_eq!(results["steps"], 8);
+    assert_eq!(results["epochs_completed"], 2);
+
+    // Interrupted after 3 steps (mid-epoch), then resumed.
+    let split = tmp.path().join("split");
+    assert_success(&pretrain(&split, &["--epochs", "2", "--max-steps", "3"]));
+    let again = pretrain(&split, &["--epochs", "2"]);
+    assert!(
+        !again.status.success(),
+        "a second run into the same folder without --resume must refuse"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    assert_success(&pretrain(&split, &["--epochs", "2", "--resume"]));
+    assert_eq!(
+        step_losses(&full),
+        step_losses(&split),
+        "resumed run must replay the same losses"
+    );
+}
+
+#[test]
+fn bad_dataset_path_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        "edgeclr",
+        &[
+            "pretrain",
+            "--data",
+            "/nonexistent/cifar",
+            "--out",
+            tmp.path().join("r").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/cifar") && err.contains("--data"),
+        "{err}"
+    );
+}

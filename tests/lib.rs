@@ -1,0 +1,56 @@
+//! Helpers for the end-to-end tests: locating the built binaries and the shipped data.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The shipped CIFAR-10 sample.
+pub fn cifar_sample() -> PathBuf {
+    repo_root().join("tests/data/cifar10")
+}
+
+/// Path of a workspace binary built in the same profile as this test.
+///
+/// # Panics
+/// When the binary has not been built; the message says how to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo build --release --workspace` before the tests (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `binary(name)` with `args`, returning its output.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        .output()
+        .expect("spawn binary")
+}
+
+/// Panics with both streams unless `out` succeeded.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "command failed ({})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
