@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edgeclr_models::device::{DeviceChoice, adapters, select_device};
+use tracing_subscriber::EnvFilter;
 
 /// edgeclr-device: camera frames to embeddings on the board.
 #[derive(Debug, Parser)]
@@ -24,6 +25,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match cli.command {
         Command::Info => {
             for a in adapters() {
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {:#}", anyhow::Error::from(e));
                     ExitCode::FAILURE
                 }
             }

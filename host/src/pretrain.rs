@@ -16,6 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use edgeclr_models::augment::BatchBuilder;
 use edgeclr_models::checkpoint::{CheckpointDir, TrainState, save_weights, write_atomic};
 use edgeclr_models::device::select_device;
+use edgeclr_models::encoder::trainable_params;
 use edgeclr_models::optim::WarmupCosine;
 use edgeclr_models::{RgbImage, SimclrTrainer};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -157,7 +158,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             (trainer, state)
         }
     };
-    info!(params = trainer.model().encoder.num_params(), "encoder");
+    info!(params = trainable_params(&trainer.model().encoder), "encoder");
 
     let mut metrics = Metrics::open(&out.join("metrics.jsonl"))?;
     let builder = BatchBuilder::new(cfg.simclr.augment.clone());
@@ -226,7 +227,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         "wall_seconds": elapsed,
         "device": selected.description,
         "encoder": cfg.simclr.encoder,
-        "encoder_params": trainer.model().encoder.num_params(),
+        "encoder_params": trainable_params(&trainer.model().encoder),
         "representation_dim": cfg.simclr.encoder.output_dim(),
         "encoder_weights": encoder_path.file_name().map(|n| n.to_string_lossy().into_owned()),
     });
