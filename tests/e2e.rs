@@ -1,4 +1,6 @@
 //! End-to-end tests of the `edgeclr` and `edgeclr-device` binaries.
 
+#[path = "e2e/eval.rs"]
+mod eval;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;

@@ -137,6 +137,9 @@ pub struct PretrainArgs {
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// kNN monitor (k = 200, t = 0.1, test split scored) every N epochs; 0 disables.
+    #[arg(long)]
+    pub knn_every: Option<usize>,
     /// Output run folder.
     #[arg(long)]
     pub out: PathBuf,

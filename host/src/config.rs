@@ -39,6 +39,10 @@ pub struct TrainOptions {
     pub device: DeviceChoice,
     /// Seed of everything random.
     pub seed: u64,
+    /// Run the kNN monitor every this many epochs (0 = never).
+    pub knn_every: usize,
+    /// Class-balanced limit on the kNN memory bank (`None` = whole training split).
+    pub knn_bank_limit: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -55,6 +59,8 @@ impl Default for TrainOptions {
             train_limit: None,
             device: DeviceChoice::Auto,
             seed: 0,
+            knn_every: 1,
+            knn_bank_limit: None,
         }
     }
 }
@@ -119,6 +125,7 @@ impl PretrainConfig {
         }
         set!(t.device, args.device);
         set!(t.seed, args.seed);
+        set!(t.knn_every, args.knn_every);
 
         let s = &mut cfg.simclr;
         set!(s.encoder.architecture, args.encoder);

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod data;
 mod eval;
+mod plots;
 mod pretrain;
 
 use std::process::ExitCode;

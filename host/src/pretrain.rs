@@ -28,7 +28,9 @@ use tracing::{info, warn};
 
 use crate::cli::PretrainArgs;
 use crate::config::PretrainConfig;
-use crate::data::{self, Split};
+use crate::data::{self, LabeledImages, Split};
+use crate::eval::{features, knn};
+use crate::plots::{self, Series};
 
 /// The plan derived from the config and the dataset size.
 #[derive(Debug, Clone, Copy)]
@@ -158,8 +160,16 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             (trainer, state)
         }
     };
-    info!(params = trainable_params(&trainer.model().encoder), "encoder");
+    info!(
+        params = trainable_params(&trainer.model().encoder),
+        "encoder"
+    );
 
+    let monitor = if cfg.train.knn_every > 0 {
+        Monitor::new(&train, &cfg, &root, &selected.device)
+    } else {
+        None
+    };
     let mut metrics = Metrics::open(&out.join("metrics.jsonl"))?;
     let builder = BatchBuilder::new(cfg.simclr.augment.clone());
     let started = Instant::now();
@@ -167,6 +177,17 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let mut last_loss = f32::NAN;
     let mut epoch_losses: Vec<f32> = Vec::new();
 
+    let mut on_epoch =
+        |epoch: usize, trainer: &SimclrTrainer, metrics: &mut Metrics| -> Result<()> {
+            if let Some(m) = &monitor
+                && (epoch + 1) % cfg.train.knn_every == 0
+            {
+                let acc = m.knn(trainer, &cfg);
+                info!(epoch, top1 = acc.top1, top5 = acc.top5, "kNN monitor");
+                metrics.log(json!({"epoch": epoch, "knn_top1": acc.top1, "knn_top5": acc.top5}))?;
+            }
+            draw_plots(out)
+        };
     'training: while (state.step as usize) < stop_at {
         let segment = train_segment(
             &train.images,
@@ -180,6 +201,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             &mut metrics,
             &ckpts,
             &mut epoch_losses,
+            &mut on_epoch,
         )?;
         match segment {
             Segment::Done(loss) => {
@@ -215,6 +237,11 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let knn_final = monitor.as_ref().map(|m| m.knn(&trainer, &cfg));
+    if let Some(acc) = knn_final {
+        info!(top1 = acc.top1, top5 = acc.top5, "final kNN");
+    }
+    draw_plots(out)?;
     let steps_run = state.step as usize - first_step;
 
     let encoder_path = out.join("encoder.bpk");
@@ -223,6 +250,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         "steps": state.step,
         "epochs_completed": state.epoch,
         "final_loss": last_loss,
+        "knn": knn_final,
         "images_per_second": (steps_run * batch) as f64 / elapsed.max(1e-9),
         "wall_seconds": elapsed,
         "device": selected.description,
@@ -236,6 +264,134 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         serde_json::to_string_pretty(&results)?.as_bytes(),
     )?;
     println!("{}", serde_json::to_string(&results)?);
+    Ok(())
+}
+
+/// The online kNN monitor: training split as memory bank, test split scored.
+struct Monitor {
+    bank: LabeledImages,
+    test: LabeledImages,
+    device: Device,
+}
+
+impl Monitor {
+    /// The monitor for a labelled dataset with a test split; `None` (with a warning) otherwise.
+    fn new(
+        train: &LabeledImages,
+        cfg: &PretrainConfig,
+        root: &Path,
+        device: &Device,
+    ) -> Option<Self> {
+        let mut bank = train.clone().labeled_only();
+        if let Some(l) = cfg.train.knn_bank_limit {
+            bank = bank.balanced_subset(l);
+        }
+        let test = match data::load(cfg.train.dataset, root, Split::Test) {
+            Ok(t) => t.labeled_only(),
+            Err(e) => {
+                warn!("kNN monitor off: no labelled test split ({e:#})");
+                return None;
+            }
+        };
+        if bank.len() == 0 || test.len() == 0 {
+            warn!("kNN monitor off: the dataset has no labels");
+            return None;
+        }
+        Some(Self {
+            bank,
+            test,
+            device: device.clone(),
+        })
+    }
+
+    fn knn(&self, trainer: &SimclrTrainer, cfg: &PretrainConfig) -> knn::Accuracy {
+        let encoder = trainer.model().encoder.clone().valid();
+        let aug = &cfg.simclr.augment;
+        let bank = features::extract(&encoder, &self.bank.images, aug, &self.device, 256);
+        let query = features::extract(&encoder, &self.test.images, aug, &self.device, 256);
+        let classes = self.bank.num_classes().max(self.test.num_classes());
+        knn::knn_accuracy(
+            &bank,
+            &self.bank.labels,
+            &query,
+            &self.test.labels,
+            classes,
+            knn::KnnConfig::default(),
+            &self.device,
+        )
+    }
+}
+
+/// Redraws `plots/{loss,lr,knn}.png` from `metrics.jsonl` (the one source of truth, so
+/// resumed runs plot their whole history).
+fn draw_plots(out: &Path) -> Result<()> {
+    let text = fs::read_to_string(out.join("metrics.jsonl")).context("reading metrics.jsonl")?;
+    let (mut loss, mut epoch_loss, mut lr, mut top1, mut top5) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for v in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        if let (Some(step), Some(l)) = (f("step"), f("loss")) {
+            loss.push((step, l));
+            if let Some(r) = f("lr") {
+                lr.push((step, r));
+            }
+        }
+        if let (Some(l), Some(steps)) = (f("epoch_loss"), f("steps")) {
+            epoch_loss.push((steps, l));
+        }
+        if let (Some(e), Some(t1), Some(t5)) = (f("epoch"), f("knn_top1"), f("knn_top5")) {
+            top1.push((e + 1.0, t1));
+            top5.push((e + 1.0, t5));
+        }
+    }
+    let dir = out.join("plots");
+    plots::line_chart(
+        &dir.join("loss.png"),
+        "SimCLR loss",
+        "step",
+        "loss",
+        &[
+            Series {
+                label: "step",
+                points: loss,
+            },
+            Series {
+                label: "epoch mean",
+                points: epoch_loss,
+            },
+        ],
+    )?;
+    plots::line_chart(
+        &dir.join("lr.png"),
+        "learning rate",
+        "step",
+        "lr",
+        &[Series {
+            label: "lr",
+            points: lr,
+        }],
+    )?;
+    if !top1.is_empty() {
+        plots::line_chart(
+            &dir.join("knn.png"),
+            "kNN accuracy (k=200, t=0.1)",
+            "epoch",
+            "accuracy %",
+            &[
+                Series {
+                    label: "top-1",
+                    points: top1,
+                },
+                Series {
+                    label: "top-5",
+                    points: top5,
+                },
+            ],
+        )?;
+    }
     Ok(())
 }
 
@@ -264,6 +420,7 @@ fn train_segment(
     metrics: &mut Metrics,
     ckpts: &CheckpointDir,
     epoch_losses: &mut Vec<f32>,
+    on_epoch: &mut dyn FnMut(usize, &SimclrTrainer, &mut Metrics) -> Result<()>,
 ) -> Result<Segment> {
     let batch = cfg.train.batch_size;
     let seed = cfg.train.seed;
@@ -338,6 +495,7 @@ fn train_segment(
                         .log(json!({"epoch": epoch, "epoch_loss": mean, "steps": state.step}))?;
                     info!(epoch, loss = mean, "epoch done");
                     epoch_losses.clear();
+                    on_epoch(epoch, trainer, metrics)?;
                 }
                 ckpts.save(trainer.model(), trainer.optimizer(), state)?;
                 bar.finish();

@@ -98,8 +98,9 @@ impl SimclrTrainer {
         self.loss.forward(z).into_scalar()
     }
 
-    /// One optimisation step on the interleaved views at learning rate `lr`. A non-finite
-    /// loss is returned without updating the model, so a caller can roll back.
+    /// One optimisation step on the interleaved views at learning rate `lr`. On a non-finite
+    /// loss the optimizer is not stepped (no parameter changes), but the forward pass has
+    /// already folded the batch into BatchNorm running statistics: roll back to a checkpoint.
     ///
     /// # Shapes
     /// `views: [2N, 3, P, P]`, rows `2k` and `2k + 1` the two views of image `k`.
@@ -157,5 +158,41 @@ mod tests {
         }
         let after = trainer.loss(views);
         assert!(after < first, "loss did not drop: {first} -> {after}");
+    }
+
+    #[test]
+    fn a_non_finite_loss_leaves_the_model_untouched() {
+        use burn::tensor::TensorData;
+        let device = test_device();
+        let config = SimclrConfig {
+            encoder: EncoderConfig::new(Architecture::Resnet8),
+            ..SimclrConfig::default()
+        };
+        let mut trainer = SimclrTrainer::new(config.init_model(&device), &config);
+        // Trainable parameters only: the forward pass itself folds the batch into BatchNorm
+        // running statistics, which is why the host rolls back to a checkpoint on divergence.
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                let v = p.val();
+                if v.is_require_grad() {
+                    self.0
+                        .extend(v.into_data().try_to_vec::<f32>().expect("f32"));
+                }
+            }
+        }
+        let weights = |t: &SimclrTrainer| {
+            let mut c = Collect(Vec::new());
+            t.model().visit(&mut c);
+            c.0
+        };
+        let before = weights(&trainer);
+        let nan = Tensor::<4>::from_data(
+            TensorData::new(vec![f32::NAN; 4 * 3 * 8 * 8], [4, 3, 8, 8]),
+            &device,
+        );
+        let out = trainer.step(nan, 0.1);
+        assert!(out.loss.is_nan());
+        assert!(before == weights(&trainer), "weights changed on a NaN step");
     }
 }

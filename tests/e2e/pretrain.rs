@@ -103,3 +103,69 @@ fn bad_dataset_path_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn divergence_rolls_back_halves_lr_and_never_checkpoints_nan() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("diverge");
+    // SGD at lr 1e30 blows up at once; each rollback halves the lr until the guard gives up.
+    let data = cifar_sample();
+    let run_out = run(
+        "edgeclr",
+        &[
+            "pretrain",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--encoder",
+            "resnet8",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "8",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--warmup-epochs",
+            "0",
+            "--train-limit",
+            "16",
+            "--epochs",
+            "1",
+            "--knn-every",
+            "0",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        !run_out.status.success(),
+        "a run that never stops diverging must fail"
+    );
+    let stderr = String::from_utf8_lossy(&run_out.stderr);
+    assert!(stderr.contains("diverging"), "{stderr}");
+    let events: Vec<serde_json::Value> = fs::read_to_string(out.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "diverged")
+        .collect();
+    assert!(
+        events.len() >= 2,
+        "expected repeated rollbacks, got {events:?}"
+    );
+    let scales: Vec<f64> = events
+        .iter()
+        .map(|e| e["lr_scale"].as_f64().expect("lr_scale"))
+        .collect();
+    assert_eq!(scales[0], 0.5);
+    assert!(
+        scales.windows(2).all(|w| (w[1] - w[0] / 2.0).abs() < 1e-15),
+        "lr halves each time: {scales:?}"
+    );
+    // The only checkpoint is the initial, finite one.
+    let latest = fs::read_to_string(out.join("checkpoints/LATEST")).expect("LATEST");
+    assert_eq!(latest.trim(), "step-000000000");
+}

@@ -1,6 +1,8 @@
 //! Datasets: labelled in-memory image collections loaded from standard on-disk formats.
 
 pub mod cifar;
+pub mod folder;
+pub mod stl10;
 
 use anyhow::{Context, Result, bail};
 use edgeclr_models::RgbImage;
@@ -16,6 +18,10 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100 binary version (`train.bin`, `test.bin`).
     Cifar100,
+    /// STL-10 binary version; the training split includes `unlabeled_X.bin` when present.
+    Stl10,
+    /// JPEG/PNG files, flat (unlabelled) or one subfolder per class; `train/` + `test/` if split.
+    Folder,
 }
 
 /// A train or test split.
@@ -26,6 +32,9 @@ pub enum Split {
     /// Held-out test images.
     Test,
 }
+
+/// The label of an image without one (STL-10's unlabelled split, flat image folders).
+pub const UNLABELED: u16 = u16::MAX;
 
 /// Images with integer class labels.
 #[derive(Debug, Clone, Default)]
@@ -47,8 +56,28 @@ impl LabeledImages {
 
     /// Number of classes (max label + 1, or the class-name count if larger).
     pub fn num_classes(&self) -> usize {
-        let from_labels = self.labels.iter().max().map_or(0, |&m| usize::from(m) + 1);
+        let from_labels = self
+            .labels
+            .iter()
+            .filter(|&&l| l != UNLABELED)
+            .max()
+            .map_or(0, |&m| usize::from(m) + 1);
         from_labels.max(self.classes.len())
+    }
+
+    /// Only the images that carry a label (a kNN bank or a probe needs labels).
+    pub fn labeled_only(self) -> Self {
+        let (images, labels) = self
+            .images
+            .into_iter()
+            .zip(self.labels)
+            .filter(|(_, l)| *l != UNLABELED)
+            .unzip();
+        Self {
+            images,
+            labels,
+            classes: self.classes,
+        }
     }
 
     /// A class-balanced subset of at most `limit` images: the first `limit / classes` of each
@@ -66,6 +95,9 @@ impl LabeledImages {
             ..Self::default()
         };
         for (img, label) in self.images.into_iter().zip(self.labels) {
+            if label == UNLABELED {
+                continue;
+            }
             let q = &mut quota[usize::from(label)];
             if *q > 0 {
                 *q -= 1;
@@ -91,6 +123,8 @@ pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<LabeledImage
     match kind {
         DatasetKind::Cifar10 => cifar::load(root, cifar::Variant::Cifar10, split),
         DatasetKind::Cifar100 => cifar::load(root, cifar::Variant::Cifar100, split),
+        DatasetKind::Stl10 => stl10::load(root, split, true),
+        DatasetKind::Folder => folder::load(root, split),
     }
     .with_context(|| format!("loading {kind:?} {split:?} split from {}", root.display()))
 }

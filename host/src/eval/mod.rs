@@ -163,8 +163,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = selected.device.clone();
     info!(device = %selected.description, "backend");
     let kind = args.dataset.unwrap_or(cfg.train.dataset);
-    let mut train = data::load(kind, &args.data, Split::Train)?;
-    let mut test = data::load(kind, &args.data, Split::Test)?;
+    let mut train = data::load(kind, &args.data, Split::Train)?.labeled_only();
+    let mut test = data::load(kind, &args.data, Split::Test)?.labeled_only();
+    if train.len() == 0 || test.len() == 0 {
+        bail!(
+            "{} has no labelled train and test images; evaluation needs labels",
+            args.data.display()
+        );
+    }
     if let Some(l) = args.train_limit {
         train = train.balanced_subset(l);
     }

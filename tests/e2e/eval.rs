@@ -1,0 +1,103 @@
+//! `edgeclr eval` on a short run over the shipped CIFAR-10 sample.
+
+use std::path::Path;
+
+use e2e::{assert_success, cifar_sample, run};
+
+fn eval_json(run_dir: &Path, protocol: &str, extra: &[&str]) -> serde_json::Value {
+    let data = cifar_sample();
+    let mut args = vec![
+        "eval",
+        "--run",
+        run_dir.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--protocol",
+        protocol,
+        "--train-limit",
+        "200",
+        "--test-limit",
+        "100",
+        "--device",
+        "cpu",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = run("edgeclr", &args);
+    assert_success(&out);
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("a JSON line")
+        .to_string();
+    serde_json::from_str(&line).expect("JSON report")
+}
+
+fn in_percent(v: &serde_json::Value) -> bool {
+    v.as_f64().is_some_and(|x| (0.0..=100.0).contains(&x))
+}
+
+#[test]
+fn knn_linear_and_finetune_report_trained_and_random_init() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_dir = tmp.path().join("run");
+    let data = cifar_sample();
+    assert_success(&run(
+        "edgeclr",
+        &[
+            "pretrain",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--encoder",
+            "resnet8",
+            "--batch-size",
+            "16",
+            "--image-size",
+            "16",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--warmup-epochs",
+            "0",
+            "--train-limit",
+            "64",
+            "--epochs",
+            "1",
+            "--knn-every",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            run_dir.to_str().expect("utf-8"),
+        ],
+    ));
+    for png in ["plots/loss.png", "plots/lr.png", "plots/knn.png"] {
+        assert!(run_dir.join(png).exists(), "missing {png}");
+    }
+    for (protocol, extra) in [
+        ("knn", vec![]),
+        ("linear", vec![]),
+        ("finetune", vec!["--finetune-epochs", "1"]),
+    ] {
+        let report = eval_json(&run_dir, protocol, &extra);
+        for which in ["pretrained", "random_init"] {
+            let test = &report[which]["test"];
+            assert!(
+                in_percent(&test["top1"]) && in_percent(&test["top5"]),
+                "{protocol} {which}: {report}"
+            );
+            assert!(
+                test["top5"].as_f64() >= test["top1"].as_f64(),
+                "top-5 ≥ top-1: {report}"
+            );
+        }
+        assert!(run_dir.join(format!("eval-{protocol}.json")).exists());
+    }
+    let linear = eval_json(&run_dir, "linear", &["--random-init"]);
+    assert!(
+        linear.get("pretrained").is_none(),
+        "--random-init evaluates only the floor"
+    );
+    assert!(in_percent(&linear["random_init"]["train"]["top1"]));
+}
