@@ -31,8 +31,8 @@ pub struct TrainOptions {
     pub lr: Option<f64>,
     /// Batch-size scaling rule for the default learning rate.
     pub lr_scaling: LrScaling,
-    /// Warm-up epochs.
-    pub warmup_epochs: usize,
+    /// Warm-up epochs; `None` = 10% of the epochs (the paper's 10 of 100).
+    pub warmup_epochs: Option<usize>,
     /// Class-balanced training subset.
     pub train_limit: Option<usize>,
     /// Backend.
@@ -55,7 +55,7 @@ impl Default for TrainOptions {
             max_steps: None,
             lr: None,
             lr_scaling: LrScaling::Sqrt,
-            warmup_epochs: 10,
+            warmup_epochs: None,
             train_limit: None,
             device: DeviceChoice::Auto,
             seed: 0,
@@ -66,6 +66,11 @@ impl Default for TrainOptions {
 }
 
 impl TrainOptions {
+    /// Warm-up epochs in effect.
+    pub fn warmup(&self) -> usize {
+        self.warmup_epochs.unwrap_or(self.epochs / 10)
+    }
+
     /// The peak learning rate for this batch size.
     pub fn base_lr(&self) -> f64 {
         self.lr
@@ -119,7 +124,9 @@ impl PretrainConfig {
             t.lr = args.lr;
         }
         set!(t.lr_scaling, args.lr_scaling);
-        set!(t.warmup_epochs, args.warmup_epochs);
+        if args.warmup_epochs.is_some() {
+            t.warmup_epochs = args.warmup_epochs;
+        }
         if args.train_limit.is_some() {
             t.train_limit = args.train_limit;
         }

@@ -113,7 +113,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         steps_per_epoch,
         schedule: WarmupCosine {
             base_lr: cfg.train.base_lr(),
-            warmup_steps: steps_per_epoch * cfg.train.warmup_epochs,
+            warmup_steps: steps_per_epoch * cfg.train.warmup(),
             total_steps,
         },
     };
