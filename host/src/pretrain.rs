@@ -175,19 +175,24 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let started = Instant::now();
     let first_step = state.step as usize;
     let mut last_loss = f32::NAN;
-    let mut epoch_losses: Vec<f32> = Vec::new();
+    let mut progress = Progress::default();
 
-    let mut on_epoch =
-        |epoch: usize, trainer: &SimclrTrainer, metrics: &mut Metrics| -> Result<()> {
-            if let Some(m) = &monitor
-                && (epoch + 1) % cfg.train.knn_every == 0
-            {
-                let acc = m.knn(trainer, &cfg);
-                info!(epoch, top1 = acc.top1, top5 = acc.top5, "kNN monitor");
-                metrics.log(json!({"epoch": epoch, "knn_top1": acc.top1, "knn_top5": acc.top5}))?;
-            }
-            draw_plots(out)
-        };
+    let mut on_epoch = |epoch: usize,
+                        trainer: &SimclrTrainer,
+                        metrics: &mut Metrics|
+     -> Result<Option<knn::Accuracy>> {
+        let mut acc = None;
+        if let Some(m) = &monitor
+            && (epoch + 1) % cfg.train.knn_every == 0
+        {
+            let a = m.knn(trainer, &cfg);
+            info!(epoch, top1 = a.top1, top5 = a.top5, "kNN monitor");
+            metrics.log(json!({"epoch": epoch, "knn_top1": a.top1, "knn_top5": a.top5}))?;
+            acc = Some(a);
+        }
+        draw_plots(out)?;
+        Ok(acc)
+    };
     'training: while (state.step as usize) < stop_at {
         let segment = train_segment(
             &train.images,
@@ -200,7 +205,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             &mut state,
             &mut metrics,
             &ckpts,
-            &mut epoch_losses,
+            &mut progress,
             &mut on_epoch,
         )?;
         match segment {
@@ -227,7 +232,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
                     lr_scale,
                     ..loaded.state
                 };
-                epoch_losses.clear();
+                progress.epoch_losses.clear();
                 if lr_scale < 1e-6 {
                     bail!(
                         "loss keeps diverging even at lr × {lr_scale}; check the data and lower --lr"
@@ -237,7 +242,11 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let knn_final = monitor.as_ref().map(|m| m.knn(&trainer, &cfg));
+    // The monitor already scored this exact model if the run ended on a monitored epoch.
+    let knn_final = match progress.last_knn {
+        Some((step, acc)) if step == state.step => Some(acc),
+        _ => monitor.as_ref().map(|m| m.knn(&trainer, &cfg)),
+    };
     if let Some(acc) = knn_final {
         info!(top1 = acc.top1, top5 = acc.top5, "final kNN");
     }
@@ -251,7 +260,9 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         "epochs_completed": state.epoch,
         "final_loss": last_loss,
         "knn": knn_final,
-        "images_per_second": (steps_run * batch) as f64 / elapsed.max(1e-9),
+        // Training throughput: source images (two views each) per second of step time,
+        // excluding the kNN monitor, plots and checkpoints.
+        "images_per_second": (steps_run * batch) as f64 / progress.train_seconds.max(1e-9),
         "wall_seconds": elapsed,
         "device": selected.description,
         "encoder": cfg.simclr.encoder,
@@ -395,6 +406,17 @@ fn draw_plots(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Running totals of a training loop, kept across rollbacks.
+#[derive(Default)]
+struct Progress {
+    /// Losses of the current epoch.
+    epoch_losses: Vec<f32>,
+    /// Seconds spent in training steps (data wait included, monitor/plots/checkpoints not).
+    train_seconds: f64,
+    /// The step and result of the latest kNN check.
+    last_knn: Option<(u64, knn::Accuracy)>,
+}
+
 enum Segment {
     Done(f32),
     Diverged { step: usize, loss: f32 },
@@ -419,8 +441,8 @@ fn train_segment(
     state: &mut TrainState,
     metrics: &mut Metrics,
     ckpts: &CheckpointDir,
-    epoch_losses: &mut Vec<f32>,
-    on_epoch: &mut dyn FnMut(usize, &SimclrTrainer, &mut Metrics) -> Result<()>,
+    progress: &mut Progress,
+    on_epoch: &mut dyn FnMut(usize, &SimclrTrainer, &mut Metrics) -> Result<Option<knn::Accuracy>>,
 ) -> Result<Segment> {
     let batch = cfg.train.batch_size;
     let seed = cfg.train.seed;
@@ -475,10 +497,10 @@ fn train_segment(
                 });
             }
             last = outcome.loss;
-            epoch_losses.push(outcome.loss);
+            progress.epoch_losses.push(outcome.loss);
             state.step = step as u64 + 1;
             let dt = tick.elapsed().as_secs_f64();
-            tick = Instant::now();
+            progress.train_seconds += dt;
             let ips = batch as f64 / dt.max(1e-9);
             metrics.log(json!({"step": step, "epoch": epoch, "loss": outcome.loss, "lr": lr, "images_per_second": ips}))?;
             bar.set_message(format!(
@@ -488,14 +510,17 @@ fn train_segment(
             bar.inc(1);
             let end_of_epoch = (step + 1) % plan.steps_per_epoch == 0;
             if end_of_epoch || step + 1 == stop_at {
-                let mean = epoch_losses.iter().sum::<f32>() / epoch_losses.len().max(1) as f32;
+                let losses = &progress.epoch_losses;
+                let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
                 if end_of_epoch {
                     state.epoch = epoch as u64 + 1;
                     metrics
                         .log(json!({"epoch": epoch, "epoch_loss": mean, "steps": state.step}))?;
                     info!(epoch, loss = mean, "epoch done");
-                    epoch_losses.clear();
-                    on_epoch(epoch, trainer, metrics)?;
+                    progress.epoch_losses.clear();
+                    if let Some(acc) = on_epoch(epoch, trainer, metrics)? {
+                        progress.last_knn = Some((state.step, acc));
+                    }
                 }
                 ckpts.save(trainer.model(), trainer.optimizer(), state)?;
                 bar.finish();
@@ -503,6 +528,7 @@ fn train_segment(
                     bar = new_bar(plan, step + 1);
                 }
             }
+            tick = Instant::now();
         }
         Ok(Segment::Done(last))
     })
