@@ -25,14 +25,15 @@ fn pretrain(out: &Path, extra: &[&str]) -> std::process::Output {
         "0",
         "--train-limit",
         "64",
-        "--device",
-        "cpu",
         "--seed",
         "5",
         "--out",
         out.to_str().expect("utf-8 path"),
     ];
     args.extend_from_slice(extra);
+    if !extra.contains(&"--device") {
+        args.extend_from_slice(&["--device", "cpu"]);
+    }
     run("edgeclr", &args)
 }
 
@@ -168,4 +169,42 @@ fn divergence_rolls_back_halves_lr_and_never_checkpoints_nan() {
     // The only checkpoint is the initial, finite one.
     let latest = fs::read_to_string(out.join("checkpoints/LATEST")).expect("LATEST");
     assert_eq!(latest.trim(), "step-000000000");
+}
+
+#[test]
+fn wgpu_backend_runs_pretrain_and_reports_its_adapter() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("wgpu");
+    let result = pretrain(
+        &out,
+        &[
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--knn-every",
+            "0",
+            "--device",
+            "wgpu",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    if !result.status.success() && stderr.contains("no usable wgpu adapter") {
+        eprintln!("SKIPPED: no wgpu adapter on this machine (install mesa-vulkan-drivers)");
+        return;
+    }
+    assert_success(&result);
+    let results: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("results.json")).expect("results"))
+            .expect("json");
+    let device = results["device"].as_str().expect("device string");
+    assert!(
+        device.starts_with("wgpu: "),
+        "device selection must name the adapter: {device}"
+    );
+    assert_eq!(results["steps"], 2);
+    assert!(
+        results["final_loss"].as_f64().is_some_and(f64::is_finite),
+        "{results}"
+    );
 }
