@@ -54,3 +54,37 @@ pub fn assert_success(out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `edgeclr pretrain` of a tiny resnet8 (16 px views, batch 16, Adam) on 64 images of the
+/// shipped sample into `out`, with `extra` flags appended (`--device cpu` unless given).
+pub fn tiny_pretrain(out: &std::path::Path, extra: &[&str]) -> Output {
+    let data = cifar_sample();
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--encoder",
+        "resnet8",
+        "--batch-size",
+        "16",
+        "--image-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--warmup-epochs",
+        "0",
+        "--train-limit",
+        "64",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    if !extra.contains(&"--device") {
+        args.extend_from_slice(&["--device", "cpu"]);
+    }
+    run("edgeclr", &args)
+}

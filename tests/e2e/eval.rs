@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use e2e::{assert_success, cifar_sample, run};
+use e2e::{assert_success, cifar_sample, run, tiny_pretrain};
 
 fn eval_json(run_dir: &Path, protocol: &str, extra: &[&str]) -> serde_json::Value {
     let data = cifar_sample();
@@ -41,36 +41,9 @@ fn in_percent(v: &serde_json::Value) -> bool {
 fn knn_linear_and_finetune_report_trained_and_random_init() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let run_dir = tmp.path().join("run");
-    let data = cifar_sample();
-    assert_success(&run(
-        "edgeclr",
-        &[
-            "pretrain",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--encoder",
-            "resnet8",
-            "--batch-size",
-            "16",
-            "--image-size",
-            "16",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.001",
-            "--warmup-epochs",
-            "0",
-            "--train-limit",
-            "64",
-            "--epochs",
-            "1",
-            "--knn-every",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            run_dir.to_str().expect("utf-8"),
-        ],
+    assert_success(&tiny_pretrain(
+        &run_dir,
+        &["--epochs", "1", "--knn-every", "1"],
     ));
     for png in ["plots/loss.png", "plots/lr.png", "plots/knn.png"] {
         assert!(run_dir.join(png).exists(), "missing {png}");

@@ -3,39 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use e2e::{assert_success, cifar_sample, run};
-
-fn pretrain(out: &Path, extra: &[&str]) -> std::process::Output {
-    let data = cifar_sample();
-    let mut args = vec![
-        "pretrain",
-        "--data",
-        data.to_str().expect("utf-8 path"),
-        "--encoder",
-        "resnet8",
-        "--batch-size",
-        "16",
-        "--image-size",
-        "16",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.001",
-        "--warmup-epochs",
-        "0",
-        "--train-limit",
-        "64",
-        "--seed",
-        "5",
-        "--out",
-        out.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    if !extra.contains(&"--device") {
-        args.extend_from_slice(&["--device", "cpu"]);
-    }
-    run("edgeclr", &args)
-}
+use e2e::{assert_success, cifar_sample, run, tiny_pretrain as pretrain};
 
 fn step_losses(run_dir: &Path) -> Vec<(u64, f64)> {
     fs::read_to_string(run_dir.join("metrics.jsonl"))
