@@ -1,5 +1,7 @@
 //! End-to-end tests of the `edgeclr` and `edgeclr-device` binaries.
 
+#[path = "e2e/ablate.rs"]
+mod ablate;
 #[path = "e2e/eval.rs"]
 mod eval;
 #[path = "e2e/pretrain.rs"]

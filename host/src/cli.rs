@@ -29,6 +29,8 @@ pub enum Command {
     Pretrain(PretrainArgs),
     /// Evaluate a pretrained encoder: kNN, linear probe or fine-tuning, next to a random-init floor.
     Eval(crate::eval::EvalArgs),
+    /// Reproduce the paper's loss / head / colour comparisons at a small, equal budget per row.
+    Ablate(crate::ablate::AblateArgs),
 }
 
 /// Loss families of the paper's Table 4.
@@ -54,7 +56,7 @@ pub enum OptimizerKind {
 }
 
 /// `edgeclr pretrain`: every flag can also be set in the `--config` TOML file; flags win.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PretrainArgs {
     /// Dataset folder.
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! `edgeclr` — SimCLR on the training host: pretraining now; evaluation, export,
 //! bundling and flashing grow here (see the issues).
 
+mod ablate;
 mod cli;
 mod config;
 mod data;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Pretrain(args) => pretrain::run(args),
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Ablate(args) => ablate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
