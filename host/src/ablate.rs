@@ -76,6 +76,47 @@ fn rows(table: Table) -> Vec<(&'static str, Box<dyn Fn(&mut PretrainArgs)>)> {
     }
 }
 
+/// kNN on the projection `z = g(f(x))` of a finished row (the paper's h-vs-z comparison).
+fn knn_on_projection(row: &PretrainArgs) -> Result<crate::eval::knn::Accuracy> {
+    use burn::module::Module;
+    use edgeclr_models::checkpoint::CheckpointDir;
+    use edgeclr_models::device::select_device;
+
+    use crate::data::{self, Split};
+    use crate::eval::{features, knn};
+
+    let cfg = crate::eval::run_config(&row.out)?;
+    let device = select_device(cfg.train.device)?.device;
+    let loaded = CheckpointDir::new(row.out.join("checkpoints"), 2)
+        .load_latest(&device)?
+        .context("the row left no checkpoint")?;
+    let model = loaded.model.valid();
+    let root = cfg
+        .train
+        .data
+        .clone()
+        .context("the row's config has no data path")?;
+    let mut train = data::load(cfg.train.dataset, &root, Split::Train)?.labeled_only();
+    if let Some(l) = cfg.train.knn_bank_limit {
+        train = train.balanced_subset(l);
+    }
+    let test = data::load(cfg.train.dataset, &root, Split::Test)?.labeled_only();
+    let aug = &cfg.simclr.augment;
+    let z = |x| model.forward(x).1;
+    let bank = features::extract_with(&z, &train.images, aug, &device, 256);
+    let query = features::extract_with(&z, &test.images, aug, &device, 256);
+    let classes = train.num_classes().max(test.num_classes());
+    Ok(knn::knn_accuracy(
+        &bank,
+        &train.labels,
+        &query,
+        &test.labels,
+        classes,
+        knn::KnnConfig::default(),
+        &device,
+    ))
+}
+
 /// Runs `edgeclr ablate`.
 pub fn run(args: AblateArgs) -> Result<()> {
     let root: PathBuf = args.base.out.clone();
@@ -92,21 +133,27 @@ pub fn run(args: AblateArgs) -> Result<()> {
         let text = std::fs::read_to_string(row.out.join("results.json"))
             .context("reading the row's results.json")?;
         let r: serde_json::Value = serde_json::from_str(&text)?;
-        results.push(
-            json!({"row": name, "knn": r["knn"], "final_loss": r["final_loss"], "run": row.out}),
-        );
+        let knn_z = if args.table == Table::Head {
+            Some(knn_on_projection(&row)?)
+        } else {
+            None
+        };
+        results.push(json!({
+            "row": name, "knn": r["knn"], "knn_z": knn_z, "final_loss": r["final_loss"], "run": row.out
+        }));
     }
     let mut md = format!(
-        "| {:?} | kNN top-1 | kNN top-5 | final loss |\n| --- | ---: | ---: | ---: |\n",
+        "| {:?} | kNN top-1 on h | kNN top-5 on h | kNN top-1 on z | final loss |\n| --- | ---: | ---: | ---: | ---: |\n",
         args.table
     );
     for r in &results {
         let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.2}"));
         md.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             r["row"].as_str().unwrap_or("?"),
             f(&r["knn"]["top1"]),
             f(&r["knn"]["top5"]),
+            f(&r["knn_z"]["top1"]),
             f(&r["final_loss"])
         ));
     }

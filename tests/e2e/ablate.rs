@@ -52,6 +52,10 @@ fn head_table_trains_each_row_and_writes_tables() {
             .as_f64()
             .expect("every row is scored by kNN");
         assert!((0.0..=100.0).contains(&top1), "{r}");
+        let z1 = r["knn_z"]["top1"]
+            .as_f64()
+            .expect("head rows are also scored on z");
+        assert!((0.0..=100.0).contains(&z1), "{r}");
     }
     let md = fs::read_to_string(out.join("ablation.md")).expect("ablation.md");
     assert!(md.lines().count() == 5 && md.contains("| mlp |"), "{md}");

@@ -47,12 +47,23 @@ pub fn extract(
     device: &Device,
     chunk: usize,
 ) -> Features {
+    extract_with(&|x| encoder.forward(x), images, augment, device, chunk)
+}
+
+/// Like [`extract`] for any image → vector map (e.g. `z = g(f(x))` to score the projection).
+pub fn extract_with(
+    forward: &dyn Fn(Tensor<4>) -> Tensor<2>,
+    images: &[RgbImage],
+    augment: &AugmentConfig,
+    device: &Device,
+    chunk: usize,
+) -> Features {
     let side = augment.image_size;
     let mut values = Vec::new();
     let mut dim = 0;
     for part in images.chunks(chunk.max(1)) {
         let views: Vec<Vec<f32>> = part.par_iter().map(|img| augment.eval_view(img)).collect();
-        let h = l2_normalize(encoder.forward(stack_chw(&views, side, device)));
+        let h = l2_normalize(forward(stack_chw(&views, side, device)));
         dim = h.dims()[1];
         values.extend(h.into_data().try_to_vec::<f32>().expect("features are f32"));
     }
