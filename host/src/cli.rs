@@ -31,6 +31,8 @@ pub enum Command {
     Eval(crate::eval::EvalArgs),
     /// Reproduce the paper's loss / head / colour comparisons at a small, equal budget per row.
     Ablate(crate::ablate::AblateArgs),
+    /// Train the same encoder with labels and cross-entropy: the supervised ceiling.
+    Supervised(crate::supervised::SupervisedArgs),
 }
 
 /// Loss families of the paper's Table 4.

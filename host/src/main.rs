@@ -8,6 +8,7 @@ mod data;
 mod eval;
 mod plots;
 mod pretrain;
+mod supervised;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         cli::Command::Pretrain(args) => pretrain::run(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Ablate(args) => ablate::run(args),
+        cli::Command::Supervised(args) => supervised::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

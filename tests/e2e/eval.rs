@@ -74,3 +74,40 @@ fn knn_linear_and_finetune_report_trained_and_random_init() {
     );
     assert!(in_percent(&linear["random_init"]["train"]["top1"]));
 }
+
+#[test]
+fn supervised_ceiling_learns_above_chance() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = cifar_sample();
+    let out = tmp.path().join("sup");
+    let result = run(
+        "edgeclr",
+        &[
+            "supervised",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--encoder",
+            "resnet8",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert_success(&result);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("supervised.json")).expect("report"),
+    )
+    .expect("json");
+    // 10 balanced classes on 500 test images: chance is 10% ± 1.3% (one σ); five epochs on
+    // 1,000 labelled images must clear chance by more than 3σ.
+    let top1 = report["test"]["top1"].as_f64().expect("top1");
+    assert!(
+        top1 > 14.0,
+        "supervised resnet8 stayed near chance: {report}"
+    );
+}
