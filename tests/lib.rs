@@ -55,12 +55,27 @@ pub fn assert_success(out: &Output) {
     );
 }
 
+/// Parses the JSON file at `path`.
+///
+/// # Panics
+/// When the file is missing or not JSON, naming it.
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// `edgeclr pretrain` of a tiny resnet8 (16 px views, batch 16, Adam) on 64 images of the
 /// shipped sample into `out`, with `extra` flags appended (`--device cpu` unless given).
 pub fn tiny_pretrain(out: &std::path::Path, extra: &[&str]) -> Output {
+    tiny(&["pretrain"], out, extra)
+}
+
+/// `command` (any subcommand taking the pretrain flags, e.g. `["ablate", "--table", "head"]`)
+/// with the tiny recipe of [`tiny_pretrain`].
+pub fn tiny(command: &[&str], out: &std::path::Path, extra: &[&str]) -> Output {
     let data = cifar_sample();
-    let mut args = vec![
-        "pretrain",
+    let mut args = command.to_vec();
+    args.extend_from_slice(&[
         "--data",
         data.to_str().expect("utf-8 path"),
         "--encoder",
@@ -81,7 +96,7 @@ pub fn tiny_pretrain(out: &std::path::Path, extra: &[&str]) -> Output {
         "5",
         "--out",
         out.to_str().expect("utf-8 path"),
-    ];
+    ]);
     args.extend_from_slice(extra);
     if !extra.contains(&"--device") {
         args.extend_from_slice(&["--device", "cpu"]);

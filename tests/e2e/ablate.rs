@@ -2,52 +2,25 @@
 
 use std::fs;
 
-use e2e::{assert_success, cifar_sample, run};
+use e2e::{assert_success, read_json, tiny};
 
 #[test]
 fn head_table_trains_each_row_and_writes_tables() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("ablate");
-    let data = cifar_sample();
-    let result = run(
-        "edgeclr",
-        &[
-            "ablate",
-            "--table",
-            "head",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--encoder",
-            "resnet8",
-            "--batch-size",
-            "16",
-            "--image-size",
-            "16",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.001",
-            "--epochs",
-            "1",
-            "--train-limit",
-            "32",
-            "--device",
-            "cpu",
-            "--out",
-            out.to_str().expect("utf-8"),
-        ],
-    );
-    assert_success(&result);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(
-        &fs::read_to_string(out.join("ablation.json")).expect("ablation.json"),
-    )
-    .expect("json");
+    assert_success(&tiny(
+        &["ablate", "--table", "head"],
+        &out,
+        &["--epochs", "1"],
+    ));
+    let rows = read_json(&out.join("ablation.json"));
+    let rows = rows.as_array().expect("one object per row");
     let names: Vec<&str> = rows
         .iter()
         .map(|r| r["row"].as_str().expect("row name"))
         .collect();
     assert_eq!(names, ["none", "linear", "mlp"]);
-    for r in &rows {
+    for r in rows {
         let top1 = r["knn"]["top1"]
             .as_f64()
             .expect("every row is scored by kNN");

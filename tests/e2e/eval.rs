@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use e2e::{assert_success, cifar_sample, run, tiny_pretrain};
+use e2e::{assert_success, cifar_sample, read_json, run, tiny_pretrain};
 
 fn eval_json(run_dir: &Path, protocol: &str, extra: &[&str]) -> serde_json::Value {
     let data = cifar_sample();
@@ -99,10 +99,7 @@ fn supervised_ceiling_learns_above_chance() {
         ],
     );
     assert_success(&result);
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("supervised.json")).expect("report"),
-    )
-    .expect("json");
+    let report = read_json(&out.join("supervised.json"));
     // 10 balanced classes on 500 test images: chance is 10% ± 1.3% (one σ); five epochs on
     // 1,000 labelled images must clear chance by more than 3σ.
     let top1 = report["test"]["top1"].as_f64().expect("top1");

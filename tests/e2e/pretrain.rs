@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use e2e::{assert_success, cifar_sample, run, tiny_pretrain as pretrain};
+use e2e::{assert_success, cifar_sample, read_json, run, tiny_pretrain as pretrain};
 
 fn step_losses(run_dir: &Path) -> Vec<(u64, f64)> {
     fs::read_to_string(run_dir.join("metrics.jsonl"))
@@ -29,9 +29,7 @@ fn pretrain_writes_artifacts_and_resumes_bit_for_bit() {
     ] {
         assert!(full.join(f).exists(), "missing {f}");
     }
-    let results: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(full.join("results.json")).expect("results"))
-            .expect("json");
+    let results = read_json(&full.join("results.json"));
     assert_eq!(results["steps"], 8);
     assert_eq!(results["epochs_completed"], 2);
 
@@ -162,9 +160,7 @@ fn wgpu_backend_runs_pretrain_and_reports_its_adapter() {
         return;
     }
     assert_success(&result);
-    let results: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("results.json")).expect("results"))
-            .expect("json");
+    let results = read_json(&out.join("results.json"));
     let device = results["device"].as_str().expect("device string");
     assert!(
         device.starts_with("wgpu: "),

@@ -103,7 +103,7 @@ proptest! {
 }
 
 #[test]
-fn resize_of_full_crop_at_same_size_is_exact() {
+fn bilinear_downscale_matches_hand_computation() {
     let img = RgbImage::new(3, 2, (0u8..18).map(|v| v * 10).collect()).expect("3x2");
     let v = crop::resized_crop(&img, CropBox::full(3, 2), 2);
     // 3x2 -> 2x2: column centres map to x = 0.25 and 1.75 (half-pixel), rows to y = 0 and 1.
