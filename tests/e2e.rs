@@ -4,5 +4,7 @@
 mod ablate;
 #[path = "e2e/eval.rs"]
 mod eval;
+#[path = "e2e/export.rs"]
+mod export;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;

@@ -33,6 +33,10 @@ pub enum Command {
     Ablate(crate::ablate::AblateArgs),
     /// Train the same encoder with labels and cross-entropy: the supervised ceiling.
     Supervised(crate::supervised::SupervisedArgs),
+    /// Export the encoder for the board: fp32 ONNX/NNEF, int8 (calibrated), manifest with drift.
+    Export(crate::export::ExportArgs),
+    /// Embed a dataset with an exported model through tract (the board's code path).
+    Embed(crate::embed::EmbedArgs),
 }
 
 /// Loss families of the paper's Table 4.

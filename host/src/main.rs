@@ -1,11 +1,13 @@
-//! `edgeclr` — SimCLR on the training host: pretraining now; evaluation, export,
-//! bundling and flashing grow here (see the issues).
+//! `edgeclr` — SimCLR on the training host: pretraining, evaluation, ablations, export
+//! and quantisation for the board, embedding with the board's runtime.
 
 mod ablate;
 mod cli;
 mod config;
 mod data;
+mod embed;
 mod eval;
+mod export;
 mod plots;
 mod pretrain;
 mod supervised;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Ablate(args) => ablate::run(args),
         cli::Command::Supervised(args) => supervised::run(args),
+        cli::Command::Export(args) => export::run(args),
+        cli::Command::Embed(args) => embed::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,9 @@
 //! ([`augment`]), ResNet encoders ([`encoder`]), projection heads ([`head`]),
 //! contrastive losses ([`loss`]), LARS and learning-rate schedules ([`optim`]),
 //! the assembled model and its train step ([`simclr`]), atomic checkpoints
-//! ([`checkpoint`]) and the one place a burn backend is chosen ([`device`]).
+//! ([`checkpoint`]), the one place a burn backend is chosen ([`device`]), export to
+//! ONNX/NNEF with int8 quantisation ([`export`]) and tract inference of the exported files
+//! ([`embed`]).
 //!
 //! The recipe follows Chen et al., *A Simple Framework for Contrastive Learning of
 //! Visual Representations* (ICML 2020, <https://arxiv.org/abs/2002.05709>).
@@ -15,8 +17,10 @@ pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod embed;
 pub mod encoder;
 pub mod error;
+pub mod export;
 pub mod head;
 pub mod image;
 pub mod loss;

@@ -24,6 +24,23 @@ pub enum DatasetKind {
     Folder,
 }
 
+impl DatasetKind {
+    /// Guesses the format from the files in `root`: CIFAR-10/100 and STL-10 binaries by
+    /// their file names, anything else is an image folder.
+    pub fn detect(root: &Path) -> Self {
+        let has = |f: &str| root.join(f).is_file();
+        if has("data_batch_1.bin") || has("test_batch.bin") {
+            Self::Cifar10
+        } else if has("train.bin") && has("test.bin") {
+            Self::Cifar100
+        } else if has("train_X.bin") || has("unlabeled_X.bin") {
+            Self::Stl10
+        } else {
+            Self::Folder
+        }
+    }
+}
+
 /// A train or test split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {

@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::{EncoderConfig, Stem};
+use crate::export::{FoldedBlock, FoldedConv, FoldedResNet};
 
 /// Kaiming-normal, fan-out, ReLU gain: torchvision's ResNet convolution init.
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
@@ -171,6 +172,76 @@ impl ResNet {
     }
 }
 
+/// Folds an inference-mode BatchNorm into the bias-free convolution before it:
+/// `w'[o] = w[o]·γ[o]/√(σ²[o]+ε)`, `b'[o] = β[o] − μ[o]·γ[o]/√(σ²[o]+ε)`.
+fn fold(conv: &Conv2d, bn: &BatchNorm) -> FoldedConv {
+    let vec = |t: Tensor<1>| {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .expect("BatchNorm state is f32")
+    };
+    let gamma = vec(bn.gamma.val());
+    let beta = vec(bn.beta.val());
+    let mean = vec(bn.running_mean.value());
+    let var = vec(bn.running_var.value());
+    let [cout, cin, kh, kw] = conv.weight.val().dims();
+    let mut weight = conv
+        .weight
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("conv weights are f32");
+    let old_bias = conv.bias.as_ref().map(|b| vec(b.val()));
+    let per_out = cin * kh * kw;
+    let mut bias = vec![0.0; cout];
+    for o in 0..cout {
+        // f64 so folding adds no error of its own beyond the final rounding to f32.
+        let scale = f64::from(gamma[o]) / (f64::from(var[o]) + bn.epsilon).sqrt();
+        for w in &mut weight[o * per_out..(o + 1) * per_out] {
+            *w = (f64::from(*w) * scale) as f32;
+        }
+        let b0 = old_bias.as_ref().map_or(0.0, |b| f64::from(b[o]));
+        bias[o] = (f64::from(beta[o]) + (b0 - f64::from(mean[o])) * scale) as f32;
+    }
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Same => [kh / 2, kw / 2, kh / 2, kw / 2],
+    };
+    FoldedConv {
+        shape: [cout, cin, kh, kw],
+        weight,
+        bias,
+        stride: conv.stride,
+        padding,
+    }
+}
+
+impl ResNet {
+    /// The inference-mode network as plain data with every BatchNorm folded into its
+    /// convolution: what the ONNX/NNEF exporters and the quantiser consume.
+    pub fn fold(&self) -> FoldedResNet {
+        FoldedResNet {
+            stem: fold(&self.stem_conv, &self.stem_bn),
+            stem_pool: self.stem_pool.is_some(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| {
+                    let mut convs = vec![fold(&b.conv1, &b.bn1), fold(&b.conv2, &b.bn2)];
+                    if let (Some(c3), Some(b3)) = (&b.conv3, &b.bn3) {
+                        convs.push(fold(c3, b3));
+                    }
+                    FoldedBlock {
+                        convs,
+                        shortcut: b.shortcut.as_ref().map(|s| fold(&s.conv, &s.bn)),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Architecture, trainable_params};
@@ -195,6 +266,30 @@ mod tests {
         assert_eq!(trainable_params(&r18c), 11_176_512 - 9_408 + 1_728);
         // burn's num_params also counts BN running mean/var: 2 × 4,800 BN channels in ResNet-18.
         assert_eq!(r18.num_params(), 11_176_512 + 9_600);
+    }
+
+    #[test]
+    fn folding_matches_hand_computed_values() {
+        use burn::module::{Param, RunningState};
+        use burn::tensor::TensorData;
+        // y = γ (w·x − μ) / √(σ² + ε) + β with w = 2, μ = 1, σ² = 3, ε = 1e-5, γ = 0.5,
+        // β = 0.25 folds to w' = 2·0.5/√(3 + 1e-5) = 0.5773493, b' = 0.25 − 0.5/√3.00001
+        // = −0.0386747 (numpy: 2*0.5/np.sqrt(3+1e-5), 0.25-0.5/np.sqrt(3+1e-5)).
+        let device = Device::flex();
+        let one = |v: f32| Tensor::<1>::from_data(TensorData::new(vec![v], [1]), &device);
+        let mut c = Conv2dConfig::new([1, 1], [1, 1])
+            .with_bias(false)
+            .init(&device);
+        c.weight = Param::from_tensor(one(2.0).reshape([1, 1, 1, 1]));
+        let mut b = BatchNormConfig::new(1).init(&device);
+        b.gamma = Param::from_tensor(one(0.5));
+        b.beta = Param::from_tensor(one(0.25));
+        b.running_mean = RunningState::new(one(1.0));
+        b.running_var = RunningState::new(one(3.0));
+        let f = fold(&c, &b);
+        assert!((f.weight[0] - 0.577_349_3).abs() < 1e-6, "{:?}", f.weight);
+        assert!((f.bias[0] + 0.038_674_65).abs() < 1e-6, "{:?}", f.bias);
+        assert_eq!((f.stride, f.padding), ([1, 1], [0; 4]));
     }
 
     #[test]

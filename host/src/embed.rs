@@ -1,0 +1,189 @@
+//! `edgeclr embed`: embeds a dataset with an exported model through tract — the code path
+//! the board runs — into `.npy` (float32 `[n, dim]`, labels beside it) or `.jsonl`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use edgeclr_models::augment::AugmentConfig;
+use edgeclr_models::checkpoint::write_atomic;
+use edgeclr_models::embed::{self, Embedder};
+use rayon::prelude::*;
+use tracing::info;
+
+use crate::data::{self, DatasetKind, Split, UNLABELED};
+use crate::export::embed_with_progress;
+
+/// Which split to embed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitArg {
+    /// Training split.
+    Train,
+    /// Test split.
+    Test,
+}
+
+/// `edgeclr embed` arguments.
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// An export folder (its manifest picks the model) or one model file inside it.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset folder to embed.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Dataset format; default: detected from the files.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Split to embed.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Embed only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output: `.npy` (float32 [n, dim]; `<stem>.labels.npy` beside it when labelled) or
+    /// `.jsonl` (one `{"index", "label", "embedding"}` object per line).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The `.npy` (format 1.0) bytes of a little-endian array of `descr` (`<f4`, `<i4`).
+pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.push_str(&" ".repeat(pad));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Runs `edgeclr embed`.
+pub fn run(args: EmbedArgs) -> Result<()> {
+    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "npy" | "jsonl") {
+        bail!("--out {} must end in .npy or .jsonl", args.out.display());
+    }
+    let opened = embed::open(&args.model)
+        .with_context(|| format!("opening --model {}", args.model.display()))?;
+    let m = &opened.manifest;
+    info!(
+        "model {} ({:?}, {}×{}, h = {})",
+        m.source.model_version, opened.kind, m.input.size, m.input.size, m.output_dim
+    );
+    let kind = args
+        .dataset
+        .unwrap_or_else(|| DatasetKind::detect(&args.data));
+    let split = match args.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Test => Split::Test,
+    };
+    let mut set = data::load(kind, &args.data, split)?;
+    if let Some(limit) = args.limit {
+        set.images.truncate(limit);
+        set.labels.truncate(limit);
+    }
+    if set.images.is_empty() {
+        bail!(
+            "{} has no images in its {split:?} split",
+            args.data.display()
+        );
+    }
+    let augment = AugmentConfig {
+        image_size: m.input.size,
+        normalize: m.input.normalize,
+        ..AugmentConfig::default()
+    };
+    let views: Vec<Vec<f32>> = set
+        .images
+        .par_iter()
+        .map(|i| augment.eval_view(i))
+        .collect();
+    let rows = embed_with_progress(&opened.embedder, &views, "embed")?;
+    write_output(&args.out, &rows, &set.labels, opened.embedder.dim())?;
+    println!(
+        "embedded {} images ({} split) with {} into {} [{} × {}]",
+        rows.len(),
+        format!("{split:?}").to_lowercase(),
+        opened.embedder.source().display(),
+        args.out.display(),
+        rows.len(),
+        opened.embedder.dim()
+    );
+    Ok(())
+}
+
+fn write_output(out: &Path, rows: &[Vec<f32>], labels: &[u16], dim: usize) -> Result<()> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let labelled = labels.iter().any(|&l| l != UNLABELED);
+    if out.extension().is_some_and(|e| e == "npy") {
+        let data: Vec<u8> = rows
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        write_atomic(out, &npy_bytes("<f4", &[rows.len(), dim], &data))?;
+        if labelled {
+            let l: Vec<u8> = labels
+                .iter()
+                .flat_map(|&l| if l == UNLABELED { -1i32 } else { i32::from(l) }.to_le_bytes())
+                .collect();
+            let path = out.with_extension("labels.npy");
+            write_atomic(&path, &npy_bytes("<i4", &[labels.len()], &l))?;
+        }
+    } else {
+        let mut text = Vec::new();
+        for (i, (row, &label)) in rows.iter().zip(labels).enumerate() {
+            let label = (label != UNLABELED).then_some(label);
+            let line = serde_json::json!({"index": i, "label": label, "embedding": row});
+            writeln!(text, "{line}").expect("writing to memory");
+        }
+        write_atomic(out, &text)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_parsable() {
+        // numpy: np.save(f, np.array([[1, 2, 3], [4, 5, 6]], dtype='<f4')) writes this header.
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let bytes = npy_bytes("<f4", &[2, 3], &data);
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii");
+        assert_eq!(
+            header.trim_end(),
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+        );
+        assert!(header.ends_with('\n'));
+        assert_eq!(&bytes[10 + len..], &data[..]);
+        let one = npy_bytes("<i4", &[5], &[0; 20]);
+        let len = u16::from_le_bytes([one[8], one[9]]) as usize;
+        assert!(
+            std::str::from_utf8(&one[10..10 + len])
+                .expect("ascii")
+                .contains("'shape': (5,)")
+        );
+    }
+}
