@@ -24,6 +24,7 @@ for size in 32 96; do
     --calib-data "$data" --calib-n 256 --check-n 256
 done
 "$bin" embed --model "$out/p32/encoder.onnx" --data "$data" --split test --limit 256 --out "$out/tract-p32.npy"
-cargo bench --workspace --bench embed_speed -- "$out/p32" "$out/p96" | tee "$out/tract.jsonl"
+# cargo runs benches from the package folder: pass absolute paths.
+cargo bench --workspace --bench embed_speed -- "$(realpath "$out/p32")" "$(realpath "$out/p96")" | tee "$out/tract.jsonl"
 "$venv/bin/python" host/bench/ort_speed.py --data "$data" --tract-npy "$out/tract-p32.npy" \
   --out "$out" "$out/p32" "$out/p96"
