@@ -1,11 +1,10 @@
 //! `edgeclr embed`: embeds a dataset with an exported model through tract — the code path
-//! the board runs — into `.npy` (float32 `[n, dim]`, labels beside it) or `.jsonl`.
+//! the board runs, with the board's preprocessing (centre crop, resize, normalise) — into `.npy` (float32 `[n, dim]`, labels beside it) or `.jsonl`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::augment::AugmentConfig;
 use edgeclr_models::checkpoint::write_atomic;
 use edgeclr_models::embed::{self, Embedder};
 use rayon::prelude::*;
@@ -99,16 +98,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             args.data.display()
         );
     }
-    let augment = AugmentConfig {
-        image_size: m.input.size,
-        normalize: m.input.normalize,
-        ..AugmentConfig::default()
-    };
-    let views: Vec<Vec<f32>> = set
-        .images
-        .par_iter()
-        .map(|i| augment.eval_view(i))
-        .collect();
+    let preprocess = embed::Preprocess::from_manifest(m);
+    let views: Vec<Vec<f32>> = set.images.par_iter().map(|i| preprocess.apply(i)).collect();
     let rows = embed_with_progress(&opened.embedder, &views, "embed")?;
     write_output(&args.out, &rows, &set.labels, opened.embedder.dim())?;
     println!(

@@ -147,6 +147,46 @@ pub trait Embedder: Send {
     fn embed(&mut self, chw: &[f32]) -> Result<Vec<f32>, EmbedError>;
 }
 
+/// The input contract as code: centre-crop to a square, resize to the model's side
+/// (bilinear), scale to [0, 1], normalise per channel. The board and `edgeclr embed` both use
+/// it, so the same frame gives the same embedding on both. For square images it equals the
+/// evaluation transform used in training ([`crate::augment::AugmentConfig::eval_view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocess {
+    /// Output side in pixels.
+    pub size: usize,
+    /// Per-channel normalisation.
+    pub normalize: crate::augment::normalize::Normalize,
+}
+
+impl Preprocess {
+    /// The contract recorded in an export's manifest.
+    pub fn from_manifest(manifest: &Manifest) -> Self {
+        Self {
+            size: manifest.input.size,
+            normalize: manifest.input.normalize,
+        }
+    }
+
+    /// Normalised CHW floats of `image`.
+    ///
+    /// # Shapes
+    /// any `W×H` RGB → `3 · size²` values.
+    pub fn apply(&self, image: &crate::RgbImage) -> Vec<f32> {
+        let (w, h) = (image.width(), image.height());
+        let side = w.min(h);
+        let square = crate::augment::crop::CropBox {
+            x: (w - side) / 2,
+            y: (h - side) / 2,
+            width: side,
+            height: side,
+        };
+        let mut view = crate::augment::crop::resized_crop(image, square, self.size);
+        self.normalize.apply(&mut view.chw);
+        view.chw
+    }
+}
+
 /// Cosine similarity of two vectors (0 when either is zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);

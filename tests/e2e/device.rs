@@ -1,0 +1,348 @@
+//! `edgeclr-device run` end to end on the shipped camera clip with a model exported by
+//! `edgeclr export`: determinism against `edgeclr embed`, corrupt frames, sinks, the status
+//! PNG, a missing camera, graceful SIGTERM, and a memory soak.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e::{assert_success, binary, read_json, repo_root, run, tiny_pretrain};
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn clip() -> PathBuf {
+    repo_root().join("tests/data/camera/clip_320x240.mjpeg")
+}
+
+/// A tiny pretrained + exported model (16 px input) in `dir/export`.
+fn exported_model(dir: &Path) -> PathBuf {
+    let run_dir = dir.join("run");
+    assert_success(&tiny_pretrain(
+        &run_dir,
+        &["--max-steps", "2", "--knn-every", "0"],
+    ));
+    let out = dir.join("export");
+    assert_success(&run(
+        "edgeclr",
+        &[
+            "export",
+            "--run",
+            path(&run_dir),
+            "--out",
+            path(&out),
+            "--int8",
+            "--calib-n",
+            "16",
+            "--check-n",
+            "16",
+        ],
+    ));
+    out
+}
+
+fn read_npy(p: &Path) -> (usize, usize, Vec<f32>) {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii");
+    let dims: Vec<usize> = header
+        .split("'shape': (")
+        .nth(1)
+        .expect("shape")
+        .split(')')
+        .next()
+        .expect("shape")
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().expect("dim"))
+        .collect();
+    let v = bytes[10 + len..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (dims[0], dims[1], v)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+        * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+}
+
+/// The clip's first `n` frames as separate JPEG files, bytes unchanged.
+fn split_clip(n: usize, dir: &Path) -> Vec<Vec<u8>> {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let data = std::fs::read(clip()).expect("clip");
+    let mut frames = Vec::new();
+    let mut i = 0;
+    while frames.len() < n {
+        let end = data[i..]
+            .windows(2)
+            .position(|w| w == [0xFF, 0xD9])
+            .expect("EOI")
+            + i
+            + 2;
+        frames.push(data[i..end].to_vec());
+        i = end;
+    }
+    for (k, f) in frames.iter().enumerate() {
+        std::fs::write(dir.join(format!("frame_{k:03}.jpg")), f).expect("write frame");
+    }
+    frames
+}
+
+#[test]
+fn device_runs_the_clip_like_the_host_embeds_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let (jsonl, npy, png, report) = (
+        tmp.path().join("e.jsonl"),
+        tmp.path().join("e.npy"),
+        tmp.path().join("status.png"),
+        tmp.path().join("report.json"),
+    );
+    let source = format!("mjpeg:{}", path(&clip()));
+    let out = run(
+        "edgeclr-device",
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            &source,
+            "--frames",
+            "20",
+            "--sink",
+            &format!("jsonl:{}", path(&jsonl)),
+            "--sink",
+            &format!("npy:{}", path(&npy)),
+            "--display",
+            &format!("png:{}", path(&png)),
+            "--report",
+            path(&report),
+        ],
+    );
+    assert_success(&out);
+    let r = read_json(&report);
+    assert_eq!(r["frames_captured"], 20);
+    assert_eq!(r["bad_frames"], 0);
+    // At the clip's 10 fps nothing should drop; a loaded CI machine may drop a frame or two
+    // (drop-oldest by design), so the accounting is exact and the comparison is by frame id.
+    let embedded = r["frames_embedded"].as_u64().expect("n") as usize;
+    let dropped = r["dropped_capture_queue"].as_u64().expect("n")
+        + r["dropped_embed_queue"].as_u64().expect("n");
+    assert_eq!(embedded as u64 + dropped, 20, "{r}");
+    assert!(embedded >= 15, "{r}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .expect("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), embedded);
+    let manifest = read_json(&model.join("manifest.json"));
+    assert_eq!(
+        lines[0]["model_version"],
+        manifest["source"]["model_version"]
+    );
+    let status = image_size(&png);
+    assert_eq!(status, (128, 64));
+
+    // The host embeds the same 20 frames (as JPEG files) through the same preprocessing.
+    let frames_dir = tmp.path().join("frames");
+    split_clip(20, &frames_dir);
+    let host_npy = tmp.path().join("host.npy");
+    assert_success(&run(
+        "edgeclr",
+        &[
+            "embed",
+            "--model",
+            path(&model),
+            "--data",
+            path(&frames_dir),
+            "--dataset",
+            "folder",
+            "--split",
+            "train",
+            "--out",
+            path(&host_npy),
+        ],
+    ));
+    let (n, dim, host) = read_npy(&host_npy);
+    let (dn, ddim, dev) = read_npy(&npy);
+    assert_eq!((n, dim), (20, 128));
+    assert_eq!((dn, ddim), (embedded, 128));
+    for (i, line) in lines.iter().enumerate() {
+        let id = line["frame_id"].as_u64().expect("id") as usize;
+        let c = cosine(
+            &dev[i * dim..(i + 1) * dim],
+            &host[id * dim..(id + 1) * dim],
+        );
+        assert!(c >= 0.9999, "frame {id}: device vs host cosine {c}");
+    }
+}
+
+fn image_size(png: &Path) -> (u32, u32) {
+    let b = std::fs::read(png).expect("png");
+    assert_eq!(&b[1..4], b"PNG");
+    (
+        u32::from_be_bytes(b[16..20].try_into().expect("w")),
+        u32::from_be_bytes(b[20..24].try_into().expect("h")),
+    )
+}
+
+#[test]
+fn corrupt_frames_are_skipped_and_bad_sources_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let frames = split_clip(6, &tmp.path().join("f"));
+    // Frame 2 keeps its SOI/EOI markers but its headers and data are garbage.
+    let mut stream = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        if i == 2 {
+            stream.extend_from_slice(&[0xFF, 0xD8]);
+            stream.extend_from_slice(&[0x5A; 600]);
+            stream.extend_from_slice(&[0xFF, 0xD9]);
+        } else {
+            stream.extend_from_slice(f);
+        }
+    }
+    let bad = tmp.path().join("bad.mjpeg");
+    std::fs::write(&bad, &stream).expect("write");
+    let report = tmp.path().join("r.json");
+    let out = run(
+        "edgeclr-device",
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            &format!("mjpeg:{}", path(&bad)),
+            "--sink",
+            &format!("jsonl:{}", path(&tmp.path().join("e.jsonl"))),
+            "--report",
+            path(&report),
+        ],
+    );
+    assert_success(&out);
+    let r = read_json(&report);
+    assert_eq!(r["bad_frames"], 1, "{r}");
+    assert_eq!(r["frames_embedded"], 5, "{r}");
+
+    let out = run(
+        "edgeclr-device",
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            "v4l:/dev/video-missing",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/dev/video-missing")
+            && (err.contains("v4l2-ctl --list-devices")
+                || err.contains("without the `v4l` feature")),
+        "{err}"
+    );
+    let out = run(
+        "edgeclr-device",
+        &["run", "--model", path(tmp.path()), "--source", "synthetic"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("manifest.json"),
+        "a folder without an export is named"
+    );
+    let out = run(
+        "edgeclr-device",
+        &["run", "--board", "pi-zero", "--model", path(&model)],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rpi5"),
+        "unknown boards list the known ones"
+    );
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_flushes_sinks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let npy = tmp.path().join("e.npy");
+    let child = Command::new(binary("edgeclr-device"))
+        .args([
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            "synthetic",
+            "--sink",
+            &format!("npy:{}", path(&npy)),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (n, dim, _) = read_npy(&npy);
+    assert!(n > 5 && dim == 128, "{n} rows flushed at SIGTERM");
+}
+
+#[test]
+fn soak_replay_memory_does_not_grow() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let report = tmp.path().join("r.json");
+    let out = run(
+        "edgeclr-device",
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            "synthetic",
+            "--as-fast-as-possible",
+            "--duration",
+            "90",
+            "--sink",
+            "jsonl:/dev/null",
+            "--display",
+            &format!("png:{}", path(&tmp.path().join("s.png"))),
+            "--report",
+            path(&report),
+        ],
+    );
+    assert_success(&out);
+    let r = read_json(&report);
+    let samples: Vec<f64> = r["rss_samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|s| s[1].as_f64().expect("mib"))
+        .collect();
+    assert!(samples.len() >= 100, "{} samples", samples.len());
+    assert!(r["frames_embedded"].as_u64().expect("frames") > 1000, "{r}");
+    // After warm-up (first third), the last third's mean must not exceed the middle third's
+    // by more than allocator noise.
+    let third = samples.len() / 3;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (middle, last) = (
+        mean(&samples[third..2 * third]),
+        mean(&samples[2 * third..]),
+    );
+    assert!(
+        last - middle < 4.0,
+        "RSS grew from {middle:.1} to {last:.1} MiB"
+    );
+}
