@@ -191,6 +191,14 @@ fn run(args: RunArgs) -> Result<()> {
         refresh: Duration::from_millis(cfg.display.refresh_ms.max(50)),
         memory_budget_mib: cfg.runtime.memory_budget_mib,
         systemd: std::env::var_os("NOTIFY_SOCKET").is_some(),
+        // A recording replayed as fast as possible is embedded frame by frame; live
+        // sources (cameras, pipes, paced replay) drop the oldest frame instead.
+        lossless: args.as_fast_as_possible
+            && match &cfg.source.spec {
+                SourceSpec::Mjpeg(p) => p.as_os_str() != "-",
+                SourceSpec::Folder(_) => true,
+                _ => false,
+            },
     };
     let report = pipeline::run(
         src,
@@ -246,13 +254,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     let bare_fps = (inputs.len() * args.passes) as f64 / t.elapsed().as_secs_f64();
     drop(inputs);
     // Pipeline: the same frames from the recording, as fast as possible, one embed worker.
-    let options = pipeline::Options {
+    let mut options = pipeline::Options {
         queue_capacity: 2,
         embed_workers: 1,
         duration: None,
         refresh: Duration::from_millis(200),
         memory_budget_mib: u64::MAX,
         systemd: false,
+        lossless: true,
     };
     let mut frames = 0;
     let t = Instant::now();
@@ -270,7 +279,8 @@ fn bench(args: BenchArgs) -> Result<()> {
         frames += r.frames_embedded;
     }
     let pipe_fps = frames as f64 / t.elapsed().as_secs_f64();
-    // Native rate: latency from capture to embedding.
+    // Native rate: latency from capture to embedding, live (drop-oldest) semantics.
+    options.lossless = false;
     let paced = CaptureSettings {
         as_fast_as_possible: false,
         ..fast

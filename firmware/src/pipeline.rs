@@ -36,6 +36,9 @@ pub struct Options {
     pub memory_budget_mib: u64,
     /// Notify systemd (READY, WATCHDOG, STATUS) when run under it.
     pub systemd: bool,
+    /// Wait for queue space instead of dropping the oldest frame: for recordings replayed as
+    /// fast as possible, where every frame should be embedded. Live sources drop.
+    pub lossless: bool,
 }
 
 /// A frame decoded and preprocessed, waiting for an embedder.
@@ -150,6 +153,7 @@ pub fn run(
     let prep_rx = Arc::new(prep_rx);
     let sinks = Arc::new(sinks);
     let live_workers = Arc::new(AtomicUsize::new(options.embed_workers));
+    let lossless = options.lossless;
 
     std::thread::scope(|scope| {
         // Capture.
@@ -161,7 +165,12 @@ pub fn run(
                     match source.next_frame() {
                         Ok(frame) => {
                             backoff = Duration::from_millis(100);
-                            if frame_tx.send(frame).is_err() {
+                            let sent = if lossless {
+                                frame_tx.send_waiting(frame, &stop).is_ok()
+                            } else {
+                                frame_tx.send(frame).is_ok()
+                            };
+                            if !sent {
                                 break;
                             }
                         }
@@ -182,21 +191,24 @@ pub fn run(
         }
         // Decode + preprocess.
         {
-            let counters = counters.clone();
+            let (counters, stop) = (counters.clone(), stop.clone());
             scope.spawn(move || {
                 loop {
                     match frame_rx.recv_timeout(Duration::from_millis(200)) {
                         Recv::Item(frame) => match frame.to_rgb() {
                             Ok(rgb) => {
                                 let chw = preprocess.apply(&rgb);
-                                if prep_tx
-                                    .send(Prepared {
-                                        id: frame.id,
-                                        captured: frame.captured,
-                                        chw,
-                                    })
-                                    .is_err()
-                                {
+                                let p = Prepared {
+                                    id: frame.id,
+                                    captured: frame.captured,
+                                    chw,
+                                };
+                                let sent = if lossless {
+                                    prep_tx.send_waiting(p, &stop).is_ok()
+                                } else {
+                                    prep_tx.send(p).is_ok()
+                                };
+                                if !sent {
                                     break;
                                 }
                             }
@@ -419,6 +431,7 @@ mod tests {
             refresh: Duration::from_millis(50),
             memory_budget_mib: u64::MAX,
             systemd: false,
+            lossless: false,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct QueueStats {
     pub sent: AtomicU64,
     /// Items overwritten before anyone took them.
     pub dropped: AtomicU64,
+    /// Items taken by the consumer.
+    pub received: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +32,7 @@ pub struct Sender<T> {
     tx: RingSender<T>,
     wake: Arc<Wake>,
     stats: Arc<QueueStats>,
+    capacity: usize,
 }
 
 /// Consumer end.
@@ -37,6 +40,7 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     rx: RingReceiver<T>,
     wake: Arc<Wake>,
+    stats: Arc<QueueStats>,
 }
 
 /// What [`Receiver::recv_timeout`] got.
@@ -60,8 +64,9 @@ pub fn bounded<T>(capacity: NonZeroUsize) -> (Sender<T>, Receiver<T>) {
             tx,
             wake: wake.clone(),
             stats: stats.clone(),
+            capacity: capacity.get(),
         },
-        Receiver { rx, wake },
+        Receiver { rx, wake, stats },
     )
 }
 
@@ -82,6 +87,26 @@ impl<T> Sender<T> {
             }
             Err(ring_channel::SendError::Disconnected(item)) => Err(item),
         }
+    }
+
+    /// Lossless variant for recordings replayed as fast as possible: waits while the queue
+    /// is full instead of overwriting (a file has no "newest" frame worth the loss). Gives
+    /// the item back when `stop` is set or the receiver is gone.
+    pub fn send_waiting(&self, item: T, stop: &std::sync::atomic::AtomicBool) -> Result<(), T> {
+        loop {
+            let s = &self.stats;
+            let pending = s.sent.load(Ordering::Acquire)
+                - s.dropped.load(Ordering::Acquire)
+                - s.received.load(Ordering::Acquire);
+            if pending < self.capacity as u64 {
+                break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(item);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.send(item).map(|_| ())
     }
 
     /// The shared counters.
@@ -106,7 +131,10 @@ impl<T> Receiver<T> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             match self.rx.try_recv() {
-                Ok(item) => return Recv::Item(item),
+                Ok(item) => {
+                    self.stats.received.fetch_add(1, Ordering::Release);
+                    return Recv::Item(item);
+                }
                 Err(TryRecvError::Disconnected) => return Recv::Closed,
                 Err(TryRecvError::Empty) => {}
             }
@@ -153,6 +181,26 @@ mod tests {
         );
         drop(tx);
         assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Recv::Closed);
+    }
+
+    #[test]
+    fn waiting_send_loses_nothing() {
+        let (tx, rx) = bounded(cap(2));
+        let s = tx.stats();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let producer = std::thread::spawn(move || {
+            for i in 0..100u64 {
+                tx.send_waiting(i, &stop).expect("receiver alive");
+            }
+        });
+        let mut got = Vec::new();
+        while let Recv::Item(i) = rx.recv_timeout(Duration::from_secs(2)) {
+            got.push(i);
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        producer.join().expect("producer");
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        assert_eq!(s.dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]
