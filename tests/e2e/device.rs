@@ -346,3 +346,23 @@ fn soak_replay_memory_does_not_grow() {
         "RSS grew from {middle:.1} to {last:.1} MiB"
     );
 }
+
+#[test]
+fn systemd_unit_parses() {
+    // systemd-analyze exits 0 even on parse errors, so its stderr is what is checked; the
+    // binary is not installed on a build machine, which is the one complaint allowed.
+    let unit = repo_root().join("hardware/systemd/edgeclr-device.service");
+    let Ok(out) = Command::new("systemd-analyze")
+        .args(["verify", path(&unit)])
+        .output()
+    else {
+        eprintln!("SKIPPED: systemd-analyze not installed");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("is not executable") && !l.trim().is_empty())
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
+}
