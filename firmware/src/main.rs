@@ -307,7 +307,8 @@ fn bench(args: BenchArgs) -> Result<()> {
             "overhead_percent": 100.0 * (1.0 - pipe_fps / bare_fps),
             "native_rate": {"fps": r.fps, "frames": r.frames_embedded, "dropped": r.dropped_capture_queue + r.dropped_embed_queue,
                              "latency_p50_ms": r.latency_p50_ms, "latency_p99_ms": r.latency_p99_ms,
-                             "embed_p50_ms": r.embed_p50_ms, "embed_p99_ms": r.embed_p99_ms},
+                             "embed_p50_ms": r.embed_p50_ms, "embed_p99_ms": r.embed_p99_ms,
+                             "decode_p50_ms": r.decode_p50_ms, "preprocess_p50_ms": r.preprocess_p50_ms},
             "peak_rss_mib": pipeline::rss_mib().1,
         })
     );

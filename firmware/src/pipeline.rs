@@ -62,6 +62,8 @@ struct Counters {
 struct Latencies {
     frame_to_embedding_ms: Window<1024>,
     embed_ms: Window<1024>,
+    decode_ms: Window<1024>,
+    preprocess_ms: Window<1024>,
 }
 
 /// What a run did (printed as JSON at the end; `--report FILE`).
@@ -99,6 +101,10 @@ pub struct Report {
     pub embed_p50_ms: f32,
     /// p99.
     pub embed_p99_ms: f32,
+    /// Frame decode (JPEG/YUYV → RGB) p50, ms.
+    pub decode_p50_ms: f32,
+    /// Crop + resize + normalise p50, ms.
+    pub preprocess_p50_ms: f32,
     /// Peak resident memory (VmHWM), MiB.
     pub peak_rss_mib: f64,
     /// Resident memory sampled at each refresh: (seconds since start, MiB).
@@ -191,13 +197,22 @@ pub fn run(
         }
         // Decode + preprocess.
         {
-            let (counters, stop) = (counters.clone(), stop.clone());
+            let (counters, stop, latencies) = (counters.clone(), stop.clone(), latencies.clone());
             scope.spawn(move || {
                 loop {
                     match frame_rx.recv_timeout(Duration::from_millis(200)) {
-                        Recv::Item(frame) => match frame.to_rgb() {
-                            Ok(rgb) => {
+                        Recv::Item(frame) => match {
+                            let t = Instant::now();
+                            frame.to_rgb().map(|rgb| (rgb, t.elapsed()))
+                        } {
+                            Ok((rgb, decode)) => {
+                                let t = Instant::now();
                                 let chw = preprocess.apply(&rgb);
+                                {
+                                    let mut l = latencies.lock().expect("latency lock");
+                                    l.decode_ms.push(decode.as_secs_f32() * 1e3);
+                                    l.preprocess_ms.push(t.elapsed().as_secs_f32() * 1e3);
+                                }
                                 let p = Prepared {
                                     id: frame.id,
                                     captured: frame.captured,
@@ -291,7 +306,9 @@ pub fn run(
         let mut rss_samples = Vec::new();
         let mut warned_memory = false;
         while live_workers.load(Ordering::Relaxed) > 0 {
-            std::thread::sleep(options.refresh.min(Duration::from_millis(100)));
+            // Short steps so the run ends promptly when the workers finish; work happens
+            // once per refresh.
+            std::thread::sleep(options.refresh.min(Duration::from_millis(5)));
             if options.duration.is_some_and(|d| started.elapsed() >= d)
                 || shutdown.load(Ordering::Relaxed)
             {
@@ -374,6 +391,8 @@ pub fn run(
             latency_p99_ms: l.frame_to_embedding_ms.quantile(0.99),
             embed_p50_ms: l.embed_ms.quantile(0.5),
             embed_p99_ms: l.embed_ms.quantile(0.99),
+            decode_p50_ms: l.decode_ms.quantile(0.5),
+            preprocess_p50_ms: l.preprocess_ms.quantile(0.5),
             peak_rss_mib: rss_mib().1,
             rss_samples,
         }
