@@ -31,6 +31,7 @@ struct Wake {
 pub struct Sender<T> {
     tx: RingSender<T>,
     wake: Arc<Wake>,
+    space: Arc<Wake>,
     stats: Arc<QueueStats>,
     capacity: usize,
 }
@@ -40,6 +41,7 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     rx: RingReceiver<T>,
     wake: Arc<Wake>,
+    space: Arc<Wake>,
     stats: Arc<QueueStats>,
 }
 
@@ -58,15 +60,22 @@ pub enum Recv<T> {
 pub fn bounded<T>(capacity: NonZeroUsize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = ring_channel(capacity);
     let wake = Arc::new(Wake::default());
+    let space = Arc::new(Wake::default());
     let stats = Arc::new(QueueStats::default());
     (
         Sender {
             tx,
             wake: wake.clone(),
+            space: space.clone(),
             stats: stats.clone(),
             capacity: capacity.get(),
         },
-        Receiver { rx, wake, stats },
+        Receiver {
+            rx,
+            wake,
+            space,
+            stats,
+        },
     )
 }
 
@@ -104,7 +113,14 @@ impl<T> Sender<T> {
             if stop.load(Ordering::Relaxed) {
                 return Err(item);
             }
-            std::thread::sleep(Duration::from_micros(50));
+            // Woken by the receiver taking an item; the timeout re-checks `stop`.
+            let freed = self.space.ready.lock().expect("queue lock poisoned");
+            let (mut freed, _) = self
+                .space
+                .cond
+                .wait_timeout_while(freed, Duration::from_millis(10), |f| !*f)
+                .expect("queue lock poisoned");
+            *freed = false;
         }
         self.send(item).map(|_| ())
     }
@@ -133,6 +149,9 @@ impl<T> Receiver<T> {
             match self.rx.try_recv() {
                 Ok(item) => {
                     self.stats.received.fetch_add(1, Ordering::Release);
+                    let mut freed = self.space.ready.lock().expect("queue lock poisoned");
+                    *freed = true;
+                    self.space.cond.notify_one();
                     return Recv::Item(item);
                 }
                 Err(TryRecvError::Disconnected) => return Recv::Closed,
