@@ -5,6 +5,9 @@
 mod config;
 mod display;
 mod error;
+// The fine-tuner lands in pieces (issue 6); the replay buffer is tested, not yet wired.
+#[allow(dead_code)]
+mod finetune;
 mod frame;
 mod pipeline;
 mod queue;
