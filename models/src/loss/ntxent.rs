@@ -61,6 +61,45 @@ impl NtXentLoss {
             .mean()
             .neg()
     }
+
+    /// NT-Xent with extra negatives — a MoCo-style queue of earlier projections for the
+    /// small batches an edge board trains with: each anchor's softmax runs over the `2N − 1`
+    /// other views and the `K` queue entries (the positive is still the sibling view). The
+    /// queue is constant here: pass it detached (no gradient flows into it).
+    ///
+    /// # Shapes
+    /// `z: [2N, D]`, `queue: [K, D] → [1]`
+    pub fn forward_with_negatives(&self, z: Tensor<2>, queue: Tensor<2>) -> Tensor<1> {
+        check_views(&z);
+        let [m, d] = z.dims();
+        let [k, dq] = queue.dims();
+        assert_eq!(d, dq, "queue entries have dimension {dq}, projections {d}");
+        if k == 0 {
+            return self.forward(z);
+        }
+        let device = z.device();
+        let unit = |x: Tensor<2>| {
+            let norm = x
+                .clone()
+                .powf_scalar(2.0)
+                .sum_dim(1)
+                .sqrt()
+                .clamp_min(1e-12);
+            x / norm
+        };
+        let zn = unit(z);
+        let qn = unit(queue);
+        let views = zn.clone().matmul(zn.clone().transpose());
+        let eye: Vec<bool> = (0..m * m).map(|i| i / m == i % m).collect();
+        let eye = Tensor::<2, Bool>::from_data(TensorData::new(eye, [m, m]), &device);
+        let views = views.mask_fill(eye, -1.0e9 * self.temperature);
+        let extra = zn.matmul(qn.transpose());
+        let logits = Tensor::cat(vec![views, extra], 1).div_scalar(self.temperature);
+        log_softmax(logits, 1)
+            .gather(1, positive_columns(m, &device))
+            .mean()
+            .neg()
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +109,34 @@ mod tests {
     use super::super::fixtures;
     use super::*;
     use crate::test_device;
+
+    #[test]
+    fn queue_negatives_golden_values_from_numpy() {
+        // zn as in fixtures; q = [[0.5, 0.5, 0.5], [-1.0, 0.2, 0.1]], qn = q / |q|;
+        //   l = np.concatenate([zn @ zn.T, zn @ qn.T], 1) / tau; l[i, i] = -inf
+        //   lp = l - np.log(np.exp(l).sum(1, keepdims=True)); -mean(lp[i, i ^ 1])
+        // -> 2.8895440 (tau=0.5), 8.9497502 (tau=0.1)
+        let device = test_device();
+        let queue = Tensor::<2>::from_data(
+            TensorData::from([[0.5f32, 0.5, 0.5], [-1.0, 0.2, 0.1]]),
+            &device,
+        );
+        for (tau, want) in [(0.5, 2.889_544_f32), (0.1, 8.949_750)] {
+            let loss = NtXentLossConfig::default().with_temperature(tau).init();
+            let got = loss
+                .forward_with_negatives(fixtures::z(&device), queue.clone())
+                .into_scalar::<f32>();
+            assert!((got - want).abs() < 1e-4, "tau {tau}: {got} vs {want}");
+        }
+        // An empty queue is plain NT-Xent.
+        let loss = NtXentLossConfig::default().init();
+        let empty = Tensor::<2>::zeros([0, 3], &device);
+        let a = loss
+            .forward_with_negatives(fixtures::z(&device), empty)
+            .into_scalar::<f32>();
+        let b = loss.forward(fixtures::z(&device)).into_scalar::<f32>();
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn golden_values_from_numpy() {
