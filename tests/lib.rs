@@ -103,3 +103,46 @@ pub fn tiny(command: &[&str], out: &std::path::Path, extra: &[&str]) -> Output {
     }
     run("edgeclr", &args)
 }
+
+/// A path as the `&str` a command-line argument needs.
+///
+/// # Panics
+/// For a non-UTF-8 path.
+pub fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Reads a float32 `.npy` (written by `edgeclr embed` or the device's npy sink): `(shape, values)`.
+///
+/// # Panics
+/// When the file is missing or not a float32 npy.
+pub fn read_npy_f32(p: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(p).expect("npy exists");
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "npy magic");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii header");
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape_text = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("shape");
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().expect("dim"))
+        .collect();
+    let values: Vec<f32> = bytes[10 + len..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    (shape, values)
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+        * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+}

@@ -266,20 +266,24 @@ fn bench(args: BenchArgs) -> Result<()> {
         systemd: false,
         lossless: true,
     };
+    // The recording through the whole pipeline, no sinks, no screen.
+    let run_once =
+        |settings: CaptureSettings, options: &pipeline::Options| -> Result<pipeline::Report> {
+            Ok(pipeline::run(
+                source::open(&args.source, settings)?,
+                &opened.embedder,
+                pre,
+                "bench",
+                Vec::new(),
+                None,
+                options,
+                Arc::new(AtomicBool::new(false)),
+            ))
+        };
     let mut frames = 0;
     let t = Instant::now();
     for _ in 0..args.passes {
-        let r = pipeline::run(
-            source::open(&args.source, fast)?,
-            &opened.embedder,
-            pre,
-            "bench",
-            Vec::new(),
-            None,
-            &options,
-            Arc::new(AtomicBool::new(false)),
-        );
-        frames += r.frames_embedded;
+        frames += run_once(fast, &options)?.frames_embedded;
     }
     let pipe_fps = frames as f64 / t.elapsed().as_secs_f64();
     // Native rate: latency from capture to embedding, live (drop-oldest) semantics.
@@ -288,16 +292,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         as_fast_as_possible: false,
         ..fast
     };
-    let r = pipeline::run(
-        source::open(&args.source, paced)?,
-        &opened.embedder,
-        pre,
-        "bench",
-        Vec::new(),
-        None,
-        &options,
-        Arc::new(AtomicBool::new(false)),
-    );
+    let r = run_once(paced, &options)?;
     println!(
         "{}",
         serde_json::json!({

@@ -46,23 +46,9 @@ pub struct EmbedArgs {
     pub out: PathBuf,
 }
 
-/// The `.npy` (format 1.0) bytes of a little-endian array of `descr` (`<f4`, `<i4`).
-pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
-    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
-    header.push_str(&" ".repeat(pad));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
+/// A whole `.npy` file: header for `descr`/`shape`, then the little-endian `data`.
+fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut out = edgeclr_models::npy::header(descr, shape);
     out.extend_from_slice(data);
     out
 }
@@ -145,36 +131,4 @@ fn write_output(out: &Path, rows: &[Vec<f32>], labels: &[u16], dim: usize) -> Re
         write_atomic(out, &text)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_header_is_aligned_and_parsable() {
-        // numpy: np.save(f, np.array([[1, 2, 3], [4, 5, 6]], dtype='<f4')) writes this header.
-        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let bytes = npy_bytes("<f4", &[2, 3], &data);
-        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        assert_eq!((10 + len) % 64, 0);
-        let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii");
-        assert_eq!(
-            header.trim_end(),
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
-        );
-        assert!(header.ends_with('\n'));
-        assert_eq!(&bytes[10 + len..], &data[..]);
-        let one = npy_bytes("<i4", &[5], &[0; 20]);
-        let len = u16::from_le_bytes([one[8], one[9]]) as usize;
-        assert!(
-            std::str::from_utf8(&one[10..10 + len])
-                .expect("ascii")
-                .contains("'shape': (5,)")
-        );
-    }
 }

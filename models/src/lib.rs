@@ -24,6 +24,7 @@ pub mod export;
 pub mod head;
 pub mod image;
 pub mod loss;
+pub mod npy;
 pub mod optim;
 pub mod simclr;
 

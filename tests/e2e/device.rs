@@ -5,11 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::{assert_success, binary, read_json, repo_root, run, tiny_pretrain};
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use e2e::{
+    assert_success, binary, cosine, path, read_json, read_npy_f32, repo_root, run, tiny_pretrain,
+};
 
 fn clip() -> PathBuf {
     repo_root().join("tests/data/camera/clip_320x240.mjpeg")
@@ -39,34 +37,6 @@ fn exported_model(dir: &Path) -> PathBuf {
         ],
     ));
     out
-}
-
-fn read_npy(p: &Path) -> (usize, usize, Vec<f32>) {
-    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii");
-    let dims: Vec<usize> = header
-        .split("'shape': (")
-        .nth(1)
-        .expect("shape")
-        .split(')')
-        .next()
-        .expect("shape")
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("dim"))
-        .collect();
-    let v = bytes[10 + len..]
-        .chunks(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (dims[0], dims[1], v)
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
-        * b.iter().map(|x| x * x).sum::<f32>().sqrt())
 }
 
 /// The clip's first `n` frames as separate JPEG files, bytes unchanged.
@@ -167,8 +137,10 @@ fn device_runs_the_clip_like_the_host_embeds_it() {
             path(&host_npy),
         ],
     ));
-    let (n, dim, host) = read_npy(&host_npy);
-    let (dn, ddim, dev) = read_npy(&npy);
+    let (host_shape, host) = read_npy_f32(&host_npy);
+    let (dev_shape, dev) = read_npy_f32(&npy);
+    let (n, dim) = (host_shape[0], host_shape[1]);
+    let (dn, ddim) = (dev_shape[0], dev_shape[1]);
     assert_eq!((n, dim), (20, 128));
     assert_eq!((dn, ddim), (embedded, 128));
     for (i, line) in lines.iter().enumerate() {
@@ -295,7 +267,8 @@ fn sigterm_stops_gracefully_and_flushes_sinks() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (n, dim, _) = read_npy(&npy);
+    let (shape, _) = read_npy_f32(&npy);
+    let (n, dim) = (shape[0], shape[1]);
     assert!(n > 5 && dim == 128, "{n} rows flushed at SIGTERM");
 }
 

@@ -1,38 +1,9 @@
 //! `edgeclr export` and `edgeclr embed` on a run produced by `edgeclr pretrain`: the files,
 //! the manifest's checksums and drift, the embeddings, and the errors for bad inputs.
 
-use std::path::Path;
-
-use e2e::{assert_success, cifar_sample, read_json, run, tiny_pretrain};
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// Reads a float32 `.npy` written by `edgeclr embed`: `(shape, values)`.
-fn read_npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(p).expect("npy exists");
-    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "npy magic");
-    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii header");
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .expect("shape");
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("dim"))
-        .collect();
-    let values: Vec<f32> = bytes[10 + len..]
-        .chunks(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(values.len(), shape.iter().product::<usize>());
-    (shape, values)
-}
+use e2e::{
+    assert_success, cifar_sample, cosine, path, read_json, read_npy_f32, run, tiny_pretrain,
+};
 
 #[test]
 fn export_embed_and_refuse_bad_files() {
@@ -167,10 +138,7 @@ fn export_embed_and_refuse_bad_files() {
             .map(|v| v.as_f64().expect("f") as f32)
             .collect();
         let r = &fp32[i * 128..(i + 1) * 128];
-        let dot: f32 = e.iter().zip(r).map(|(a, b)| a * b).sum();
-        let cos = dot
-            / (e.iter().map(|v| v * v).sum::<f32>().sqrt()
-                * r.iter().map(|v| v * v).sum::<f32>().sqrt());
+        let cos = cosine(&e, r);
         assert!(cos > 0.98, "image {i}: int8 vs fp32 cosine {cos}");
     }
 

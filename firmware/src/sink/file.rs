@@ -86,23 +86,11 @@ impl NpySink {
     }
 }
 
-/// `.npy` format 1.0 header for a little-endian float32 `[n, dim]` array.
-pub fn npy_header(n: usize, dim: usize) -> Vec<u8> {
-    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dim}), }}");
-    let pad = (64 - (10 + h.len() + 1) % 64) % 64;
-    h.push_str(&" ".repeat(pad));
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out
-}
-
 fn assemble(path: &Path, rows_path: &Path, n: usize, dim: usize) -> std::io::Result<()> {
     let tmp = path.with_extension("npy.tmp");
     {
         let mut out = BufWriter::new(File::create(&tmp)?);
-        out.write_all(&npy_header(n, dim))?;
+        out.write_all(&edgeclr_models::npy::header("<f4", &[n, dim]))?;
         let mut rows = File::open(rows_path)?;
         let mut buf = vec![0u8; 1 << 16];
         loop {

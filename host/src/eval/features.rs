@@ -28,16 +28,7 @@ impl Features {
     }
 }
 
-/// Rows divided by their L2 norm.
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x
-        .clone()
-        .powf_scalar(2.0)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    x / norm
-}
+pub use edgeclr_models::loss::l2_normalize;
 
 /// Embeds `images` with `encoder` (an inference-mode module on `device`), in chunks.
 pub fn extract(

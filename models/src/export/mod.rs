@@ -71,6 +71,24 @@ impl FoldedResNet {
         last.shape[0]
     }
 
+    /// Every tensor the int8 forms quantise (the calibration points), in graph order:
+    /// `input`, `stem`, `stem.pool` (ImageNet stem), then per block `blockI.convJ`,
+    /// `blockI.shortcut` (when projected) and `blockI.out`.
+    pub fn points(&self) -> Vec<String> {
+        let mut out = vec!["input".to_string(), "stem".to_string()];
+        if self.stem_pool {
+            out.push("stem.pool".into());
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.extend((0..b.convs.len()).map(|j| format!("block{i}.conv{j}")));
+            if b.shortcut.is_some() {
+                out.push(format!("block{i}.shortcut"));
+            }
+            out.push(format!("block{i}.out"));
+        }
+        out
+    }
+
     /// Every convolution, in graph order, with its calibration-point name.
     pub fn convs(&self) -> Vec<(String, &FoldedConv)> {
         let mut out = vec![("stem".to_string(), &self.stem)];

@@ -228,17 +228,11 @@ impl Lowering for Float32 {
     }
 }
 
-/// Writes the network with `lowering` into `g`; returns the names of all calibration points
-/// in graph order (the last is the pooled output's input, `blockK.out`).
-pub(crate) fn lower(
-    g: &mut GraphBuilder,
-    net: &FoldedResNet,
-    lowering: &mut dyn Lowering,
-) -> Vec<String> {
-    let mut points = vec!["input".to_string()];
+/// Writes the network with `lowering` into `g`. Tensor and calibration-point names follow
+/// [`FoldedResNet::points`].
+pub(crate) fn lower(g: &mut GraphBuilder, net: &FoldedResNet, lowering: &mut dyn Lowering) {
     let mut x = Value::float("input", INPUT);
     let mut y = lowering.conv(g, "stem", &net.stem, &mut x, true);
-    points.push("stem".into());
     if net.stem_pool {
         let f = lowering.float(g, &mut y);
         g.node(
@@ -252,7 +246,6 @@ pub(crate) fn lower(
             ],
         );
         y = Value::float("stem.pool", "stem.pool");
-        points.push("stem.pool".into());
     }
     for (i, block) in net.blocks.iter().enumerate() {
         let mut input = y;
@@ -264,15 +257,12 @@ pub(crate) fn lower(
             &mut input,
             n > 1,
         );
-        points.push(t.point.clone());
         for (j, conv) in block.convs.iter().enumerate().skip(1) {
             t = lowering.conv(g, &format!("block{i}.conv{j}"), conv, &mut t, j + 1 < n);
-            points.push(t.point.clone());
         }
         let identity = match &block.shortcut {
             Some(s) => {
                 let mut sc = lowering.conv(g, &format!("block{i}.shortcut"), s, &mut input, false);
-                points.push(sc.point.clone());
                 lowering.float(g, &mut sc)
             }
             None => lowering.float(g, &mut input),
@@ -282,14 +272,12 @@ pub(crate) fn lower(
         g.node("Add", &[&main, &identity], &sum, vec![]);
         let out = format!("block{i}.out");
         g.node("Relu", &[&sum], &out, vec![]);
-        points.push(out.clone());
         y = Value::float(out.clone(), out);
     }
     let f = lowering.float(g, &mut y);
     let pooled = g.fresh("pooled");
     g.node("GlobalAveragePool", &[&f], &pooled, vec![]);
     g.node("Flatten", &[&pooled], OUTPUT, vec![attr_int("axis", 1)]);
-    points
 }
 
 fn tensor_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
@@ -372,7 +360,8 @@ pub fn fp32(net: &FoldedResNet, batch: Batch, size: usize) -> Vec<u8> {
 /// output; returns the bytes and the tap names in output order (after `h`).
 pub fn fp32_with_taps(net: &FoldedResNet, size: usize) -> (Vec<u8>, Vec<String>) {
     let mut g = GraphBuilder::default();
-    let mut points = lower(&mut g, net, &mut Float32);
+    lower(&mut g, net, &mut Float32);
+    let mut points = net.points();
     points.retain(|p| p != "input");
     let model = model(
         g,

@@ -418,14 +418,42 @@ impl Lowering for Qdq<'_> {
 }
 
 fn check_covers(net: &FoldedResNet, calibration: &Calibration) -> Result<(), ExportError> {
-    let mut g = GraphBuilder::default();
-    let points = lower(&mut g, net, &mut super::onnx::Float32);
-    match points.iter().find(|p| !calibration.ranges.contains_key(*p)) {
+    match net
+        .points()
+        .into_iter()
+        .find(|p| !calibration.ranges.contains_key(p))
+    {
         Some(missing) => Err(ExportError::Calibration(format!(
             "no range for `{missing}`: the calibration was taken on a different network; calibrate this encoder again"
         ))),
         None => Ok(()),
     }
+}
+
+/// One int8 graph: checks the calibration, lowers `net` with the lowering `make` builds
+/// from the shared [`Plan`], and encodes it.
+fn int8_model<'a, L: Lowering + 'a>(
+    net: &FoldedResNet,
+    calibration: &'a Calibration,
+    weights: WeightGranularity,
+    batch: Batch,
+    size: usize,
+    form: &str,
+    make: impl FnOnce(Plan<'a>) -> L,
+) -> Result<Vec<u8>, ExportError> {
+    check_covers(net, calibration)?;
+    let mut g = GraphBuilder::default();
+    let mut lowering = make(Plan {
+        calibration,
+        weights,
+        consts: HashMap::new(),
+    });
+    lower(&mut g, net, &mut lowering);
+    let doc = format!(
+        "edgeclr SimCLR encoder h = f(x), int8 {form} (u8 activations, i8 {weights:?} weights), calibrated {} on {} images",
+        calibration.method, calibration.images
+    );
+    Ok(model(g, batch, size, net.output_dim(), &[], &doc).encode_to_vec())
 }
 
 /// The QLinearConv int8 graph (the form tract runs in int8) as ONNX bytes.
@@ -439,19 +467,15 @@ pub fn qlinear(
     batch: Batch,
     size: usize,
 ) -> Result<Vec<u8>, ExportError> {
-    check_covers(net, calibration)?;
-    let mut g = GraphBuilder::default();
-    let mut lowering = QLinear(Plan {
+    int8_model(
+        net,
         calibration,
         weights,
-        consts: HashMap::new(),
-    });
-    lower(&mut g, net, &mut lowering);
-    let doc = format!(
-        "edgeclr SimCLR encoder h = f(x), int8 QLinearConv (u8 activations, i8 {weights:?} weights), calibrated {} on {} images",
-        calibration.method, calibration.images
-    );
-    Ok(model(g, batch, size, net.output_dim(), &[], &doc).encode_to_vec())
+        batch,
+        size,
+        "QLinearConv",
+        QLinear,
+    )
 }
 
 /// The standard QDQ int8 graph (Q/DQ around float Conv) as ONNX bytes, with the same
@@ -466,19 +490,7 @@ pub fn qdq(
     batch: Batch,
     size: usize,
 ) -> Result<Vec<u8>, ExportError> {
-    check_covers(net, calibration)?;
-    let mut g = GraphBuilder::default();
-    let mut lowering = Qdq(Plan {
-        calibration,
-        weights,
-        consts: HashMap::new(),
-    });
-    lower(&mut g, net, &mut lowering);
-    let doc = format!(
-        "edgeclr SimCLR encoder h = f(x), int8 QDQ (u8 activations, i8 {weights:?} weights), calibrated {} on {} images",
-        calibration.method, calibration.images
-    );
-    Ok(model(g, batch, size, net.output_dim(), &[], &doc).encode_to_vec())
+    int8_model(net, calibration, weights, batch, size, "QDQ", Qdq)
 }
 
 /// Measures activation ranges of `net` at `size`×`size` on `images` (normalised CHW) by

@@ -100,18 +100,26 @@ impl ContrastiveLoss {
     }
 }
 
-/// Cosine similarity matrix `s_ij = z_iᵀ z_j / (‖z_i‖ ‖z_j‖)`.
+/// Rows divided by their L2 norm (norms clamped at 1e-12).
 ///
 /// # Shapes
-/// `[M, D] → [M, M]`
-pub fn cosine_similarity_matrix(z: Tensor<2>) -> Tensor<2> {
-    let norm = z
+/// `[M, D] → [M, D]`
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x
         .clone()
         .powf_scalar(2.0)
         .sum_dim(1)
         .sqrt()
         .clamp_min(1e-12);
-    let zn = z / norm;
+    x / norm
+}
+
+/// Cosine similarity matrix `s_ij = z_iᵀ z_j / (‖z_i‖ ‖z_j‖)`.
+///
+/// # Shapes
+/// `[M, D] → [M, M]`
+pub fn cosine_similarity_matrix(z: Tensor<2>) -> Tensor<2> {
+    let zn = l2_normalize(z);
     zn.clone().matmul(zn.transpose())
 }
 

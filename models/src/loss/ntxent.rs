@@ -5,7 +5,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{check_views, cosine_similarity_matrix, positive_columns};
+use super::{check_views, cosine_similarity_matrix, l2_normalize, positive_columns};
 
 /// NT-Xent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,17 +78,8 @@ impl NtXentLoss {
             return self.forward(z);
         }
         let device = z.device();
-        let unit = |x: Tensor<2>| {
-            let norm = x
-                .clone()
-                .powf_scalar(2.0)
-                .sum_dim(1)
-                .sqrt()
-                .clamp_min(1e-12);
-            x / norm
-        };
-        let zn = unit(z);
-        let qn = unit(queue);
+        let zn = l2_normalize(z);
+        let qn = l2_normalize(queue);
         let views = zn.clone().matmul(zn.clone().transpose());
         let eye: Vec<bool> = (0..m * m).map(|i| i / m == i % m).collect();
         let eye = Tensor::<2, Bool>::from_data(TensorData::new(eye, [m, m]), &device);
