@@ -9,16 +9,14 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use edgeclr_models::RgbImage;
 use edgeclr_models::augment::AugmentConfig;
-use edgeclr_models::checkpoint::write_atomic;
+use edgeclr_models::checkpoint::{CheckpointDir, save_weights, write_atomic};
 use edgeclr_models::embed::TractEmbedder;
 use edgeclr_models::encoder::ResNet;
 use edgeclr_models::export::manifest::{
-    Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, QuantInfo, Source, sha256_file,
+    Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, Source, sha256_bytes, sha256_file,
 };
-use edgeclr_models::export::onnx::{self, Batch};
 use edgeclr_models::export::{
-    Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity, nnef,
-    quantize,
+    Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity, write_artifacts,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -141,17 +139,6 @@ pub fn embed_with_progress(
     Ok(out)
 }
 
-fn write_artifact(out: &Path, kind: ArtifactKind, bytes: &[u8]) -> Result<Artifact> {
-    let path = out.join(kind.file_name());
-    write_atomic(&path, bytes)?;
-    Ok(Artifact {
-        file: kind.file_name().into(),
-        kind,
-        sha256: sha256_file(&path)?,
-        bytes: bytes.len() as u64,
-    })
-}
-
 fn features(rows: Vec<Vec<f32>>) -> Features {
     let dim = rows.first().map_or(0, Vec::len);
     let n = rows.len();
@@ -198,6 +185,48 @@ fn calibration_sets(
     Ok((calib, check))
 }
 
+/// Copies the burn weights the board fine-tunes from — `encoder.bpk`, and `head.bpk` (the run's,
+/// or the head of its latest checkpoint for runs made before it was saved) — into `out`.
+fn finetune_weights(
+    run: &Path,
+    recipe: &edgeclr_models::SimclrConfig,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<Artifact>> {
+    let copy = |kind: ArtifactKind, bytes: &[u8]| -> Result<Artifact> {
+        let path = out.join(kind.file_name());
+        write_atomic(&path, bytes)?;
+        Ok(Artifact {
+            file: kind.file_name().into(),
+            kind,
+            sha256: sha256_bytes(bytes),
+            bytes: bytes.len() as u64,
+        })
+    };
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let mut artifacts = vec![copy(ArtifactKind::BurnEncoder, &read(&run.join("encoder.bpk"))?)?];
+    let head = run.join("head.bpk");
+    if head.exists() {
+        artifacts.push(copy(ArtifactKind::BurnHead, &read(&head)?)?);
+    } else if let Some(loaded) = CheckpointDir::new(run.join("checkpoints"), 2).load_latest(device)? {
+        info!(
+            "{} has no head.bpk: taking the head of checkpoint {}",
+            run.display(),
+            loaded.path.display()
+        );
+        let tmp = out.join(ArtifactKind::BurnHead.file_name());
+        save_weights(&loaded.model.head, &tmp)?;
+        artifacts.push(copy(ArtifactKind::BurnHead, &read(&tmp)?)?);
+    } else {
+        warn!(
+            "{} has neither head.bpk nor a checkpoint: on-device fine-tuning will start a fresh {:?} head",
+            run.display(),
+            recipe.head.kind
+        );
+    }
+    Ok(artifacts)
+}
+
 /// Runs `edgeclr export`.
 pub fn run(args: ExportArgs) -> Result<()> {
     let cfg = run_config(&args.run)?;
@@ -223,26 +252,6 @@ pub fn run(args: ExportArgs) -> Result<()> {
         net.output_dim()
     );
 
-    // fp32 files.
-    let mut artifacts = Vec::new();
-    let batched = onnx::fp32(&net, Batch::Symbolic, size);
-    if matches!(args.format, Format::Onnx | Format::Both) {
-        artifacts.push(write_artifact(
-            &args.out,
-            ArtifactKind::OnnxFp32,
-            &onnx::fp32(&net, Batch::One, size),
-        )?);
-        artifacts.push(write_artifact(
-            &args.out,
-            ArtifactKind::OnnxFp32Batched,
-            &batched,
-        )?);
-    }
-    if matches!(args.format, Format::Nnef | Format::Both) {
-        let tar = nnef::from_onnx(&batched)?;
-        artifacts.push(write_artifact(&args.out, ArtifactKind::NnefFp32, &tar)?);
-    }
-
     // Real images at the deployment resolution.
     let (calib_root, calib_kind) = match (&args.calib_data, args.calib_dataset) {
         (Some(p), Some(k)) => (p.clone(), k),
@@ -264,12 +273,45 @@ pub fn run(args: ExportArgs) -> Result<()> {
         imgs.par_iter().map(|i| augment.eval_view(i)).collect()
     };
     let check = views(&check_images);
+    let quant = QuantConfig {
+        method: args.calib_method,
+        weights: if args.per_channel {
+            WeightGranularity::PerChannel
+        } else {
+            WeightGranularity::PerTensor
+        },
+    };
+    let mut kinds = Vec::new();
+    if matches!(args.format, Format::Onnx | Format::Both) {
+        kinds.extend([ArtifactKind::OnnxFp32, ArtifactKind::OnnxFp32Batched]);
+    }
+    if matches!(args.format, Format::Nnef | Format::Both) {
+        kinds.push(ArtifactKind::NnefFp32);
+    }
+    if args.int8 {
+        kinds.extend([ArtifactKind::OnnxInt8Qlinear, ArtifactKind::OnnxInt8Qdq]);
+        info!(
+            "calibrating on {} images ({}) from {}",
+            calib_images.len(),
+            quant.method,
+            calib_root.display()
+        );
+    }
+    let (artifacts, quantization) = write_artifacts(
+        &net,
+        size,
+        &kinds,
+        &views(&calib_images),
+        quant,
+        &calib_root.display().to_string(),
+        &args.out,
+    )?;
 
     // Parity: every fp32 file in tract vs the unfolded burn model.
     let mut drift = Drift::default();
     let reference = burn_embed(&encoder, &check, size, &device);
     let mut fp32_tract = None;
-    for a in &artifacts {
+    for a in artifacts.iter().filter(|a| !a.kind.is_int8()) {
         let path = args.out.join(&a.file);
         let embedder = TractEmbedder::load(&path, size)?;
         let got = embed_with_progress(&embedder, &check, a.file.as_str())?;
@@ -286,59 +328,27 @@ pub fn run(args: ExportArgs) -> Result<()> {
         }
     }
 
-    // int8.
-    let mut quantization = None;
+    // int8 vs fp32 in tract.
     let mut int8_embedder = None;
-    if args.int8 {
-        let config = QuantConfig {
-            method: args.calib_method,
-            weights: if args.per_channel {
-                WeightGranularity::PerChannel
-            } else {
-                WeightGranularity::PerTensor
-            },
-        };
-        let calib = views(&calib_images);
-        info!(
-            "calibrating on {} images ({}) from {}",
-            calib.len(),
-            config.method,
-            calib_root.display()
-        );
-        let calibration = quantize::calibrate(&net, size, &calib, config.method)?;
-        let ql = quantize::qlinear(&net, &calibration, config.weights, Batch::One, size)?;
-        let qdq = quantize::qdq(&net, &calibration, config.weights, Batch::Symbolic, size)?;
-        let ql_art = write_artifact(&args.out, ArtifactKind::OnnxInt8Qlinear, &ql)?;
-        let qdq_art = write_artifact(&args.out, ArtifactKind::OnnxInt8Qdq, &qdq)?;
-        let fp32_ref = match &fp32_tract {
-            Some((_, v)) => v.clone(),
-            None => reference.clone(),
-        };
-        for a in [&ql_art, &qdq_art] {
-            let embedder = TractEmbedder::load(&args.out.join(&a.file), size)?;
-            let got = embed_with_progress(&embedder, &check, a.file.as_str())?;
-            let agreement =
-                Agreement::measure(format!("tract {} vs tract fp32", a.file), &got, &fp32_ref);
-            if agreement.mean_cosine < 0.995 {
-                warn!(
-                    "{}: mean cosine {:.5} < 0.995 against fp32; try --per-channel or a percentile calibration",
-                    a.file, agreement.mean_cosine
-                );
-            }
-            drift.agreements.push(agreement);
-            if a.kind == ArtifactKind::OnnxInt8Qlinear {
-                int8_embedder = Some(embedder);
-            }
+    let fp32_ref = match &fp32_tract {
+        Some((_, v)) => v.clone(),
+        None => reference.clone(),
+    };
+    for a in artifacts.iter().filter(|a| a.kind.is_int8()) {
+        let embedder = TractEmbedder::load(&args.out.join(&a.file), size)?;
+        let got = embed_with_progress(&embedder, &check, a.file.as_str())?;
+        let agreement =
+            Agreement::measure(format!("tract {} vs tract fp32", a.file), &got, &fp32_ref);
+        if agreement.mean_cosine < 0.995 {
+            warn!(
+                "{}: mean cosine {:.5} < 0.995 against fp32; try --per-channel or a percentile calibration",
+                a.file, agreement.mean_cosine
+            );
         }
-        artifacts.push(ql_art);
-        artifacts.push(qdq_art);
-        quantization = Some(QuantInfo {
-            config,
-            activations: "u8 asymmetric per tensor; ReLU outputs zero point 0".into(),
-            calibration_images: calibration.images,
-            calibration_data: calib_root.display().to_string(),
-            ranges: calibration.ranges,
-        });
+        drift.agreements.push(agreement);
+        if a.kind == ArtifactKind::OnnxInt8Qlinear {
+            int8_embedder = Some(embedder);
+        }
     }
 
     // kNN on tract embeddings, fp32 vs int8.
@@ -393,6 +403,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
 
     let weights = args.run.join("encoder.bpk");
     let weights_sha256 = sha256_file(&weights)?;
+    let mut artifacts = artifacts;
+    artifacts.extend(finetune_weights(&args.run, &cfg.simclr, &args.out, &device)?);
     let run_name = args
         .run
         .file_name()
@@ -415,6 +427,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             model_version: format!("{run_name}-{}", &weights_sha256[..8]),
             weights_sha256,
         },
+        recipe: Some(cfg.simclr.clone()),
     };
     manifest.save(&args.out)?;
     if args.json {

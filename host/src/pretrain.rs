@@ -255,6 +255,8 @@ pub fn run(args: PretrainArgs) -> Result<()> {
 
     let encoder_path = out.join("encoder.bpk");
     save_weights(&trainer.model().encoder.clone().valid(), &encoder_path)?;
+    // The head is thrown away for evaluation but kept for on-device fine-tuning.
+    save_weights(&trainer.model().head.clone().valid(), &out.join("head.bpk"))?;
     let results = json!({
         "steps": state.step,
         "epochs_completed": state.epoch,

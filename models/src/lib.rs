@@ -22,6 +22,7 @@ pub mod encoder;
 pub mod error;
 pub mod export;
 pub mod head;
+pub mod health;
 pub mod image;
 pub mod loss;
 pub mod npy;

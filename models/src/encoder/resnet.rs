@@ -170,6 +170,37 @@ impl ResNet {
     pub fn num_blocks(&self) -> usize {
         self.blocks.len()
     }
+
+    /// Partial fine-tuning: the stem and every block but the last `trainable_blocks` stop
+    /// taking gradients and use their BatchNorm running statistics (burn's
+    /// [`Module::freeze`]); with `freeze_bn_stats`, the trainable blocks also normalise with
+    /// their running statistics (their γ and β still learn), which small on-device batches
+    /// would otherwise make noisy. Call on the autodiff device the model trains on.
+    pub fn freeze_early(mut self, trainable_blocks: usize, freeze_bn_stats: bool) -> Self {
+        let first_trainable = self.blocks.len().saturating_sub(trainable_blocks);
+        self.stem_conv = self.stem_conv.freeze();
+        self.stem_bn = self.stem_bn.freeze();
+        let freeze_stats = |bn: BatchNorm| bn.freeze().set_require_grad(true);
+        self.blocks = std::mem::take(&mut self.blocks)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut b)| {
+                if i < first_trainable {
+                    return b.freeze();
+                }
+                if freeze_bn_stats {
+                    b.bn1 = freeze_stats(b.bn1);
+                    b.bn2 = freeze_stats(b.bn2);
+                    b.bn3 = b.bn3.map(freeze_stats);
+                    if let Some(s) = b.shortcut.as_mut() {
+                        s.bn = freeze_stats(s.bn.clone());
+                    }
+                }
+                b
+            })
+            .collect();
+        self
+    }
 }
 
 /// Folds an inference-mode BatchNorm into the bias-free convolution before it:

@@ -35,6 +35,10 @@ pub enum ArtifactKind {
     OnnxInt8Qlinear,
     /// int8 ONNX in QDQ form, for other runtimes (onnxruntime, TensorRT).
     OnnxInt8Qdq,
+    /// burn weights of the encoder (burnpack): where on-device fine-tuning starts.
+    BurnEncoder,
+    /// burn weights of the projection head, kept for on-device fine-tuning.
+    BurnHead,
 }
 
 impl ArtifactKind {
@@ -46,7 +50,14 @@ impl ArtifactKind {
             Self::NnefFp32 => "encoder.nnef.tar",
             Self::OnnxInt8Qlinear => "encoder.int8.onnx",
             Self::OnnxInt8Qdq => "encoder.int8.qdq.onnx",
+            Self::BurnEncoder => "encoder.bpk",
+            Self::BurnHead => "head.bpk",
         }
+    }
+
+    /// Whether tract runs this file (the burn weights are for fine-tuning).
+    pub fn is_tract(self) -> bool {
+        !matches!(self, Self::BurnEncoder | Self::BurnHead)
     }
 
     /// Whether the weights are int8.
@@ -208,6 +219,10 @@ pub struct Manifest {
     pub drift: Drift,
     /// Provenance.
     pub source: Source,
+    /// The SimCLR recipe the burn weights belong to (encoder, head, augmentations, loss):
+    /// present when the folder carries [`ArtifactKind::BurnEncoder`] for fine-tuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<crate::SimclrConfig>,
 }
 
 /// Lower-case hex sha256 of a file.

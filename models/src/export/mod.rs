@@ -106,3 +106,72 @@ impl FoldedResNet {
 
 #[cfg(test)]
 mod tests;
+
+/// Writes the files of `kinds` for `net` at `size`×`size` into `out`, each atomically, and
+/// returns them with their checksums; int8 kinds are calibrated on `calib` (normalised CHW
+/// views of real images) with `quant`, recorded with `calib_source` in the returned
+/// [`QuantInfo`](manifest::QuantInfo). The one writer behind `edgeclr export` and the
+/// board's fine-tuning slots.
+///
+/// # Errors
+/// [`ExportError::Calibration`] when an int8 kind is asked for without calibration images;
+/// tract or I/O failures, naming the file.
+pub fn write_artifacts(
+    net: &FoldedResNet,
+    size: usize,
+    kinds: &[ArtifactKind],
+    calib: &[Vec<f32>],
+    quant: QuantConfig,
+    calib_source: &str,
+    out: &std::path::Path,
+) -> Result<(Vec<Artifact>, Option<manifest::QuantInfo>), ExportError> {
+    let write = |kind: ArtifactKind, bytes: &[u8]| -> Result<Artifact, ExportError> {
+        let path = out.join(kind.file_name());
+        crate::checkpoint::write_atomic(&path, bytes).map_err(|e| ExportError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(Artifact {
+            file: kind.file_name().into(),
+            kind,
+            sha256: manifest::sha256_bytes(bytes),
+            bytes: bytes.len() as u64,
+        })
+    };
+    let calibration = if kinds.iter().any(|k| k.is_int8()) {
+        Some(quantize::calibrate(net, size, calib, quant.method)?)
+    } else {
+        None
+    };
+    let mut artifacts = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        let bytes = match kind {
+            ArtifactKind::OnnxFp32 => onnx::fp32(net, onnx::Batch::One, size),
+            ArtifactKind::OnnxFp32Batched => onnx::fp32(net, onnx::Batch::Symbolic, size),
+            ArtifactKind::NnefFp32 => nnef::from_onnx(&onnx::fp32(net, onnx::Batch::Symbolic, size))?,
+            ArtifactKind::BurnEncoder | ArtifactKind::BurnHead => {
+                return Err(ExportError::Calibration(format!(
+                    "{} is copied from the run, not generated from the folded network",
+                    kind.file_name()
+                )));
+            }
+            ArtifactKind::OnnxInt8Qlinear | ArtifactKind::OnnxInt8Qdq => {
+                let c = calibration.as_ref().expect("calibrated above for int8 kinds");
+                if kind == ArtifactKind::OnnxInt8Qlinear {
+                    quantize::qlinear(net, c, quant.weights, onnx::Batch::One, size)?
+                } else {
+                    quantize::qdq(net, c, quant.weights, onnx::Batch::Symbolic, size)?
+                }
+            }
+        };
+        artifacts.push(write(kind, &bytes)?);
+    }
+    let info = calibration.map(|c| manifest::QuantInfo {
+        config: quant,
+        activations: "u8 asymmetric per tensor; ReLU outputs zero point 0".into(),
+        calibration_images: c.images,
+        calibration_data: calib_source.into(),
+        ranges: c.ranges,
+    });
+    Ok((artifacts, info))
+}

@@ -352,6 +352,7 @@ fn manifest_checks_checksums_and_names() {
             weights_sha256: "0".repeat(64),
             model_version: "x".into(),
         },
+        recipe: None,
     };
     manifest.save(dir.path()).expect("save");
     let opened = crate::embed::open(dir.path()).expect("opens the folder");

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use margin::{MarginLoss, MarginLossConfig};
 pub use ntlogistic::{NtLogisticLoss, NtLogisticLossConfig};
-pub use ntxent::{NtXentLoss, NtXentLossConfig};
+pub use ntxent::{ContrastMask, NtXentLoss, NtXentLossConfig};
 
 use crate::error::ModelError;
 

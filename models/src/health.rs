@@ -1,0 +1,459 @@
+//! Label-free health of an embedding space, for deciding on the board whether a fine-tuned
+//! encoder may replace the running one:
+//!
+//! - **alignment** (Wang & Isola, 2020): `E ‖f̂(x) − f̂(x⁺)‖²` over positive pairs (two views
+//!   of one frame) — lower is better, 0 when views map to one point;
+//! - **uniformity**: `log E exp(−2‖f̂(x) − f̂(y)‖²)` over distinct frames — lower is better,
+//!   0 when everything collapsed to one point;
+//! - **effective rank** (Roy & Vetterli, 2007; RankMe, Garrido et al. 2023): `exp(H(p))` with
+//!   `p` the normalised singular values of the embedding matrix — between 1 (rank one) and
+//!   the dimension;
+//! - **collapse**: effective rank below a floor, or the per-dimension spread of the
+//!   normalised embeddings vanishing.
+//!
+//! Everything here is plain `f32`/`f64` over rows, so the board runs it on tract outputs.
+
+use serde::{Deserialize, Serialize};
+
+fn normalized(v: &[f32]) -> Vec<f64> {
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-12);
+    v.iter().map(|x| f64::from(*x) / norm).collect()
+}
+
+fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+/// Mean squared distance between the normalised rows of `a` and `b` (paired by index).
+///
+/// # Panics
+/// When `a` and `b` differ in length or are empty.
+pub fn alignment(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    assert!(
+        !a.is_empty() && a.len() == b.len(),
+        "alignment needs equal, non-empty sets of pairs ({} vs {})",
+        a.len(),
+        b.len()
+    );
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| sq_dist(&normalized(x), &normalized(y)))
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+/// `log mean_{i<j} exp(−t ‖x̂_i − x̂_j‖²)` with `t = 2`, computed stably (log-sum-exp).
+///
+/// # Panics
+/// With fewer than two rows.
+pub fn uniformity(x: &[Vec<f32>]) -> f64 {
+    assert!(x.len() >= 2, "uniformity needs at least two embeddings");
+    let n: Vec<Vec<f64>> = x.iter().map(|r| normalized(r)).collect();
+    let mut terms = Vec::with_capacity(n.len() * (n.len() - 1) / 2);
+    for i in 0..n.len() {
+        for j in i + 1..n.len() {
+            terms.push(-2.0 * sq_dist(&n[i], &n[j]));
+        }
+    }
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    max + (terms.iter().map(|t| (t - max).exp()).sum::<f64>() / terms.len() as f64).ln()
+}
+
+/// Eigenvalues of the symmetric `d × d` matrix `a` (row-major) by cyclic Jacobi rotations.
+fn symmetric_eigenvalues(mut a: Vec<f64>, d: usize) -> Vec<f64> {
+    for _sweep in 0..100 {
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * d + j].powi(2))
+            .sum();
+        let scale: f64 = (0..d).map(|i| a[i * d + i].powi(2)).sum::<f64>().max(1e-300);
+        if off <= 1e-22 * scale {
+            break;
+        }
+        for p in 0..d {
+            for q in p + 1..d {
+                let apq = a[p * d + q];
+                if apq.abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..d {
+                    let (akp, akq) = (a[k * d + p], a[k * d + q]);
+                    a[k * d + p] = c * akp - s * akq;
+                    a[k * d + q] = s * akp + c * akq;
+                }
+                for k in 0..d {
+                    let (apk, aqk) = (a[p * d + k], a[q * d + k]);
+                    a[p * d + k] = c * apk - s * aqk;
+                    a[q * d + k] = s * apk + c * aqk;
+                }
+            }
+        }
+    }
+    (0..d).map(|i| a[i * d + i]).collect()
+}
+
+/// Singular values of the `n × d` matrix of rows `x`, largest first (square roots of the
+/// eigenvalues of `xᵀx`).
+pub fn singular_values(x: &[Vec<f32>]) -> Vec<f64> {
+    let d = x.first().map_or(0, Vec::len);
+    let mut gram = vec![0.0f64; d * d];
+    for row in x {
+        for i in 0..d {
+            let ri = f64::from(row[i]);
+            for j in i..d {
+                gram[i * d + j] += ri * f64::from(row[j]);
+            }
+        }
+    }
+    for i in 0..d {
+        for j in 0..i {
+            gram[i * d + j] = gram[j * d + i];
+        }
+    }
+    let mut s: Vec<f64> = symmetric_eigenvalues(gram, d)
+        .into_iter()
+        .map(|l| l.max(0.0).sqrt())
+        .collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    s
+}
+
+/// `exp(−Σ p_k log p_k)`, `p = σ / Σσ`, of the L2-normalised rows of `x`.
+pub fn effective_rank(x: &[Vec<f32>]) -> f64 {
+    let rows: Vec<Vec<f32>> = x
+        .iter()
+        .map(|r| normalized(r).into_iter().map(|v| v as f32).collect())
+        .collect();
+    let s = singular_values(&rows);
+    let total: f64 = s.iter().sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let entropy: f64 = s
+        .iter()
+        .map(|v| v / total)
+        .filter(|p| *p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
+    entropy.exp()
+}
+
+/// Mean over dimensions of the standard deviation of the normalised rows (≈ `1/√d` for a
+/// spread-out space, → 0 when collapsed).
+pub fn mean_dimension_std(x: &[Vec<f32>]) -> f64 {
+    let n: Vec<Vec<f64>> = x.iter().map(|r| normalized(r)).collect();
+    let d = n.first().map_or(0, Vec::len);
+    if n.len() < 2 || d == 0 {
+        return 0.0;
+    }
+    let count = n.len() as f64;
+    (0..d)
+        .map(|k| {
+            let mean = n.iter().map(|r| r[k]).sum::<f64>() / count;
+            (n.iter().map(|r| (r[k] - mean).powi(2)).sum::<f64>() / count).sqrt()
+        })
+        .sum::<f64>()
+        / d as f64
+}
+
+/// The health of one encoder on one held-out set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Frames measured.
+    pub frames: usize,
+    /// Alignment of two augmented views per frame (lower is better).
+    pub alignment: f64,
+    /// Uniformity of the clean (centre-crop) embeddings (lower is better).
+    pub uniformity: f64,
+    /// Effective rank of the clean embeddings (higher is better).
+    pub effective_rank: f64,
+    /// Mean per-dimension std of the normalised clean embeddings.
+    pub mean_dimension_std: f64,
+    /// kNN top-1 (%) on a labelled probe set, when one ships with the model.
+    pub knn_top1: Option<f64>,
+}
+
+impl Health {
+    /// Measures `clean` embeddings (one per frame) and two augmented views per frame.
+    ///
+    /// # Panics
+    /// With fewer than two frames, or views not paired with each other.
+    pub fn measure(clean: &[Vec<f32>], view_a: &[Vec<f32>], view_b: &[Vec<f32>]) -> Self {
+        Self {
+            frames: clean.len(),
+            alignment: alignment(view_a, view_b),
+            uniformity: uniformity(clean),
+            effective_rank: effective_rank(clean),
+            mean_dimension_std: mean_dimension_std(clean),
+            knn_top1: None,
+        }
+    }
+}
+
+/// How much worse than the running model a candidate may be and still replace it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tolerance {
+    /// Alignment may grow by this fraction.
+    pub alignment: f64,
+    /// Uniformity may grow by this much (it is a log, so this is a ratio of the kernel mean).
+    pub uniformity: f64,
+    /// Effective rank may shrink by this fraction.
+    pub effective_rank: f64,
+    /// Below this effective rank the space counts as collapsed, whatever the running model.
+    pub collapse_rank: f64,
+    /// Below this mean per-dimension std the space counts as collapsed.
+    pub collapse_std: f64,
+    /// kNN top-1 may drop by this many points.
+    pub knn_points: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self {
+            alignment: 0.05,
+            uniformity: 0.05,
+            effective_rank: 0.10,
+            collapse_rank: 2.0,
+            collapse_std: 1e-3,
+            knn_points: 1.0,
+        }
+    }
+}
+
+/// Whether a candidate may replace the running model, with the reasons when not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// True when every check passed.
+    pub accept: bool,
+    /// One line per failed check.
+    pub reasons: Vec<String>,
+}
+
+impl Tolerance {
+    /// Compares `candidate` with `running` on the same frames: the candidate must not be
+    /// collapsed and no metric may be worse by more than its tolerance.
+    pub fn judge(&self, candidate: &Health, running: &Health) -> Verdict {
+        let mut reasons = Vec::new();
+        let finite = [
+            candidate.alignment,
+            candidate.uniformity,
+            candidate.effective_rank,
+            candidate.mean_dimension_std,
+        ]
+        .iter()
+        .all(|v| v.is_finite());
+        if !finite {
+            reasons.push("non-finite health metrics (diverged weights)".into());
+        }
+        if candidate.effective_rank < self.collapse_rank
+            || candidate.mean_dimension_std < self.collapse_std
+        {
+            reasons.push(format!(
+                "collapsed: effective rank {:.2} (floor {}), mean dimension std {:.2e} (floor {:.0e})",
+                candidate.effective_rank,
+                self.collapse_rank,
+                candidate.mean_dimension_std,
+                self.collapse_std
+            ));
+        }
+        if candidate.alignment > running.alignment * (1.0 + self.alignment) + 1e-9 {
+            reasons.push(format!(
+                "alignment {:.4} worse than running {:.4} by more than {:.0}%",
+                candidate.alignment,
+                running.alignment,
+                100.0 * self.alignment
+            ));
+        }
+        if candidate.uniformity > running.uniformity + self.uniformity {
+            reasons.push(format!(
+                "uniformity {:.4} worse than running {:.4} by more than {}",
+                candidate.uniformity, running.uniformity, self.uniformity
+            ));
+        }
+        if candidate.effective_rank < running.effective_rank * (1.0 - self.effective_rank) {
+            reasons.push(format!(
+                "effective rank {:.2} below running {:.2} by more than {:.0}%",
+                candidate.effective_rank,
+                running.effective_rank,
+                100.0 * self.effective_rank
+            ));
+        }
+        if let (Some(c), Some(r)) = (candidate.knn_top1, running.knn_top1) {
+            if c < r - self.knn_points {
+                reasons.push(format!(
+                    "kNN top-1 {c:.2}% below running {r:.2}% by more than {} points",
+                    self.knn_points
+                ));
+            }
+        }
+        Verdict {
+            accept: reasons.is_empty(),
+            reasons,
+        }
+    }
+}
+
+/// Top-1 accuracy (%) of a cosine-similarity kNN classifier with similarity-weighted votes
+/// (`exp(s/τ)`, τ = 0.07, as in Wu et al. 2018), for the small probe sets that ship to a board.
+///
+/// # Panics
+/// When labels and rows differ in number.
+pub fn knn_top1(
+    bank: &[Vec<f32>],
+    bank_labels: &[u8],
+    queries: &[Vec<f32>],
+    query_labels: &[u8],
+    k: usize,
+) -> f64 {
+    assert_eq!(bank.len(), bank_labels.len(), "one label per bank row");
+    assert_eq!(queries.len(), query_labels.len(), "one label per query");
+    let bank: Vec<Vec<f64>> = bank.iter().map(|r| normalized(r)).collect();
+    let classes = bank_labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut correct = 0usize;
+    for (q, &label) in queries.iter().zip(query_labels) {
+        let q = normalized(q);
+        let mut sims: Vec<(f64, u8)> = bank
+            .iter()
+            .zip(bank_labels)
+            .map(|(b, &l)| (b.iter().zip(&q).map(|(x, y)| x * y).sum::<f64>(), l))
+            .collect();
+        let k = k.min(sims.len());
+        if k == 0 {
+            continue;
+        }
+        sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        let mut votes = vec![0.0f64; classes];
+        for &(s, l) in &sims[..k] {
+            votes[l as usize] += (s / 0.07).exp();
+        }
+        let best = votes
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
+        if best == Some(label as usize) {
+            correct += 1;
+        }
+    }
+    100.0 * correct as f64 / queries.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_and_uniformity_match_hand_values() {
+        // Orthogonal unit pairs: ‖e1 − e2‖² = 2.
+        let a = vec![vec![1.0, 0.0], vec![0.0, 3.0]];
+        let b = vec![vec![0.0, 2.0], vec![0.0, 1.0]];
+        assert!((alignment(&a, &b) - 1.0).abs() < 1e-12); // (2 + 0) / 2
+        // Two antipodal points: ‖x − y‖² = 4 → log exp(−8) = −8.
+        assert!((uniformity(&[vec![1.0, 0.0], vec![-2.0, 0.0]]) + 8.0).abs() < 1e-12);
+        // Everything at one point: 0, the worst value.
+        assert!(uniformity(&vec![vec![1.0, 1.0]; 5]).abs() < 1e-12);
+        // Three points at 120° on the circle: ‖x − y‖² = 3 → −6.
+        let c: Vec<Vec<f32>> = (0..3)
+            .map(|k| {
+                let t = 2.0 * std::f32::consts::PI * k as f32 / 3.0;
+                vec![t.cos(), t.sin()]
+            })
+            .collect();
+        assert!((uniformity(&c) + 6.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn singular_values_of_a_known_matrix() {
+        // np.linalg.svd([[3, 0, 0], [0, 4, 0], [0, 0, 0], [0, 0, 1]]) -> 4, 3, 1
+        let x = vec![
+            vec![3.0, 0.0, 0.0],
+            vec![0.0, 4.0, 0.0],
+            vec![0.0, 0.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ];
+        let s = singular_values(&x);
+        for (got, want) in s.iter().zip([4.0, 3.0, 1.0]) {
+            assert!((got - want).abs() < 1e-9, "{s:?}");
+        }
+        // A dense rotation of diag(5, 2): np.linalg.svd([[3, 4], [-1.6, 1.2]]) -> 5, 2 (orthogonal rows)
+        let s = singular_values(&[vec![3.0, 4.0], vec![-1.6, 1.2]]);
+        assert!((s[0] - 5.0).abs() < 1e-5 && (s[1] - 2.0).abs() < 1e-5, "{s:?}");
+    }
+
+    #[test]
+    fn effective_rank_spans_one_to_the_dimension() {
+        // Orthonormal rows: equal singular values → rank = d.
+        let eye: Vec<Vec<f32>> = (0..8)
+            .map(|i| (0..8).map(|j| f32::from(u8::from(i == j))).collect())
+            .collect();
+        assert!((effective_rank(&eye) - 8.0).abs() < 1e-6);
+        // Every row the same direction: rank one, and collapsed by the std test too.
+        let same = vec![vec![0.3, -0.1, 0.7, 0.2]; 16];
+        assert!((effective_rank(&same) - 1.0).abs() < 1e-6);
+        assert!(mean_dimension_std(&same) < 1e-9);
+        // Two equal singular values out of four dimensions → 2.
+        let two: Vec<Vec<f32>> = (0..10)
+            .map(|i| if i % 2 == 0 { vec![1.0, 0.0, 0.0, 0.0] } else { vec![0.0, 1.0, 0.0, 0.0] })
+            .collect();
+        assert!((effective_rank(&two) - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_judge_rejects_collapse_and_regressions_and_accepts_equals() {
+        let good = Health {
+            frames: 10,
+            alignment: 0.5,
+            uniformity: -2.0,
+            effective_rank: 20.0,
+            mean_dimension_std: 0.05,
+            knn_top1: Some(40.0),
+        };
+        let t = Tolerance::default();
+        assert!(t.judge(&good, &good).accept);
+        let collapsed = Health {
+            alignment: 0.0,
+            uniformity: 0.0,
+            effective_rank: 1.0,
+            mean_dimension_std: 0.0,
+            ..good
+        };
+        let v = t.judge(&collapsed, &good);
+        assert!(!v.accept && v.reasons.iter().any(|r| r.starts_with("collapsed")), "{v:?}");
+        let forgot = Health {
+            knn_top1: Some(38.5),
+            ..good
+        };
+        assert!(!t.judge(&forgot, &good).accept);
+        let nan = Health {
+            alignment: f64::NAN,
+            ..good
+        };
+        assert!(!t.judge(&nan, &good).accept);
+        let better = Health {
+            alignment: 0.4,
+            uniformity: -2.5,
+            effective_rank: 25.0,
+            ..good
+        };
+        assert!(t.judge(&better, &good).accept);
+    }
+
+    #[test]
+    fn knn_votes_by_nearest_neighbours() {
+        let bank = vec![vec![1.0, 0.0], vec![0.9, 0.1], vec![0.0, 1.0], vec![0.1, 0.9]];
+        let labels = [0u8, 0, 1, 1];
+        let queries = vec![vec![1.0, 0.05], vec![0.05, 1.0], vec![1.0, 0.0]];
+        assert!((knn_top1(&bank, &labels, &queries, &[0, 1, 1], 2) - 200.0 / 3.0).abs() < 1e-9);
+    }
+}
