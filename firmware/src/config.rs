@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::display::DisplaySpec;
+use crate::finetune::FinetuneSection;
 use crate::sink::SinkSpec;
 use crate::source::SourceSpec;
 
@@ -110,6 +111,9 @@ pub struct DeviceConfig {
     pub sink: SinkSection,
     /// Status screen.
     pub display: DisplaySection,
+    /// On-device fine-tuning (off unless `enabled` or `--finetune`).
+    #[serde(default)]
+    pub finetune: FinetuneSection,
 }
 
 impl DeviceConfig {
@@ -159,7 +163,7 @@ impl DeviceConfig {
                 self.source.fps
             ));
         }
-        Ok(())
+        self.finetune.validate()
     }
 }
 

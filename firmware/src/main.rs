@@ -5,10 +5,9 @@
 mod config;
 mod display;
 mod error;
-// The fine-tuner lands in pieces (issue 6); the replay buffer is tested, not yet wired.
-#[allow(dead_code)]
 mod finetune;
 mod frame;
+mod live;
 mod pipeline;
 mod queue;
 mod sink;
@@ -30,6 +29,9 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{ArtifactChoice, DeviceConfig};
+use crate::finetune::Finetuner;
+use crate::finetune::slots::Slots;
+use crate::live::LiveModel;
 use crate::display::DisplaySpec;
 use crate::sink::{SinkSpec, SinkWorker};
 use crate::source::{CaptureSettings, SourceSpec};
@@ -53,6 +55,44 @@ enum Command {
     Run(RunArgs),
     /// Measure the pipeline against the bare embedder on the same frames.
     Bench(BenchArgs),
+    /// Make the previous model current again (a running device switches within a refresh).
+    Rollback(RollbackArgs),
+    /// Time fine-tuning steps and peak memory at one batch size and resolution.
+    FinetuneBench(FinetuneBenchArgs),
+}
+
+/// `edgeclr-device rollback`.
+#[derive(Debug, clap::Args)]
+struct RollbackArgs {
+    /// State directory of the device (`--state` of `run`).
+    #[arg(long)]
+    state: PathBuf,
+}
+
+/// `edgeclr-device finetune-bench`.
+#[derive(Debug, clap::Args)]
+struct FinetuneBenchArgs {
+    /// Export folder with burn weights (edgeclr export).
+    #[arg(long)]
+    model: PathBuf,
+    /// A recording to train on.
+    #[arg(long, default_value = "mjpeg:tests/data/camera/clip_320x240.mjpeg")]
+    source: SourceSpec,
+    /// Frames per step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Training resolution.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// cpu, wgpu or auto.
+    #[arg(long, default_value = "cpu", value_parser = clap::value_parser!(DeviceChoice))]
+    device: DeviceChoice,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// CPU threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 /// `edgeclr-device run`: a board profile, then `--config`, then flags.
@@ -94,6 +134,28 @@ struct RunArgs {
     /// Write the final report (JSON) here too.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Replay a recording in a loop (until --frames or --duration).
+    #[arg(long = "loop")]
+    looped: bool,
+    /// State directory: model slots (current/previous), fine-tuning checkpoints, decisions log.
+    /// With it, `--model` is installed as a slot on first use and the run follows `current`.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Fine-tune on the stream (needs --state).
+    #[arg(long)]
+    finetune: bool,
+    /// Fine-tuning backend: auto, cpu or wgpu.
+    #[arg(long, value_parser = clap::value_parser!(DeviceChoice))]
+    finetune_device: Option<DeviceChoice>,
+    /// Share of time spent fine-tuning, (0, 1].
+    #[arg(long)]
+    duty_cycle: Option<f64>,
+    /// Steps between candidate models.
+    #[arg(long)]
+    update_every: Option<u64>,
+    /// Frames per fine-tuning step.
+    #[arg(long)]
+    finetune_batch: Option<usize>,
 }
 
 /// `edgeclr-device bench`.
@@ -146,6 +208,26 @@ fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
     if let Some(w) = args.embed_workers {
         cfg.runtime.embed_workers = w;
     }
+    let ft = &mut cfg.finetune;
+    ft.enabled |= args.finetune;
+    if let Some(d) = args.finetune_device {
+        ft.device = d;
+    }
+    if let Some(d) = args.duty_cycle {
+        ft.duty_cycle = d;
+    }
+    if let Some(k) = args.update_every {
+        ft.update_every = k;
+    }
+    if let Some(b) = args.finetune_batch {
+        ft.trainer.batch = b;
+        ft.replay_capacity = ft.replay_capacity.max(b);
+    }
+    if ft.enabled && args.state.is_none() {
+        bail!(
+            "--finetune needs --state DIR: where model slots, fine-tuning checkpoints and decisions are kept (/var/lib/edgeclr on a board)"
+        );
+    }
     cfg.validate().map_err(anyhow::Error::msg)?;
     Ok(cfg)
 }
@@ -156,8 +238,34 @@ fn run(args: RunArgs) -> Result<()> {
         "resolved config:\n{}",
         toml::to_string(&cfg).unwrap_or_default()
     );
-    let opened = embed::open(&model_path(&args.model, cfg.runtime.artifact))
-        .with_context(|| format!("loading --model {}", args.model.display()))?;
+    // With a state directory the run follows the `current` slot; `--model` is installed as a
+    // slot the first time its version is seen (first start, or a newly flashed bundle).
+    let slots = match &args.state {
+        Some(state) => {
+            let slots = Slots::open(state)
+                .with_context(|| format!("opening --state {}", state.display()))?;
+            let shipped = finetune::slots::verify(&args.model)
+                .map_err(|e| anyhow::anyhow!("--model {}: {e}", args.model.display()))?;
+            let name = finetune::slots::slot_name(&shipped.source.model_version);
+            if finetune::slots::verify(&slots.dir(&name)).is_err() {
+                let installed = slots.install(&args.model).map_err(anyhow::Error::msg)?;
+                info!("installed {} as slot {installed}", args.model.display());
+            }
+            Some(slots)
+        }
+        None => None,
+    };
+    let model_file = match &slots {
+        Some(s) => {
+            let (name, manifest) = s
+                .loadable()
+                .with_context(|| format!("no model in {} loads", s.root().display()))?;
+            finetune::model_file(&s.dir(&name), &manifest, cfg.runtime.artifact)
+        }
+        None => model_path(&args.model, cfg.runtime.artifact),
+    };
+    let opened = embed::open(&model_file)
+        .with_context(|| format!("loading model {}", model_file.display()))?;
     let m = &opened.manifest;
     info!(
         "model {} ({:?}, {}×{} → {})",
@@ -173,6 +281,7 @@ fn run(args: RunArgs) -> Result<()> {
         fps: cfg.source.fps,
         as_fast_as_possible: args.as_fast_as_possible,
         max_frames: args.frames,
+        looped: args.looped,
     };
     let src = source::open(&cfg.source.spec, settings)
         .with_context(|| format!("opening source {}", cfg.source.spec))?;
@@ -203,15 +312,29 @@ fn run(args: RunArgs) -> Result<()> {
                 _ => false,
             },
     };
+    let finetuner = match (&slots, cfg.finetune.enabled) {
+        (Some(s), true) => Some(Finetuner::new(
+            cfg.finetune.clone(),
+            &args.model,
+            s.clone(),
+            cfg.runtime.artifact,
+        )?),
+        _ => None,
+    };
+    let preprocess = Preprocess::from_manifest(m);
+    let live = Arc::new(LiveModel::new(opened.embedder, &m.source.model_version));
     let report = pipeline::run(
         src,
-        &opened.embedder,
-        Preprocess::from_manifest(m),
-        &m.source.model_version,
+        &live,
+        preprocess,
         sinks,
         screen,
         &options,
         shutdown,
+        pipeline::Extras {
+            slots: slots.map(|s| (s, cfg.runtime.artifact)),
+            finetune: finetuner,
+        },
     );
     let json = serde_json::to_string(&report)?;
     if let Some(p) = &args.report {
@@ -234,6 +357,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         fps: 10.0,
         as_fast_as_possible: true,
         max_frames: None,
+        looped: false,
     };
     // Bare: decode + preprocess up front, then time only the embedder (one thread).
     let mut src = source::open(&args.source, fast)?;
@@ -267,17 +391,18 @@ fn bench(args: BenchArgs) -> Result<()> {
         lossless: true,
     };
     // The recording through the whole pipeline, no sinks, no screen.
+    let live = Arc::new(LiveModel::new(opened.embedder.fork()?, "bench"));
     let run_once =
         |settings: CaptureSettings, options: &pipeline::Options| -> Result<pipeline::Report> {
             Ok(pipeline::run(
                 source::open(&args.source, settings)?,
-                &opened.embedder,
+                &live,
                 pre,
-                "bench",
                 Vec::new(),
                 None,
                 options,
                 Arc::new(AtomicBool::new(false)),
+                pipeline::Extras::default(),
             ))
         };
     let mut frames = 0;
@@ -307,6 +432,87 @@ fn bench(args: BenchArgs) -> Result<()> {
                              "latency_p50_ms": r.latency_p50_ms, "latency_p99_ms": r.latency_p99_ms,
                              "embed_p50_ms": r.embed_p50_ms, "embed_p99_ms": r.embed_p99_ms,
                              "decode_p50_ms": r.decode_p50_ms, "preprocess_p50_ms": r.preprocess_p50_ms},
+            "peak_rss_mib": pipeline::rss_mib().1,
+        })
+    );
+    Ok(())
+}
+
+fn rollback(args: &RollbackArgs) -> Result<()> {
+    let slots = Slots::open(&args.state)
+        .with_context(|| format!("opening --state {}", args.state.display()))?;
+    let (from, to) = slots.rollback().map_err(anyhow::Error::msg)?;
+    println!("rolled back: {from} -> {to} (a running edgeclr-device switches at its next refresh)");
+    Ok(())
+}
+
+/// Fine-tuning step time and peak RSS for one configuration (run one per process: RSS is a
+/// process-wide high-water mark).
+fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
+    use finetune::trainer::{Sample, Trainer, TrainerConfig};
+    let manifest = finetune::slots::verify(&args.model).map_err(anyhow::Error::msg)?;
+    let recipe = manifest
+        .recipe
+        .clone()
+        .context("the export has no recipe; re-run edgeclr export")?;
+    let selected = select_device(args.device)?;
+    let fast = CaptureSettings {
+        width: 0,
+        height: 0,
+        fps: 10.0,
+        as_fast_as_possible: true,
+        max_frames: None,
+        looped: false,
+    };
+    let mut src = source::open(&args.source, fast)?;
+    let mut frames = Vec::new();
+    while let Ok(f) = src.next_frame() {
+        frames.push(Sample {
+            frame_id: f.id,
+            image: Arc::new(finetune::downscale(&f.to_rgb()?, 2 * args.size)),
+        });
+    }
+    if frames.len() < args.batch {
+        bail!("{} has {} frames, fewer than --batch {}", args.source, frames.len(), args.batch);
+    }
+    let rss_before = pipeline::rss_mib().0;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
+    let head = args.model.join("head.bpk");
+    let mut trainer = Trainer::new(
+        &recipe,
+        &args.model.join("encoder.bpk"),
+        head.exists().then_some(head.as_path()),
+        args.size,
+        TrainerConfig {
+            batch: args.batch,
+            ..TrainerConfig::default()
+        },
+        &selected.device,
+    )?;
+    let mut times = Vec::new();
+    let mut losses = Vec::new();
+    for s in 0..=args.steps {
+        let start = (s * args.batch) % (frames.len() - args.batch + 1);
+        let r = pool.install(|| trainer.step(&frames[start..start + args.batch]));
+        if s > 0 {
+            times.push(r.ms);
+        }
+        losses.push(r.loss);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": selected.description,
+            "batch": args.batch,
+            "size": args.size,
+            "threads": args.threads,
+            "steps": args.steps,
+            "step_ms_median": times[times.len() / 2],
+            "step_ms_min": times[0],
+            "images_per_second": 2.0 * args.batch as f64 / (times[times.len() / 2] / 1e3),
+            "losses": losses,
+            "rss_before_mib": rss_before,
             "peak_rss_mib": pipeline::rss_mib().1,
         })
     );
@@ -345,6 +551,8 @@ fn main() -> ExitCode {
         Command::Info => info_cmd(),
         Command::Run(args) => run(args),
         Command::Bench(args) => bench(args),
+        Command::Rollback(args) => rollback(&args),
+        Command::FinetuneBench(args) => finetune_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,12 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgeclr_models::embed::{Embedder, Preprocess, TractEmbedder};
+use edgeclr_models::RgbImage;
+use edgeclr_models::embed::Preprocess;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::config::ArtifactChoice;
 use crate::display::Screen;
 use crate::error::SourceError;
+use crate::finetune::slots::{self, Slots};
+use crate::finetune::{FinetuneReport, Finetuner, Offer, model_file};
+use crate::live::LiveModel;
 use crate::queue::{self, Recv};
 use crate::sink::{Embedding, SinkWorker};
 use crate::source::FrameSource;
@@ -46,6 +51,18 @@ struct Prepared {
     id: u64,
     captured: Instant,
     chw: Vec<f32>,
+    /// The frame at training scale, for frames sampled for fine-tuning.
+    train: Option<Arc<RgbImage>>,
+}
+
+/// What a run may add to the stream.
+#[derive(Default)]
+pub struct Extras {
+    /// Model slots to follow: when `current` moves (a promoted candidate, `edgeclr-device
+    /// rollback`), the new model is loaded and hot-swapped.
+    pub slots: Option<(Slots, ArtifactChoice)>,
+    /// On-device fine-tuning.
+    pub finetune: Option<Finetuner>,
 }
 
 /// Shared counters.
@@ -89,6 +106,10 @@ pub struct Report {
     pub source_reopens: u64,
     /// Per sink: (name, delivered, dropped, errors).
     pub sinks: Vec<(String, u64, u64, u64)>,
+    /// Model swaps during the run: (seconds since start, new version).
+    pub model_swaps: Vec<(f64, String)>,
+    /// What fine-tuning did, when it ran.
+    pub finetune: Option<FinetuneReport>,
     /// Wall time of the run.
     pub wall_s: f64,
     /// Embeddings per second over the run.
@@ -138,17 +159,22 @@ fn micros_since_epoch(captured: Instant) -> u64 {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     mut source: Box<dyn FrameSource>,
-    embedder: &TractEmbedder,
+    model: &Arc<LiveModel>,
     preprocess: Preprocess,
-    model_version: &str,
     sinks: Vec<SinkWorker>,
     mut screen: Option<Box<dyn Screen>>,
     options: &Options,
     shutdown: Arc<AtomicBool>,
+    extras: Extras,
 ) -> Report {
     let started = Instant::now();
     let source_name = source.describe();
-    let version: Arc<str> = Arc::from(model_version);
+    let Extras { slots, finetune } = extras;
+    let sampling = finetune
+        .as_ref()
+        .map(|f| (f.sample_every(), f.train_side, f.progress.clone()));
+    let (offer_tx, offer_rx) = queue::bounded::<Offer>(NonZeroUsize::new(8).expect("non-zero"));
+    let offer_tx = sampling.is_some().then(|| Arc::new(offer_tx));
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Mutex::new(Latencies::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -198,6 +224,7 @@ pub fn run(
         // Decode + preprocess.
         {
             let (counters, stop, latencies) = (counters.clone(), stop.clone(), latencies.clone());
+            let sampling = sampling.clone();
             scope.spawn(move || {
                 loop {
                     match frame_rx.recv_timeout(Duration::from_millis(200)) {
@@ -213,10 +240,15 @@ pub fn run(
                                     l.decode_ms.push(decode.as_secs_f32() * 1e3);
                                     l.preprocess_ms.push(t.elapsed().as_secs_f32() * 1e3);
                                 }
+                                let train = sampling.as_ref().and_then(|(every, side, _)| {
+                                    (frame.id % every == 0)
+                                        .then(|| Arc::new(crate::finetune::downscale(&rgb, *side)))
+                                });
                                 let p = Prepared {
                                     id: frame.id,
                                     captured: frame.captured,
                                     chw,
+                                    train,
                                 };
                                 let sent = if lossless {
                                     prep_tx.send_waiting(p, &stop).is_ok()
@@ -241,22 +273,23 @@ pub fn run(
         }
         // Embedding workers.
         for w in 0..options.embed_workers {
-            let mut worker = embedder.fork().expect("a tract state for each worker");
-            let (prep_rx, counters, latencies, sinks, version, live) = (
+            let mut worker = model.worker().expect("a tract state for each worker");
+            let (prep_rx, counters, latencies, sinks, model, live, offers) = (
                 prep_rx.clone(),
                 counters.clone(),
                 latencies.clone(),
                 sinks.clone(),
-                version.clone(),
+                model.clone(),
                 live_workers.clone(),
+                offer_tx.clone(),
             );
             scope.spawn(move || {
                 loop {
                     match prep_rx.recv_timeout(Duration::from_millis(200)) {
                         Recv::Item(p) => {
                             let t = Instant::now();
-                            match worker.embed(&p.chw) {
-                                Ok(vector) => {
+                            match worker.embed(&model, &p.chw) {
+                                Ok((vector, version)) => {
                                     let embed_ms = t.elapsed().as_secs_f32() * 1e3;
                                     let total_ms = p.captured.elapsed().as_secs_f32() * 1e3;
                                     {
@@ -269,10 +302,17 @@ pub fn run(
                                         started.elapsed().as_millis() as u64,
                                         Ordering::Relaxed,
                                     );
+                                    if let (Some(image), Some(tx)) = (p.train, &offers) {
+                                        let _ = tx.send(Offer {
+                                            frame_id: p.id,
+                                            image,
+                                            key: vector.clone(),
+                                        });
+                                    }
                                     let e = Arc::new(Embedding {
                                         frame_id: p.id,
                                         timestamp_us: micros_since_epoch(p.captured),
-                                        model_version: version.clone(),
+                                        model_version: version,
                                         vector,
                                     });
                                     for s in sinks.iter() {
@@ -292,16 +332,29 @@ pub fn run(
                 live.fetch_sub(1, Ordering::Relaxed);
             });
         }
+        // Fine-tuning.
+        let finetune_handle = finetune.map(|f| {
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            (scope.spawn(move || f.run(&offer_rx, &flag)), done)
+        });
         // Monitor (this thread).
+        let mut watched = slots.as_ref().and_then(|(s, _)| s.current_name());
+        let mut model_swaps = Vec::new();
+        let mut model_label = model.version();
         if options.systemd {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         }
         let mut status = Status::default();
-        for c in model_version.chars() {
-            if status.model.push(c).is_err() {
-                break;
+        let set_model = |status: &mut Status, version: &str| {
+            status.model.clear();
+            for c in version.chars() {
+                if status.model.push(c).is_err() {
+                    break;
+                }
             }
-        }
+        };
+        set_model(&mut status, &model_label);
         let mut last = (Instant::now(), 0u64);
         let mut rss_samples = Vec::new();
         let mut warned_memory = false;
@@ -332,6 +385,34 @@ pub fn run(
                 .map(|s| s.stats().dropped.load(Ordering::Relaxed))
                 .sum();
             status.bad_frames = counters.bad_frames.load(Ordering::Relaxed);
+            if let Some((_, _, progress)) = &sampling {
+                status.finetune_loss = progress.lock().expect("progress lock").loss;
+            }
+            // Follow the slot pointer: a promoted candidate or a manual rollback.
+            if let Some((s, choice)) = &slots {
+                let now = s.current_name();
+                if now.is_some() && now != watched {
+                    watched = now.clone();
+                    let name = now.unwrap_or_default();
+                    let dir = s.dir(&name);
+                    match slots::verify(&dir).map_err(anyhow::Error::msg).and_then(|m| {
+                        let opened = edgeclr_models::embed::open(&model_file(&dir, &m, *choice))?;
+                        Ok((opened, m))
+                    }) {
+                        Ok((opened, m)) => {
+                            model.swap(opened.embedder, &m.source.model_version);
+                            model_label = model.version();
+                            set_model(&mut status, &model_label);
+                            info!("now embedding with {}", m.source.model_version);
+                            model_swaps.push((
+                                started.elapsed().as_secs_f64(),
+                                m.source.model_version.clone(),
+                            ));
+                        }
+                        Err(e) => warn!("slot {name} does not load ({e:#}); keeping {model_label}"),
+                    }
+                }
+            }
             {
                 let l = latencies.lock().expect("latency lock");
                 status.embed_p50_ms = l.embed_ms.quantile(0.5);
@@ -366,6 +447,10 @@ pub fn run(
             debug!(fps = status.fps, frames = status.frames, "status");
         }
         stop.store(true, Ordering::Relaxed);
+        let finetune = finetune_handle.map(|(h, done)| {
+            done.store(true, Ordering::Relaxed);
+            h.join().expect("fine-tuning thread panicked")
+        });
         // Final screen with the end state.
         if let Some(s) = screen.as_mut() {
             status.frames = counters.embedded.load(Ordering::Relaxed);
@@ -376,7 +461,7 @@ pub fn run(
         let frames_embedded = counters.embedded.load(Ordering::Relaxed);
         Report {
             source: source_name.clone(),
-            model_version: model_version.to_string(),
+            model_version: model_label.to_string(),
             frames_captured: capture_stats.sent.load(Ordering::Relaxed),
             dropped_capture_queue: capture_stats.dropped.load(Ordering::Relaxed),
             dropped_embed_queue: prep_stats.dropped.load(Ordering::Relaxed),
@@ -385,6 +470,8 @@ pub fn run(
             embed_errors: counters.embed_errors.load(Ordering::Relaxed),
             source_reopens: counters.reopens.load(Ordering::Relaxed),
             sinks: Vec::new(),
+            model_swaps,
+            finetune,
             wall_s,
             fps: frames_embedded as f64 / wall_s,
             latency_p50_ms: l.frame_to_embedding_ms.quantile(0.5),
@@ -428,6 +515,7 @@ impl Report {
 mod tests {
     use std::path::Path;
 
+    use edgeclr_models::embed::TractEmbedder;
     use edgeclr_models::encoder::{Architecture, EncoderConfig};
     use edgeclr_models::export::onnx::{self, Batch};
 
@@ -464,6 +552,7 @@ mod tests {
             fps: 50.0,
             as_fast_as_possible: false,
             max_frames: Some(10),
+            looped: false,
         };
         let pre = Preprocess {
             size: 16,
@@ -471,13 +560,13 @@ mod tests {
         };
         let r = run(
             Box::new(SyntheticSource::new(settings)),
-            &embedder(16),
+            &Arc::new(LiveModel::new(embedder(16), "v1")),
             pre,
-            "v1",
             sinks,
             None,
             &options(1),
             Arc::new(AtomicBool::new(false)),
+            Extras::default(),
         );
         // Paced at 50 fps a 16-px embedding keeps up; a loaded test machine may still stall a
         // worker long enough for drop-oldest to act, so the accounting is what is exact.
@@ -513,6 +602,7 @@ mod tests {
             fps: 1.0,
             as_fast_as_possible: true,
             max_frames: Some(300),
+            looped: false,
         };
         let pre = Preprocess {
             size: 32,
@@ -520,13 +610,13 @@ mod tests {
         };
         let r = run(
             Box::new(SyntheticSource::new(settings)),
-            &embedder(32),
+            &Arc::new(LiveModel::new(embedder(32), "v1")),
             pre,
-            "v1",
             sinks,
             None,
             &options(1),
             Arc::new(AtomicBool::new(false)),
+            Extras::default(),
         );
         assert_eq!(r.frames_captured, 300);
         assert_eq!(

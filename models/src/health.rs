@@ -6,8 +6,8 @@
 //! - **uniformity**: `log E exp(−2‖f̂(x) − f̂(y)‖²)` over distinct frames — lower is better,
 //!   0 when everything collapsed to one point;
 //! - **effective rank** (Roy & Vetterli, 2007; RankMe, Garrido et al. 2023): `exp(H(p))` with
-//!   `p` the normalised singular values of the embedding matrix — between 1 (rank one) and
-//!   the dimension;
+//!   `p` the normalised singular values of the centred embedding matrix — between 1 (all
+//!   variation along one direction) and the dimension;
 //! - **collapse**: effective rank below a floor, or the per-dimension spread of the
 //!   normalised embeddings vanishing.
 //!
@@ -128,11 +128,21 @@ pub fn singular_values(x: &[Vec<f32>]) -> Vec<f64> {
     s
 }
 
-/// `exp(−Σ p_k log p_k)`, `p = σ / Σσ`, of the L2-normalised rows of `x`.
+/// `exp(−Σ p_k log p_k)`, `p = σ / Σσ`, of the L2-normalised rows of `x` after removing their
+/// mean: `h` comes out of ReLU and average pooling, so every row is non-negative and the
+/// shared mean direction would otherwise dominate the spectrum.
 pub fn effective_rank(x: &[Vec<f32>]) -> f64 {
-    let rows: Vec<Vec<f32>> = x
+    let unit: Vec<Vec<f64>> = x.iter().map(|r| normalized(r)).collect();
+    let d = unit.first().map_or(0, Vec::len);
+    let mut mean = vec![0.0f64; d];
+    for r in &unit {
+        for (m, v) in mean.iter_mut().zip(r) {
+            *m += v / unit.len() as f64;
+        }
+    }
+    let rows: Vec<Vec<f32>> = unit
         .iter()
-        .map(|r| normalized(r).into_iter().map(|v| v as f32).collect())
+        .map(|r| r.iter().zip(&mean).map(|(v, m)| (v - m) as f32).collect())
         .collect();
     let s = singular_values(&rows);
     let total: f64 = s.iter().sum();
@@ -393,20 +403,27 @@ mod tests {
 
     #[test]
     fn effective_rank_spans_one_to_the_dimension() {
-        // Orthonormal rows: equal singular values → rank = d.
-        let eye: Vec<Vec<f32>> = (0..8)
-            .map(|i| (0..8).map(|j| f32::from(u8::from(i == j))).collect())
+        // ±e_k for k < 8: zero mean, sixteen rows with equal singular values → rank = d = 8.
+        let spread: Vec<Vec<f32>> = (0..16)
+            .map(|i| {
+                (0..8)
+                    .map(|j| if i % 8 == j { if i < 8 { 1.0 } else { -1.0 } } else { 0.0 })
+                    .collect()
+            })
             .collect();
-        assert!((effective_rank(&eye) - 8.0).abs() < 1e-6);
-        // Every row the same direction: rank one, and collapsed by the std test too.
+        assert!((effective_rank(&spread) - 8.0).abs() < 1e-6);
+        // The 8 one-hot rows alone: centring removes the mean (1/8, …), leaving I − 11ᵀ/8,
+        // whose singular values are 1 (×7) and 0 → rank 7.
+        assert!((effective_rank(&spread[..8]) - 7.0).abs() < 1e-6);
+        // Every row the same direction: nothing varies; collapsed by the std test too.
         let same = vec![vec![0.3, -0.1, 0.7, 0.2]; 16];
-        assert!((effective_rank(&same) - 1.0).abs() < 1e-6);
+        assert!(effective_rank(&same) < 1.0 + 1e-6);
         assert!(mean_dimension_std(&same) < 1e-9);
-        // Two equal singular values out of four dimensions → 2.
-        let two: Vec<Vec<f32>> = (0..10)
-            .map(|i| if i % 2 == 0 { vec![1.0, 0.0, 0.0, 0.0] } else { vec![0.0, 1.0, 0.0, 0.0] })
+        // Rows varying along one direction only (±e₁) → 1.
+        let line: Vec<Vec<f32>> = (0..10)
+            .map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.0, 0.0, 0.0])
             .collect();
-        assert!((effective_rank(&two) - 2.0).abs() < 1e-6);
+        assert!((effective_rank(&line) - 1.0).abs() < 1e-6);
     }
 
     #[test]

@@ -69,11 +69,6 @@ impl<T> ReplayBuffer<T> {
         self.entries.len()
     }
 
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The held items, in slot order.
     pub fn items(&self) -> impl Iterator<Item = &T> {
         self.entries.iter().map(|e| &e.item)

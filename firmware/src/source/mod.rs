@@ -98,6 +98,9 @@ pub struct CaptureSettings {
     pub as_fast_as_possible: bool,
     /// Stop after this many frames.
     pub max_frames: Option<u64>,
+    /// Replay a recording in a loop (until `max_frames` or the run's duration); frame ids keep
+    /// counting up.
+    pub looped: bool,
 }
 
 /// Opens the source named by `spec`.

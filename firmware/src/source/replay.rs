@@ -89,7 +89,10 @@ impl MjpegReplay {
 
 impl FrameSource for MjpegReplay {
     fn next_frame(&mut self) -> Result<Frame, SourceError> {
-        let i = self.next as usize;
+        let mut i = self.next as usize;
+        if self.settings.looped {
+            i %= self.frames.len();
+        }
         if i >= self.frames.len() || self.settings.max_frames.is_some_and(|m| self.next >= m) {
             return Err(SourceError::End);
         }
@@ -102,7 +105,7 @@ impl FrameSource for MjpegReplay {
         let (off, len) = self.frames[i];
         self.next += 1;
         Ok(Frame {
-            id: i as u64,
+            id: self.next - 1,
             captured: Instant::now(),
             width: 0,
             height: 0,
@@ -134,6 +137,7 @@ mod tests {
             fps: 10.0,
             as_fast_as_possible: true,
             max_frames: None,
+            looped: false,
         };
         let mut r = MjpegReplay::open(&clip, settings).expect("opens");
         assert!(r.describe().ends_with("(100 frames)"), "{}", r.describe());
@@ -159,6 +163,7 @@ mod tests {
             fps: 100.0,
             as_fast_as_possible: false,
             max_frames: Some(6),
+            looped: false,
         };
         let mut r = MjpegReplay::open(&clip, settings).expect("opens");
         let t = Instant::now();
@@ -178,6 +183,7 @@ mod tests {
             fps: 10.0,
             as_fast_as_possible: true,
             max_frames: None,
+            looped: false,
         };
         let err = MjpegReplay::open(&p, s).expect_err("no frames");
         assert!(err.to_string().contains("no JPEG frames"), "{err}");

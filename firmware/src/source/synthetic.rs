@@ -85,6 +85,7 @@ mod tests {
             fps: 30.0,
             as_fast_as_possible: true,
             max_frames: Some(3),
+            looped: false,
         };
         let (mut a, mut b) = (SyntheticSource::new(s), SyntheticSource::new(s));
         let (a0, b0) = (

@@ -165,6 +165,7 @@ mod tests {
             fps: 10.0,
             as_fast_as_possible: false,
             max_frames: None,
+            looped: false,
         };
         let err =
             V4lSource::open(Path::new("/dev/video-does-not-exist"), s).expect_err("no such device");

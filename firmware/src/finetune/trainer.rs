@@ -1,0 +1,531 @@
+//! The on-board SimCLR step: camera-frame augmentations → partially frozen encoder + head →
+//! NT-Xent with queue negatives, temporal positives and false-negative exclusion, plus an
+//! optional distillation term toward the shipped (host-pretrained) encoder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use edgeclr_models::augment::{AugmentConfig, BatchBuilder};
+use edgeclr_models::checkpoint::{CheckpointDir, TrainState, load_weights, save_weights};
+use edgeclr_models::encoder::ResNet;
+use edgeclr_models::loss::{ContrastMask, NtXentLoss, NtXentLossConfig, l2_normalize};
+use edgeclr_models::optim::OptimizerConfig;
+use edgeclr_models::{RgbImage, Simclr, SimclrConfig};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::negatives::NegativeQueue;
+
+/// What the trainer learns and how (`[finetune]` in the board profile holds these too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainerConfig {
+    /// Frames per step (two views each).
+    pub batch: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// NT-Xent temperature.
+    pub temperature: f64,
+    /// Residual blocks trained at the end of the encoder; the stem and earlier blocks are
+    /// frozen.
+    pub trainable_blocks: usize,
+    /// Normalise with running BatchNorm statistics in the trained blocks too.
+    pub freeze_bn_stats: bool,
+    /// Weight of `1 − cos(h, h_host)` (0 disables distillation).
+    pub distill_weight: f64,
+    /// Frames of one stream at most this many frame ids apart count as temporal neighbours.
+    pub temporal_window: u64,
+    /// Temporal neighbours are extra positives (else they are only removed from the negatives).
+    pub temporal_positives: bool,
+    /// Projections kept as extra negatives.
+    pub queue_size: usize,
+    /// Queued projections older than this many steps are dropped.
+    pub queue_max_age: u64,
+    /// Colour distortion strength of the camera-frame augmentations.
+    pub color_strength: f32,
+    /// Seed of the augmentation RNG.
+    pub seed: u64,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            lr: 1e-4,
+            temperature: 0.2,
+            trainable_blocks: 1,
+            freeze_bn_stats: true,
+            distill_weight: 1.0,
+            temporal_window: 3,
+            temporal_positives: true,
+            queue_size: 256,
+            queue_max_age: 20,
+            color_strength: 0.5,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainerConfig {
+    /// The camera-frame augmentations at `size`: the paper's ImageNet recipe (crop, flip,
+    /// colour distortion, grayscale, blur) with a crop floor of 20 % of the frame — at 32–64 px
+    /// an 8 % crop of a street scene is a handful of pixels — and the encoder's normalisation.
+    pub fn augment(&self, size: usize, recipe: &SimclrConfig) -> AugmentConfig {
+        let mut a = AugmentConfig::default()
+            .with_image_size(size)
+            .with_color_strength(self.color_strength);
+        if let Some(c) = a.crop.as_mut() {
+            c.min_area = 0.2;
+        }
+        a.normalize = recipe.augment.normalize;
+        a
+    }
+}
+
+/// One training frame.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Frame id in the stream (temporal neighbourhood).
+    pub frame_id: u64,
+    /// The frame, downscaled for training.
+    pub image: Arc<RgbImage>,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StepReport {
+    /// Step number after this step.
+    pub step: u64,
+    /// Total loss.
+    pub loss: f32,
+    /// Contrastive part.
+    pub contrastive: f32,
+    /// Distillation part (unweighted).
+    pub distill: f32,
+    /// Queue entries used as negatives.
+    pub queue: usize,
+    /// Extra positive pairs from temporal neighbours.
+    pub temporal_pairs: usize,
+    /// Wall time of the step.
+    pub ms: f64,
+}
+
+/// The fine-tuning model, its optimizer, queue and teacher.
+pub struct Trainer {
+    model: Option<Simclr>,
+    teacher: Option<ResNet>,
+    optim: ModuleOptimizer,
+    loss: NtXentLoss,
+    queue: NegativeQueue,
+    views: BatchBuilder,
+    recipe: SimclrConfig,
+    config: TrainerConfig,
+    device: Device,
+    rng: ChaCha8Rng,
+    step: u64,
+}
+
+impl Trainer {
+    /// Starts from the shipped burn weights (`encoder.bpk`, and `head.bpk` when present) on
+    /// `device` (an inference device; autodiff is added here). The same encoder weights are
+    /// the distillation teacher.
+    ///
+    /// # Errors
+    /// When a weights file is missing or does not match the recipe.
+    pub fn new(
+        recipe: &SimclrConfig,
+        encoder: &Path,
+        head: Option<&Path>,
+        size: usize,
+        config: TrainerConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let ad = device.clone().autodiff();
+        let mut model = recipe.init_model(&ad);
+        model.encoder = load_weights(model.encoder, encoder)
+            .with_context(|| format!("loading {}", encoder.display()))?;
+        if let Some(h) = head {
+            model.head =
+                load_weights(model.head, h).with_context(|| format!("loading {}", h.display()))?;
+        }
+        let teacher = (config.distill_weight > 0.0).then(|| model.encoder.valid());
+        Ok(Self::assemble(model, teacher, None, None, recipe, size, config, device))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        mut model: Simclr,
+        teacher: Option<ResNet>,
+        optim: Option<ModuleOptimizer>,
+        state: Option<(u64, ChaCha8Rng)>,
+        recipe: &SimclrConfig,
+        size: usize,
+        config: TrainerConfig,
+        device: &Device,
+    ) -> Self {
+        model.encoder = model
+            .encoder
+            .freeze_early(config.trainable_blocks, config.freeze_bn_stats);
+        let (step, rng) = state.unwrap_or((0, ChaCha8Rng::seed_from_u64(config.seed)));
+        Self {
+            model: Some(model),
+            teacher,
+            optim: optim.unwrap_or_else(|| OptimizerConfig::Adam { weight_decay: 0.0 }.init()),
+            loss: NtXentLossConfig::default()
+                .with_temperature(config.temperature)
+                .init(),
+            queue: NegativeQueue::new(config.queue_size, config.queue_max_age),
+            views: BatchBuilder::new(config.augment(size, recipe)),
+            recipe: recipe.clone(),
+            config,
+            device: device.clone(),
+            rng,
+            step,
+        }
+    }
+
+    /// Resumes from the latest checkpoint under `dir` (weights, Adam moments, step, RNG);
+    /// `None` when there is none. The teacher comes from `teacher` (the shipped encoder).
+    ///
+    /// # Errors
+    /// When a checkpoint exists but does not load.
+    pub fn resume(
+        dir: &CheckpointDir,
+        teacher: &Path,
+        size: usize,
+        config: TrainerConfig,
+        device: &Device,
+    ) -> Result<Option<Self>> {
+        let Some(loaded) = dir.load_latest(&device.clone().autodiff())? else {
+            return Ok(None);
+        };
+        let recipe = loaded.state.config.clone();
+        let teacher = if config.distill_weight > 0.0 {
+            Some(load_weights(recipe.encoder.init(device), teacher)?)
+        } else {
+            None
+        };
+        Ok(Some(Self::assemble(
+            loaded.model,
+            teacher,
+            Some(loaded.optim),
+            Some((loaded.state.step, loaded.state.rng)),
+            &recipe,
+            size,
+            config,
+            device,
+        )))
+    }
+
+    /// Saves weights, optimizer, step and RNG (atomically; the previous checkpoint is kept).
+    ///
+    /// # Errors
+    /// I/O failures naming the file.
+    pub fn checkpoint(&self, dir: &CheckpointDir) -> Result<()> {
+        let state = TrainState {
+            step: self.step,
+            epoch: 0,
+            rng: self.rng.clone(),
+            lr_scale: 1.0,
+            config: self.recipe.clone(),
+            extra: serde_json::to_value(&self.config)?,
+        };
+        dir.save(self.model(), &self.optim, &state)?;
+        Ok(())
+    }
+
+    /// Restarts from the weights in slot folder `dir` (after a rejected candidate) with a
+    /// fresh optimizer and queue; the step count and RNG go on.
+    ///
+    /// # Errors
+    /// When the weights do not load.
+    pub fn reload(&mut self, dir: &Path) -> Result<()> {
+        let ad = self.device.clone().autodiff();
+        let mut model = self.recipe.init_model(&ad);
+        let encoder = dir.join("encoder.bpk");
+        model.encoder = load_weights(model.encoder, &encoder)
+            .with_context(|| format!("loading {}", encoder.display()))?;
+        let head = dir.join("head.bpk");
+        if head.exists() {
+            model.head = load_weights(model.head, &head)
+                .with_context(|| format!("loading {}", head.display()))?;
+        }
+        model.encoder = model
+            .encoder
+            .freeze_early(self.config.trainable_blocks, self.config.freeze_bn_stats);
+        self.model = Some(model);
+        self.optim = OptimizerConfig::Adam { weight_decay: 0.0 }.init();
+        self.queue = NegativeQueue::new(self.config.queue_size, self.config.queue_max_age);
+        Ok(())
+    }
+
+    fn model(&self) -> &Simclr {
+        self.model.as_ref().expect("model is only taken inside step")
+    }
+
+    /// Steps taken (including before a resume).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The recipe.
+    pub fn recipe(&self) -> &SimclrConfig {
+        &self.recipe
+    }
+
+    /// The current encoder in inference mode.
+    pub fn encoder(&self) -> ResNet {
+        self.model().encoder.valid()
+    }
+
+    /// Writes `encoder.bpk` and `head.bpk` into `dir`.
+    ///
+    /// # Errors
+    /// I/O failures naming the file.
+    pub fn save_weights(&self, dir: &Path) -> Result<()> {
+        save_weights(&self.model().encoder.valid(), &dir.join("encoder.bpk"))?;
+        save_weights(&self.model().head.valid(), &dir.join("head.bpk"))?;
+        Ok(())
+    }
+
+    /// Which images of a batch are temporal neighbours, and which queue entries are neighbours
+    /// (or the very frame) of which image.
+    fn mask(&self, ids: &[u64], queue_ids: &[u64]) -> (ContrastMask, usize) {
+        let w = self.config.temporal_window;
+        let mut mask = ContrastMask::views(2 * ids.len(), queue_ids.len());
+        let mut pairs = 0;
+        for a in 0..ids.len() {
+            for b in a + 1..ids.len() {
+                let gap = ids[a].abs_diff(ids[b]);
+                // The same frame twice (live and replayed) is a true positive.
+                if gap == 0 || (self.config.temporal_positives && gap <= w) {
+                    mask.pair_images(a, b);
+                    pairs += 1;
+                } else if gap <= w {
+                    mask.exclude_images(a, b);
+                }
+            }
+            for (q, &qid) in queue_ids.iter().enumerate() {
+                if ids[a].abs_diff(qid) <= w {
+                    mask.exclude_queue(a, q);
+                }
+            }
+        }
+        (mask, pairs)
+    }
+
+    /// One optimisation step on `batch` (at least two frames). A non-finite loss skips the
+    /// update.
+    ///
+    /// # Panics
+    /// With fewer than two frames.
+    pub fn step(&mut self, batch: &[Sample]) -> StepReport {
+        assert!(batch.len() >= 2, "a contrastive step needs two frames");
+        let started = Instant::now();
+        let ad = self.device.clone().autodiff();
+        let images: Vec<&RgbImage> = batch.iter().map(|s| s.image.as_ref()).collect();
+        let ids: Vec<u64> = batch.iter().map(|s| s.frame_id).collect();
+        let seed: u64 = self.rng.random();
+        let views = self.views.batch(&images, seed, &ad);
+        let step = self.step;
+        let (queue_z, queue_ids): (Vec<f32>, Vec<u64>) = {
+            let fresh = self.queue.fresh(step);
+            (
+                fresh.iter().flat_map(|e| e.z.iter().copied()).collect(),
+                fresh.iter().map(|e| e.frame_id).collect(),
+            )
+        };
+        let (mask, temporal_pairs) = self.mask(&ids, &queue_ids);
+        let model = self.model.take().expect("model is only taken inside step");
+        let (h, z) = model.forward(views.clone());
+        let dim = z.dims()[1];
+        let queue = Tensor::<2>::from_data(
+            TensorData::new(queue_z, [queue_ids.len(), dim]),
+            &ad,
+        );
+        let contrastive = self.loss.forward_masked(z.clone(), queue, &mask);
+        let (total, distill) = match &self.teacher {
+            Some(teacher) if self.config.distill_weight > 0.0 => {
+                let target = Tensor::from_inner(teacher.forward(views.inner()));
+                let cos = (l2_normalize(h) * l2_normalize(target)).sum_dim(1);
+                let d = cos.neg().add_scalar(1.0).mean();
+                (
+                    contrastive.clone() + d.clone().mul_scalar(self.config.distill_weight),
+                    d.into_scalar::<f32>(),
+                )
+            }
+            _ => (contrastive.clone(), 0.0),
+        };
+        let loss: f32 = total.clone().into_scalar();
+        let z_rows: Vec<f32> = z
+            .detach()
+            .into_data()
+            .try_to_vec()
+            .expect("projections are f32");
+        if loss.is_finite() {
+            let grads = GradientsParams::from_grads(total.backward(), &model);
+            self.model = Some(self.optim.step(self.config.lr, model, grads));
+            let view_ids: Vec<u64> = ids.iter().flat_map(|&i| [i, i]).collect();
+            self.queue.push(step, &view_ids, &z_rows, dim);
+            self.step += 1;
+        } else {
+            self.model = Some(model);
+        }
+        StepReport {
+            step: self.step,
+            loss,
+            contrastive: contrastive.into_scalar(),
+            distill,
+            queue: queue_ids.len(),
+            temporal_pairs,
+            ms: started.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+
+    /// Augmented view pairs of `images` with a fixed seed, as CHW vectors `[a0, b0, a1, b1, …]`
+    /// — the same views for every model compared.
+    pub fn eval_views(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
+        let size = self.views.config().image_size;
+        self.views
+            .views(images, 0x5eed)
+            .chunks(3 * size * size)
+            .map(<[f32]>::to_vec)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use edgeclr_models::encoder::{Architecture, EncoderConfig};
+
+    fn recipe() -> SimclrConfig {
+        SimclrConfig {
+            encoder: EncoderConfig::new(Architecture::Resnet8),
+            ..SimclrConfig::default()
+        }
+    }
+
+    fn frames(n: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|k| Sample {
+                frame_id: 10 * k as u64,
+                image: Arc::new(
+                    RgbImage::new(
+                        24,
+                        20,
+                        (0..24 * 20 * 3)
+                            .map(|i| ((i * (k + 2) + 7 * k) % 253) as u8)
+                            .collect(),
+                    )
+                    .expect("image"),
+                ),
+            })
+            .collect()
+    }
+
+    fn encoder_weights(m: &ResNet) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                self.0
+                    .push(p.val().into_data().try_to_vec::<f32>().expect("f32"));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        m.visit(&mut c);
+        c.0
+    }
+
+    #[test]
+    fn steps_train_only_the_last_stage_and_fill_the_queue() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let device = Device::flex();
+        let recipe = recipe();
+        let start = recipe.init_model(&device);
+        save_weights(&start.encoder, &tmp.path().join("encoder.bpk")).expect("save");
+        let config = TrainerConfig {
+            batch: 4,
+            lr: 1e-2,
+            ..TrainerConfig::default()
+        };
+        let mut t = Trainer::new(
+            &recipe,
+            &tmp.path().join("encoder.bpk"),
+            None,
+            16,
+            config,
+            &device,
+        )
+        .expect("trainer");
+        let before = encoder_weights(&t.encoder());
+        let batch = frames(4);
+        let first = t.step(&batch);
+        assert!(first.loss.is_finite() && first.queue == 0 && first.distill.abs() < 1e-5, "{first:?}");
+        let second = t.step(&batch);
+        // The same frames come back: the queue holds their own projections from step 0, all
+        // excluded as false negatives, so 8 entries are queued but none count.
+        assert_eq!(second.queue, 8);
+        assert!(second.distill > 0.0, "the student moved away from the teacher");
+        let after = encoder_weights(&t.encoder());
+        let changed: Vec<bool> = before.iter().zip(&after).map(|(a, b)| a != b).collect();
+        // Visit order: each convolution then its BatchNorm (γ, β, running mean, running var),
+        // i.e. groups of five. Frozen: the stem (1 group), block 0 (2 groups), block 1 (3 groups
+        // with its shortcut) = 30 values; in block 2 the weights, γ and β train while the
+        // running statistics stay frozen.
+        let first = changed.iter().position(|c| *c).expect("nothing trained");
+        assert_eq!(first, 30, "{changed:?}");
+        assert!(
+            changed[first..]
+                .chunks(5)
+                .all(|g| g == [true, true, true, false, false]),
+            "{changed:?}"
+        );
+        assert_eq!(t.steps(), 2);
+        // Checkpoint → resume continues at the same step with the same weights.
+        let dir = CheckpointDir::new(tmp.path().join("train"), 2);
+        t.checkpoint(&dir).expect("checkpoint");
+        let r = Trainer::resume(&dir, &tmp.path().join("encoder.bpk"), 16, t.config.clone(), &device)
+            .expect("resume")
+            .expect("a checkpoint");
+        assert_eq!(r.steps(), 2);
+        assert_eq!(encoder_weights(&r.encoder()), after);
+    }
+
+    #[test]
+    fn temporal_neighbours_pair_up_and_leave_the_negatives() {
+        let device = Device::flex();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let recipe = recipe();
+        save_weights(&recipe.init_model(&device).encoder, &tmp.path().join("e.bpk")).expect("save");
+        let t = Trainer::new(&recipe, &tmp.path().join("e.bpk"), None, 16, TrainerConfig::default(), &device)
+            .expect("trainer");
+        // Frames 100 and 102 are neighbours (window 3), 200 is not; queue entry 101 neighbours
+        // both 100 and 102.
+        let (mask, pairs) = t.mask(&[100, 102, 200], &[101, 500]);
+        assert_eq!(pairs, 1);
+        // Row 0 (frame 100, view a): 8 columns; positives: its sibling and frame 102's two views;
+        // excluded: itself and queue 101 → negatives: frame 200's two views and queue 500.
+        assert_eq!(mask.negatives(0), 3);
+        // Row 4 (frame 200): every view of frames 100 and 102 and both queue entries.
+        assert_eq!(mask.negatives(4), 6);
+        let no_pos = Trainer {
+            config: TrainerConfig {
+                temporal_positives: false,
+                ..t.config.clone()
+            },
+            ..t
+        };
+        let (mask, pairs) = no_pos.mask(&[100, 102, 200], &[]);
+        assert_eq!(pairs, 0);
+        // Frame 102 is neither positive nor negative of frame 100 now.
+        assert_eq!(mask.negatives(0), 2);
+    }
+}
