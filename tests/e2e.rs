@@ -8,5 +8,7 @@ mod device;
 mod eval;
 #[path = "e2e/export.rs"]
 mod export;
+#[path = "e2e/finetune.rs"]
+mod finetune;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;

@@ -149,3 +149,34 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
         * b.iter().map(|x| x * x).sum::<f32>().sqrt())
 }
+
+/// The shipped 100-frame street clip.
+pub fn clip() -> PathBuf {
+    repo_root().join("tests/data/camera/clip_320x240.mjpeg")
+}
+
+/// A tiny pretrained + exported model (16 px input, fp32 + int8, burn weights) in `dir/export`.
+pub fn exported_model(dir: &std::path::Path) -> PathBuf {
+    let run_dir = dir.join("run");
+    assert_success(&tiny_pretrain(
+        &run_dir,
+        &["--max-steps", "2", "--knn-every", "0"],
+    ));
+    let out = dir.join("export");
+    assert_success(&run(
+        "edgeclr",
+        &[
+            "export",
+            "--run",
+            path(&run_dir),
+            "--out",
+            path(&out),
+            "--int8",
+            "--calib-n",
+            "16",
+            "--check-n",
+            "16",
+        ],
+    ));
+    out
+}

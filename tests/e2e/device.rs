@@ -2,42 +2,13 @@
 //! `edgeclr export`: determinism against `edgeclr embed`, corrupt frames, sinks, the status
 //! PNG, a missing camera, graceful SIGTERM, and a memory soak.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use e2e::{
-    assert_success, binary, cosine, path, read_json, read_npy_f32, repo_root, run, tiny_pretrain,
+    assert_success, binary, clip, cosine, exported_model, path, read_json, read_npy_f32,
+    repo_root, run,
 };
-
-fn clip() -> PathBuf {
-    repo_root().join("tests/data/camera/clip_320x240.mjpeg")
-}
-
-/// A tiny pretrained + exported model (16 px input) in `dir/export`.
-fn exported_model(dir: &Path) -> PathBuf {
-    let run_dir = dir.join("run");
-    assert_success(&tiny_pretrain(
-        &run_dir,
-        &["--max-steps", "2", "--knn-every", "0"],
-    ));
-    let out = dir.join("export");
-    assert_success(&run(
-        "edgeclr",
-        &[
-            "export",
-            "--run",
-            path(&run_dir),
-            "--out",
-            path(&out),
-            "--int8",
-            "--calib-n",
-            "16",
-            "--check-n",
-            "16",
-        ],
-    ));
-    out
-}
 
 /// The clip's first `n` frames as separate JPEG files, bytes unchanged.
 fn split_clip(n: usize, dir: &Path) -> Vec<Vec<u8>> {

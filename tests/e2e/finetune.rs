@@ -1,0 +1,233 @@
+//! `edgeclr-device run --finetune` end to end on the shipped street clip: it trains, exports
+//! candidates, promotes them and hot-swaps without losing frames; `rollback` restores the
+//! previous model; a restart resumes training; and `kill -9` at random moments never leaves a
+//! state directory without a model that loads.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use e2e::{assert_success, binary, clip, exported_model, path, read_json, run};
+
+fn current(state: &Path) -> String {
+    std::fs::read_link(state.join("current"))
+        .expect("current pointer")
+        .file_name()
+        .expect("slot name")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A short run from the state directory (no fine-tuning): the model it loads must embed.
+fn embed_a_few(model: &Path, state: &Path, report: &Path) -> serde_json::Value {
+    let source = format!("mjpeg:{}", path(&clip()));
+    assert_success(&run(
+        "edgeclr-device",
+        &[
+            "run",
+            "--model",
+            path(model),
+            "--state",
+            path(state),
+            "--source",
+            &source,
+            "--frames",
+            "3",
+            "--as-fast-as-possible",
+            "--report",
+            path(report),
+        ],
+    ));
+    read_json(report)
+}
+
+#[test]
+fn finetune_adapts_swaps_rolls_back_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let state = tmp.path().join("state");
+    let (jsonl, report) = (tmp.path().join("e.jsonl"), tmp.path().join("report.json"));
+    let source = format!("mjpeg:{}", path(&clip()));
+    let sink = format!("jsonl:{}", path(&jsonl));
+    let args = [
+        "run",
+        "--model",
+        path(&model),
+        "--state",
+        path(&state),
+        "--finetune",
+        "--finetune-device",
+        "cpu",
+        "--finetune-batch",
+        "8",
+        "--update-every",
+        "5",
+        "--source",
+        &source,
+        "--loop",
+        "--duration",
+        "15",
+        "--sink",
+        &sink,
+        "--report",
+        path(&report),
+    ];
+    assert_success(&run("edgeclr-device", &args));
+    let r = read_json(&report);
+    let ft = &r["finetune"];
+    assert!(ft["steps"].as_u64().expect("steps") >= 10, "{ft}");
+    let decisions = ft["decisions"].as_array().expect("decisions");
+    assert!(
+        decisions.iter().any(|d| d["accepted"] == true),
+        "no candidate was promoted: {ft}"
+    );
+    // Every judged candidate was measured on the same held-out frames as the running model.
+    for d in decisions.iter().filter(|d| d["accepted"] == true) {
+        let (c, run) = (&d["candidate_health"], &d["running_health"]);
+        assert_eq!(c["frames"], run["frames"], "{d}");
+        assert!(c["effective_rank"].as_f64().expect("rank") > 2.0, "{d}");
+    }
+    // Hot swaps happened mid-stream, and the report, the pointer and the stream agree.
+    let swaps = r["model_swaps"].as_array().expect("swaps");
+    assert!(!swaps.is_empty(), "{r}");
+    let final_version = r["model_version"].as_str().expect("version");
+    assert!(final_version.contains("+ft"), "{final_version}");
+    assert_eq!(current(&state), final_version);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .expect("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len() as u64, r["frames_embedded"].as_u64().expect("n"));
+    let versions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["model_version"].as_str().expect("version"))
+        .collect();
+    let mut runs: Vec<&str> = versions.clone();
+    runs.dedup();
+    assert!(runs.len() >= 2, "the stream never changed model");
+    assert!(!runs[0].contains("+ft"), "the stream starts on the shipped model");
+    let mut seen = runs.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), runs.len(), "a version came back: {runs:?}");
+    // Frame ids keep increasing across swaps, and nothing was lost uncounted.
+    let ids: Vec<u64> = lines.iter().map(|l| l["frame_id"].as_u64().expect("id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let dropped = r["dropped_capture_queue"].as_u64().expect("d") + r["dropped_embed_queue"].as_u64().expect("d");
+    assert_eq!(
+        r["frames_captured"].as_u64().expect("c"),
+        r["frames_embedded"].as_u64().expect("e") + dropped + r["bad_frames"].as_u64().expect("b")
+    );
+    // The decisions log holds one line per judged candidate.
+    let log = std::fs::read_to_string(state.join("decisions.jsonl")).expect("decisions log");
+    assert_eq!(log.lines().count(), decisions.len());
+    assert!(state.join("train/LATEST").exists(), "no fine-tuning checkpoint");
+
+    // Rollback by hand: current and previous swap, and the next run embeds with it.
+    let previous = std::fs::read_link(state.join("previous")).expect("previous");
+    let out = run("edgeclr-device", &["rollback", "--state", path(&state)]);
+    assert_success(&out);
+    let back = previous.file_name().expect("name").to_string_lossy().into_owned();
+    assert_eq!(current(&state), back);
+    let r2 = embed_a_few(&model, &state, &tmp.path().join("r2.json"));
+    assert_eq!(r2["model_version"].as_str(), Some(back.as_str()));
+    assert_eq!(r2["frames_embedded"], 3);
+
+    // A restart resumes training where it stopped.
+    let steps = decisions.last().expect("a decision")["step"].as_u64().expect("step");
+    let mut again = args.to_vec();
+    let i = again.iter().position(|a| *a == "15").expect("duration");
+    again[i] = "3";
+    let out = run("edgeclr-device", &again);
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let resumed = stderr
+        .lines()
+        .find_map(|l| l.split("resuming fine-tuning at step ").nth(1))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no resume line in\n{stderr}"));
+    assert!(resumed >= steps, "resumed at {resumed}, last candidate at {steps}");
+
+    // Without --state, --finetune is refused with the fix.
+    let out = run(
+        "edgeclr-device",
+        &["run", "--model", path(&model), "--finetune", "--source", &source],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--finetune needs --state"));
+}
+
+#[test]
+fn kill_9_at_random_moments_always_leaves_a_model_that_loads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let state = tmp.path().join("state");
+    let source = format!("mjpeg:{}", path(&clip()));
+    // Random kill points, reproducible from the printed seed.
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    println!("kill loop seed {seed}");
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut promoted_seen = false;
+    for round in 0..8 {
+        let log = std::fs::File::create(tmp.path().join(format!("round{round}.log"))).expect("log");
+        let mut child = Command::new(binary("edgeclr-device"))
+            .args([
+                "run",
+                "--model",
+                path(&model),
+                "--state",
+                path(&state),
+                "--finetune",
+                "--finetune-device",
+                "cpu",
+                "--finetune-batch",
+                "4",
+                "--update-every",
+                "2",
+                "--duty-cycle",
+                "1",
+                "--source",
+                &source,
+                "--loop",
+                "--as-fast-as-possible",
+                "--duration",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        // Between 0.4 s (start-up, install) and 3.4 s (training, export, switching).
+        let wait = Duration::from_millis(400 + next() % 3000);
+        std::thread::sleep(wait);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        let r = embed_a_few(&model, &state, &tmp.path().join(format!("after{round}.json")));
+        assert_eq!(r["frames_embedded"], 3, "round {round} (killed after {wait:?})");
+        promoted_seen |= current(&state).contains("+ft");
+        let judged = std::fs::read_to_string(state.join("decisions.jsonl"))
+            .map_or(0, |l| l.lines().count());
+        println!(
+            "round {round}: killed after {wait:?}; {judged} candidates judged so far; current {}",
+            current(&state)
+        );
+        // No staging folder survives a restart.
+        let leftovers: Vec<String> = std::fs::read_dir(state.join("slots"))
+            .expect("slots")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    assert!(promoted_seen, "no round got as far as promoting a candidate");
+}
