@@ -59,6 +59,28 @@ enum Command {
     Rollback(RollbackArgs),
     /// Time fine-tuning steps and peak memory at one batch size and resolution.
     FinetuneBench(FinetuneBenchArgs),
+    /// Label-free health of a model (alignment, uniformity, effective rank) on a recording.
+    Health(HealthArgs),
+}
+
+/// `edgeclr-device health`.
+#[derive(Debug, clap::Args)]
+struct HealthArgs {
+    /// A model folder (export or slot).
+    #[arg(long)]
+    model: PathBuf,
+    /// A recording.
+    #[arg(long, default_value = "mjpeg:tests/data/camera/clip_320x240.mjpeg")]
+    source: SourceSpec,
+    /// Use every n-th frame.
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+    /// fp32 or int8.
+    #[arg(long, value_enum, default_value = "fp32")]
+    artifact: ArtifactChoice,
+    /// A CIFAR-10 binary folder for kNN (data_batch_1.bin bank, test_batch.bin queries).
+    #[arg(long)]
+    probe: Option<PathBuf>,
 }
 
 /// `edgeclr-device rollback`.
@@ -156,6 +178,9 @@ struct RunArgs {
     /// Frames per fine-tuning step.
     #[arg(long)]
     finetune_batch: Option<usize>,
+    /// Weight of the distillation term toward the shipped encoder (0 disables it).
+    #[arg(long)]
+    distill_weight: Option<f64>,
 }
 
 /// `edgeclr-device bench`.
@@ -173,6 +198,22 @@ struct BenchArgs {
     /// fp32 or int8.
     #[arg(long, value_enum, default_value = "fp32")]
     artifact: ArtifactChoice,
+    /// Instead: the embedding stream with fine-tuning off, then on, in this one process
+    /// (the recording looped; `--seconds` each), as fast as possible and at the board's rate.
+    #[arg(long)]
+    finetune: bool,
+    /// State directory for `--finetune` (slots and checkpoints; created).
+    #[arg(long, default_value = "runs/bench-finetune-state")]
+    state: PathBuf,
+    /// Seconds per phase with `--finetune`.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Board profile whose `[finetune]` and `[runtime]` settings apply.
+    #[arg(long, default_value = "x86-dev")]
+    board: String,
+    /// Duty cycle override.
+    #[arg(long)]
+    duty_cycle: Option<f64>,
 }
 
 fn model_path(model: &Path, artifact: ArtifactChoice) -> PathBuf {
@@ -218,6 +259,9 @@ fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
     }
     if let Some(k) = args.update_every {
         ft.update_every = k;
+    }
+    if let Some(w) = args.distill_weight {
+        ft.trainer.distill_weight = w;
     }
     if let Some(b) = args.finetune_batch {
         ft.trainer.batch = b;
@@ -349,6 +393,9 @@ fn run(args: RunArgs) -> Result<()> {
 
 /// Bare embedder vs whole pipeline on the same frames, and latency at the native rate.
 fn bench(args: BenchArgs) -> Result<()> {
+    if args.finetune {
+        return bench_finetune(&args);
+    }
     let opened = embed::open(&model_path(&args.model, args.artifact))?;
     let pre = Preprocess::from_manifest(&opened.manifest);
     let fast = CaptureSettings {
@@ -438,6 +485,90 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Stream fps and latency with fine-tuning off vs on, same process, same recording.
+fn bench_finetune(args: &BenchArgs) -> Result<()> {
+    let mut cfg = DeviceConfig::board(&args.board).map_err(anyhow::Error::msg)?;
+    if let Some(d) = args.duty_cycle {
+        cfg.finetune.duty_cycle = d;
+    }
+    cfg.finetune.enabled = true;
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let slots = Slots::open(&args.state)?;
+    slots.install(&args.model).map_err(anyhow::Error::msg)?;
+    let (name, manifest) = slots.loadable().context("the installed model does not load")?;
+    let file = finetune::model_file(&slots.dir(&name), &manifest, args.artifact);
+    let pre = Preprocess::from_manifest(&manifest);
+    let phase = |finetune: bool, paced: bool| -> Result<pipeline::Report> {
+        let settings = CaptureSettings {
+            width: 0,
+            height: 0,
+            fps: cfg.source.fps,
+            as_fast_as_possible: !paced,
+            max_frames: None,
+            looped: true,
+        };
+        let options = pipeline::Options {
+            queue_capacity: cfg.runtime.queue_capacity,
+            embed_workers: cfg.runtime.embed_workers,
+            duration: Some(Duration::from_secs_f64(args.seconds)),
+            refresh: Duration::from_millis(200),
+            memory_budget_mib: u64::MAX,
+            systemd: false,
+            lossless: !paced,
+        };
+        let ft = if finetune {
+            Some(Finetuner::new(cfg.finetune.clone(), &args.model, slots.clone(), args.artifact)?)
+        } else {
+            None
+        };
+        let live = Arc::new(LiveModel::new(embed::open(&file)?.embedder, &manifest.source.model_version));
+        Ok(pipeline::run(
+            source::open(&args.source, settings)?,
+            &live,
+            pre,
+            Vec::new(),
+            None,
+            &options,
+            Arc::new(AtomicBool::new(false)),
+            pipeline::Extras {
+                slots: None,
+                finetune: ft,
+            },
+        ))
+    };
+    let summary = |r: &pipeline::Report| {
+        serde_json::json!({
+            "fps": r.fps, "frames": r.frames_embedded,
+            "dropped": r.dropped_capture_queue + r.dropped_embed_queue,
+            "latency_p50_ms": r.latency_p50_ms, "latency_p99_ms": r.latency_p99_ms,
+            "finetune_steps": r.finetune.as_ref().map(|f| f.steps),
+            "finetune_step_p50_ms": r.finetune.as_ref().map(|f| f.step_p50_ms),
+            "finetune_busy_fraction": r.finetune.as_ref().map(|f| f.busy_fraction),
+            "candidates": r.finetune.as_ref().map(|f| f.decisions.len()),
+        })
+    };
+    let (fast_off, fast_on) = (phase(false, false)?, phase(true, false)?);
+    let (paced_off, paced_on) = (phase(false, true)?, phase(true, true)?);
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": manifest.source.model_version,
+            "source": args.source.to_string(),
+            "board": args.board,
+            "duty_cycle": cfg.finetune.duty_cycle,
+            "finetune_threads": cfg.finetune.threads,
+            "embed_workers": cfg.runtime.embed_workers,
+            "seconds_per_phase": args.seconds,
+            "as_fast_as_possible": {"off": summary(&fast_off), "on": summary(&fast_on),
+                                     "on_over_off": fast_on.fps / fast_off.fps},
+            "native_rate": {"fps_target": cfg.source.fps, "off": summary(&paced_off), "on": summary(&paced_on),
+                            "on_over_off": paced_on.fps / paced_off.fps},
+            "peak_rss_mib": pipeline::rss_mib().1,
+        })
+    );
+    Ok(())
+}
+
 fn rollback(args: &RollbackArgs) -> Result<()> {
     let slots = Slots::open(&args.state)
         .with_context(|| format!("opening --state {}", args.state.display()))?;
@@ -456,22 +587,13 @@ fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
         .clone()
         .context("the export has no recipe; re-run edgeclr export")?;
     let selected = select_device(args.device)?;
-    let fast = CaptureSettings {
-        width: 0,
-        height: 0,
-        fps: 10.0,
-        as_fast_as_possible: true,
-        max_frames: None,
-        looped: false,
-    };
-    let mut src = source::open(&args.source, fast)?;
-    let mut frames = Vec::new();
-    while let Ok(f) = src.next_frame() {
-        frames.push(Sample {
-            frame_id: f.id,
-            image: Arc::new(finetune::downscale(&f.to_rgb()?, 2 * args.size)),
-        });
-    }
+    let frames: Vec<Sample> = recording_frames(&args.source, args.size, 1)?
+        .into_iter()
+        .map(|(frame_id, image)| Sample {
+            frame_id,
+            image: Arc::new(image),
+        })
+        .collect();
     if frames.len() < args.batch {
         bail!("{} has {} frames, fewer than --batch {}", args.source, frames.len(), args.batch);
     }
@@ -519,6 +641,54 @@ fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Frames of a recording at training scale for `size`-px models.
+fn recording_frames(spec: &SourceSpec, size: usize, every: usize) -> Result<Vec<(u64, edgeclr_models::RgbImage)>> {
+    let fast = CaptureSettings {
+        width: 0,
+        height: 0,
+        fps: 10.0,
+        as_fast_as_possible: true,
+        max_frames: None,
+        looped: false,
+    };
+    let mut src = source::open(spec, fast)?;
+    let mut frames = Vec::new();
+    while let Ok(f) = src.next_frame() {
+        if f.id as usize % every.max(1) == 0 {
+            frames.push((f.id, finetune::downscale(&f.to_rgb()?, 2 * size)));
+        }
+    }
+    if frames.is_empty() {
+        bail!("{spec} has no frames");
+    }
+    Ok(frames)
+}
+
+fn health_cmd(args: &HealthArgs) -> Result<()> {
+    let manifest = finetune::slots::verify(&args.model).map_err(anyhow::Error::msg)?;
+    let size = manifest.input.size;
+    let frames = recording_frames(&args.source, size, args.every)?;
+    let images: Vec<&edgeclr_models::RgbImage> = frames.iter().map(|(_, f)| f).collect();
+    let recipe = manifest.recipe.clone().unwrap_or_default();
+    let augment = finetune::trainer::TrainerConfig::default().augment(size, &recipe);
+    let probe = match &args.probe {
+        Some(p) => Some(finetune::read_probe(p, &Preprocess::from_manifest(&manifest))?),
+        None => None,
+    };
+    let file = finetune::model_file(&args.model, &manifest, args.artifact);
+    let h = finetune::health_of(&file, &images, &augment, probe.as_ref())?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": manifest.source.model_version,
+            "file": file.display().to_string(),
+            "source": args.source.to_string(),
+            "health": h,
+        })
+    );
+    Ok(())
+}
+
 fn info_cmd() -> Result<()> {
     for a in adapters() {
         println!(
@@ -553,6 +723,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Rollback(args) => rollback(&args),
         Command::FinetuneBench(args) => finetune_bench(&args),
+        Command::Health(args) => health_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

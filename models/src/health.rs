@@ -12,6 +12,7 @@
 //!   normalised embeddings vanishing.
 //!
 //! Everything here is plain `f32`/`f64` over rows, so the board runs it on tract outputs.
+//! [`Health::measure`] centres the embeddings on their mean first (see there).
 
 use serde::{Deserialize, Serialize};
 
@@ -198,12 +199,30 @@ impl Health {
     ///
     /// # Panics
     /// With fewer than two frames, or views not paired with each other.
+    ///
+    /// Every row is first centred on the mean clean embedding: `h` comes out of ReLU and
+    /// average pooling, so all its coordinates are non-negative and, uncentred, every pair of
+    /// frames has a cosine near 1 — uniformity would sit near its worst value 0 for any model.
+    /// The per-dimension spread is taken before centring (it does not depend on it).
     pub fn measure(clean: &[Vec<f32>], view_a: &[Vec<f32>], view_b: &[Vec<f32>]) -> Self {
+        let d = clean.first().map_or(0, Vec::len);
+        let mut mean = vec![0.0f32; d];
+        for r in clean {
+            for (m, v) in mean.iter_mut().zip(r) {
+                *m += v / clean.len() as f32;
+            }
+        }
+        let centre = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            rows.iter()
+                .map(|r| r.iter().zip(&mean).map(|(v, m)| v - m).collect())
+                .collect()
+        };
+        let (c, a, b) = (centre(clean), centre(view_a), centre(view_b));
         Self {
             frames: clean.len(),
-            alignment: alignment(view_a, view_b),
-            uniformity: uniformity(clean),
-            effective_rank: effective_rank(clean),
+            alignment: alignment(&a, &b),
+            uniformity: uniformity(&c),
+            effective_rank: effective_rank(&c),
             mean_dimension_std: mean_dimension_std(clean),
             knn_top1: None,
         }
@@ -424,6 +443,18 @@ mod tests {
             .map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.0, 0.0, 0.0])
             .collect();
         assert!((effective_rank(&line) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn measure_centres_on_the_mean_clean_embedding() {
+        // Clean rows (10, 1) and (10, -1): uncentred they are 0.02 rad apart; centred they are
+        // antipodal, uniformity log exp(−8) = −8. Views equal to the clean rows: alignment 0.
+        let clean = vec![vec![10.0, 1.0], vec![10.0, -1.0]];
+        let h = Health::measure(&clean, &clean, &clean);
+        assert!((h.uniformity + 8.0).abs() < 1e-9, "{h:?}");
+        assert!(h.alignment.abs() < 1e-12 && (h.effective_rank - 1.0).abs() < 1e-9);
+        // Uncentred: cos = 99/101, ‖x̂ − ŷ‖² = 2 − 2·99/101 → −2·4/101 = −0.0792, near collapse.
+        assert!((uniformity(&clean) + 8.0 / 101.0).abs() < 1e-9);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use edgeclr_models::RgbImage;
+use edgeclr_models::augment::{AugmentConfig, BatchBuilder};
 use edgeclr_models::checkpoint::CheckpointDir;
 use edgeclr_models::device::{DeviceChoice, select_device};
 use edgeclr_models::embed::Preprocess;
@@ -212,20 +213,27 @@ pub struct Finetuner {
     pool: Arc<rayon::ThreadPool>,
     backend: String,
     probe: Option<Probe>,
+    augment: AugmentConfig,
     /// Live progress.
     pub progress: Arc<Mutex<Progress>>,
     /// The training side length frames are downscaled to.
     pub train_side: usize,
 }
 
-struct Probe {
+/// A labelled probe set, preprocessed for the model.
+pub struct Probe {
     bank: Vec<Vec<f32>>,
     bank_labels: Vec<u8>,
     queries: Vec<Vec<f32>>,
     query_labels: Vec<u8>,
 }
 
-fn read_probe(dir: &Path, preprocess: &Preprocess) -> Result<Probe> {
+/// Reads a CIFAR-10 binary folder (`data_batch_1.bin` as the kNN bank, `test_batch.bin` as
+/// queries) as a probe set.
+///
+/// # Errors
+/// When a file is missing or malformed.
+pub fn read_probe(dir: &Path, preprocess: &Preprocess) -> Result<Probe> {
     let load = |file: &str| -> Result<(Vec<Vec<f32>>, Vec<u8>)> {
         let path = dir.join(file);
         let bytes = std::fs::read(&path)
@@ -247,6 +255,51 @@ fn read_probe(dir: &Path, preprocess: &Preprocess) -> Result<Probe> {
         queries,
         query_labels,
     })
+}
+
+/// Health of the model file `path` on `frames`: their clean embeddings (the deployed
+/// preprocessing), two camera-augmented views per frame at the deployed size with a fixed seed
+/// (the same views for every model compared), and kNN on `probe` when given.
+///
+/// # Errors
+/// When the model does not verify, load or run.
+pub fn health_of(
+    path: &Path,
+    frames: &[&RgbImage],
+    augment: &AugmentConfig,
+    probe: Option<&Probe>,
+) -> Result<Health> {
+    let opened = edgeclr_models::embed::open(path)?;
+    let e = &opened.embedder;
+    let size = opened.manifest.input.size;
+    let preprocess = Preprocess::from_manifest(&opened.manifest);
+    let builder = BatchBuilder::new(AugmentConfig {
+        image_size: size,
+        ..augment.clone()
+    });
+    let views: Vec<Vec<f32>> = builder
+        .views(frames, 0x5eed)
+        .chunks(3 * size * size)
+        .map(<[f32]>::to_vec)
+        .collect();
+    let clean: Vec<Vec<f32>> = frames.iter().map(|i| preprocess.apply(i)).collect();
+    let clean = e.embed_all(&clean)?;
+    let v = e.embed_all(&views)?;
+    let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+        v.chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
+    let mut h = Health::measure(&clean, &a, &b);
+    if let Some(p) = probe {
+        let bank = e.embed_all(&p.bank)?;
+        let queries = e.embed_all(&p.queries)?;
+        h.knn_top1 = Some(health::knn_top1(
+            &bank,
+            &p.bank_labels,
+            &queries,
+            &p.query_labels,
+            20,
+        ));
+    }
+    Ok(h)
 }
 
 /// Copies `kind`'s file of `dir` as an artifact entry.
@@ -336,6 +389,7 @@ impl Finetuner {
             }
         };
         let preprocess = Preprocess::from_manifest(&manifest);
+        let section_augment = section.trainer.augment(size, &recipe);
         let probe = match &section.probe {
             Some(p) => Some(read_probe(p, &preprocess)?),
             None => None,
@@ -357,6 +411,7 @@ impl Finetuner {
             pool,
             backend: selected.description,
             probe,
+            augment: section_augment,
             progress: Arc::default(),
         })
     }
@@ -364,43 +419,6 @@ impl Finetuner {
     /// Every n-th frame to offer.
     pub fn sample_every(&self) -> u64 {
         self.section.sample_every
-    }
-
-    /// Health of the model file `path` on the held-out frames.
-    fn health(&self, path: &Path, holdout: &[&RgbImage]) -> Result<Health> {
-        let opened = edgeclr_models::embed::open(path)?;
-        let e = &opened.embedder;
-        let clean: Vec<Vec<f32>> = holdout.iter().map(|i| self.preprocess.apply(i)).collect();
-        let eval_size = opened.manifest.input.size;
-        let views = self.trainer.eval_views(holdout);
-        let views: Vec<Vec<f32>> = if views.first().map(Vec::len) == Some(3 * eval_size * eval_size) {
-            views
-        } else {
-            // The trainer's resolution differs from the deployed one: judge at the deployed one.
-            holdout
-                .iter()
-                .flat_map(|i| [self.preprocess.apply(i), self.preprocess.apply(&hflip(i))])
-                .collect()
-        };
-        let clean = e.embed_all(&clean)?;
-        let v = e.embed_all(&views)?;
-        let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) = v
-            .chunks(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-            .unzip();
-        let mut h = Health::measure(&clean, &a, &b);
-        if let Some(p) = &self.probe {
-            let bank = e.embed_all(&p.bank)?;
-            let queries = e.embed_all(&p.queries)?;
-            h.knn_top1 = Some(health::knn_top1(
-                &bank,
-                &p.bank_labels,
-                &queries,
-                &p.query_labels,
-                20,
-            ));
-        }
-        Ok(h)
     }
 
     /// Exports the trainer's encoder into a new complete slot; returns its name.
@@ -462,8 +480,8 @@ impl Finetuner {
             let rdir = self.slots.dir(&running);
             let rm = slots::verify(&rdir).map_err(anyhow::Error::msg)?;
             Ok((
-                self.health(&model_file(&cdir, &cm, self.artifact), holdout)?,
-                self.health(&model_file(&rdir, &rm, self.artifact), holdout)?,
+                health_of(&model_file(&cdir, &cm, self.artifact), holdout, &self.augment, self.probe.as_ref())?,
+                health_of(&model_file(&rdir, &rm, self.artifact), holdout, &self.augment, self.probe.as_ref())?,
             ))
         })();
         let (accepted, reasons, ch, rh) = match measured {
@@ -665,19 +683,6 @@ impl Finetuner {
         }
         d
     }
-}
-
-fn hflip(img: &RgbImage) -> RgbImage {
-    let (w, h) = (img.width(), img.height());
-    let src = img.as_bytes();
-    let mut out = Vec::with_capacity(src.len());
-    for y in 0..h {
-        for x in (0..w).rev() {
-            let i = 3 * (y * w + x);
-            out.extend_from_slice(&src[i..i + 3]);
-        }
-    }
-    RgbImage::new(w, h, out).expect("same size")
 }
 
 /// Downscales `img` so its short side is `side` (area-averaging), for the replay buffer.

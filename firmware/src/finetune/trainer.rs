@@ -387,17 +387,6 @@ impl Trainer {
             ms: started.elapsed().as_secs_f64() * 1e3,
         }
     }
-
-    /// Augmented view pairs of `images` with a fixed seed, as CHW vectors `[a0, b0, a1, b1, …]`
-    /// — the same views for every model compared.
-    pub fn eval_views(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
-        let size = self.views.config().image_size;
-        self.views
-            .views(images, 0x5eed)
-            .chunks(3 * size * size)
-            .map(<[f32]>::to_vec)
-            .collect()
-    }
 }
 
 #[cfg(test)]
