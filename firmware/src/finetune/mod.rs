@@ -88,7 +88,7 @@ impl Default for FinetuneSection {
             enabled: false,
             device: DeviceChoice::Auto,
             threads: 1,
-            duty_cycle: 0.5,
+            duty_cycle: 0.25,
             image_size: None,
             replay_capacity: 256,
             holdout_capacity: 48,
