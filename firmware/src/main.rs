@@ -10,6 +10,7 @@ mod frame;
 mod live;
 mod pipeline;
 mod queue;
+mod selftest;
 mod sink;
 mod source;
 mod stats;
@@ -61,6 +62,35 @@ enum Command {
     FinetuneBench(FinetuneBenchArgs),
     /// Label-free health of a model (alignment, uniformity, effective rank) on a recording.
     Health(HealthArgs),
+    /// Check this board: camera, embedder fp32/int8 latency, a fine-tuning step, display, disk,
+    /// memory; writes selftest.json and JUnit XML; non-zero exit on failure.
+    Selftest(SelftestArgs),
+}
+
+/// `edgeclr-device selftest`.
+#[derive(Debug, clap::Args)]
+struct SelftestArgs {
+    /// Board profile.
+    #[arg(long, default_value = "x86-dev")]
+    board: String,
+    /// A TOML file in the board-profile shape, replacing the built-in profile.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Model folder; with --state, the current slot is tested instead when one exists.
+    #[arg(long)]
+    model: PathBuf,
+    /// State directory: the faster artifact is recorded there for `run`.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Frame source instead of the profile's.
+    #[arg(long)]
+    source: Option<SourceSpec>,
+    /// Frames to read from the source.
+    #[arg(long, default_value_t = 30)]
+    frames: u64,
+    /// Folder for selftest.json and selftest.junit.xml (default: the state dir, else ".").
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// `edgeclr-device health`.
@@ -277,7 +307,7 @@ fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let cfg = resolve(&args)?;
+    let mut cfg = resolve(&args)?;
     info!(
         "resolved config:\n{}",
         toml::to_string(&cfg).unwrap_or_default()
@@ -299,6 +329,17 @@ fn run(args: RunArgs) -> Result<()> {
         }
         None => None,
     };
+    // The faster artifact measured by `selftest` on this board, unless --artifact is given.
+    if let (Some(st), None) = (&args.state, args.artifact) {
+        if let Ok(text) = std::fs::read_to_string(st.join("artifact")) {
+            match text.trim() {
+                "fp32" => cfg.runtime.artifact = ArtifactChoice::Fp32,
+                "int8" => cfg.runtime.artifact = ArtifactChoice::Int8,
+                other => tracing::warn!("{}: unknown artifact `{other}`", st.join("artifact").display()),
+            }
+            info!("artifact {:?} (measured faster here by selftest)", cfg.runtime.artifact);
+        }
+    }
     let model_file = match &slots {
         Some(s) => {
             let (name, manifest) = s
@@ -689,6 +730,56 @@ fn health_cmd(args: &HealthArgs) -> Result<()> {
     Ok(())
 }
 
+fn selftest_cmd(args: &SelftestArgs) -> ExitCode {
+    let result = (|| -> Result<bool> {
+        let mut cfg = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --config {}", p.display()))?;
+                DeviceConfig::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?
+            }
+            None => DeviceConfig::board(&args.board).map_err(anyhow::Error::msg)?,
+        };
+        if let Some(s) = &args.source {
+            cfg.source.spec = s.clone();
+        }
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        let model = match &args.state {
+            Some(st) => Slots::open(st)
+                .ok()
+                .and_then(|s| s.loadable().map(|(n, _)| s.dir(&n)))
+                .unwrap_or_else(|| args.model.clone()),
+            None => args.model.clone(),
+        };
+        let report = selftest::run(&cfg, &model, args.state.as_deref(), args.frames)?;
+        let out = args
+            .out
+            .clone()
+            .or_else(|| args.state.clone())
+            .unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&out)?;
+        edgeclr_models::checkpoint::write_atomic(
+            &out.join("selftest.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+        edgeclr_models::checkpoint::write_atomic(
+            &out.join("selftest.junit.xml"),
+            report.junit().as_bytes(),
+        )?;
+        print!("{}", report.summary());
+        println!("results: {}", out.join("selftest.json").display());
+        Ok(report.ok)
+    })();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn info_cmd() -> Result<()> {
     for a in adapters() {
         println!(
@@ -724,6 +815,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => rollback(&args),
         Command::FinetuneBench(args) => finetune_bench(&args),
         Command::Health(args) => health_cmd(&args),
+        Command::Selftest(args) => return selftest_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

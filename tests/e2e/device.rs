@@ -310,3 +310,54 @@ fn systemd_unit_parses() {
         .collect();
     assert!(complaints.is_empty(), "{complaints:#?}");
 }
+
+#[test]
+fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let state = tmp.path().join("state");
+    let source = format!("mjpeg:{}", path(&clip()));
+    let out = run(
+        "edgeclr-device",
+        &[
+            "selftest", "--model", path(&model), "--state", path(&state), "--source", &source,
+            "--frames", "10",
+        ],
+    );
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    let report = read_json(&state.join("selftest.json"));
+    assert_eq!(report["ok"], true, "{report}");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["camera", "embed-fp32", "embed-int8", "finetune-step", "display", "disk", "memory"]
+    );
+    let fp32 = &report["checks"][1]["values"];
+    assert!(fp32["p99_ms"].as_f64() >= fp32["p50_ms"].as_f64() && fp32["p50_ms"].as_f64() > Some(0.0));
+    assert!(report["checks"][3]["values"]["loss"].as_f64().expect("loss").is_finite());
+    // The faster artifact is recorded for `run`.
+    let preferred = std::fs::read_to_string(state.join("artifact")).expect("artifact");
+    assert_eq!(Some(preferred.as_str()), report["preferred_artifact"].as_str());
+    let junit = std::fs::read_to_string(state.join("selftest.junit.xml")).expect("junit");
+    assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+
+    // No camera: the camera check fails, the rest still run, exit code 1.
+    let fail = tmp.path().join("fail");
+    let out = run(
+        "edgeclr-device",
+        &[
+            "selftest", "--model", path(&model), "--source", "v4l:/dev/video99", "--frames",
+            "5", "--out", path(&fail),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let junit = std::fs::read_to_string(fail.join("selftest.junit.xml")).expect("junit");
+    assert!(junit.contains("failures=\"1\"") && junit.contains("<failure message="), "{junit}");
+    assert_eq!(read_json(&fail.join("selftest.json"))["checks"][0]["ok"], false);
+}

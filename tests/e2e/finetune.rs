@@ -231,3 +231,40 @@ fn kill_9_at_random_moments_always_leaves_a_model_that_loads() {
     }
     assert!(promoted_seen, "no round got as far as promoting a candidate");
 }
+
+#[test]
+fn a_finetune_step_on_wgpu_matches_the_cpu() {
+    let info = run("edgeclr-device", &["info"]);
+    assert_success(&info);
+    if !String::from_utf8_lossy(&info.stdout).contains("wgpu adapter:") {
+        println!("skipped: wgpu finds no adapter here (install mesa-vulkan-drivers)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let source = format!("mjpeg:{}", path(&clip()));
+    let step = |device: &str| -> serde_json::Value {
+        let out = run(
+            "edgeclr-device",
+            &[
+                "finetune-bench", "--model", path(&model), "--source", &source, "--batch", "4",
+                "--size", "16", "--steps", "1", "--device", device,
+            ],
+        );
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let (cpu, gpu) = (step("cpu"), step("wgpu"));
+    assert!(gpu["backend"].as_str().expect("backend").starts_with("wgpu"), "{gpu}");
+    // Same weights, same seeded views, empty queue: the first loss is the same computation.
+    let first = |v: &serde_json::Value| v["losses"][0].as_f64().expect("loss");
+    assert!(
+        (first(&cpu) - first(&gpu)).abs() < 1e-3,
+        "cpu {} vs wgpu {}",
+        first(&cpu),
+        first(&gpu)
+    );
+    // And both take a finite second step.
+    assert!(cpu["losses"][1].as_f64().expect("loss").is_finite());
+    assert!(gpu["losses"][1].as_f64().expect("loss").is_finite());
+}

@@ -161,6 +161,8 @@ pub struct Decision {
     pub candidate_health: Option<Health>,
     /// Running model's health on the same frames.
     pub running_health: Option<Health>,
+    /// The factory (shipped) model's health on the same frames, when it is not the running one.
+    pub factory_health: Option<Health>,
     /// Export time, ms.
     pub export_ms: f64,
     /// Evaluation time, ms.
@@ -473,23 +475,40 @@ impl Finetuner {
     /// Judges slot `candidate` against the current slot on `holdout`.
     pub fn judge(&self, candidate: &str, holdout: &[&RgbImage]) -> Decision {
         let running = self.slots.current_name().unwrap_or_default();
+        let factory = self.slots.factory_name().filter(|f| *f != running);
         let t = Instant::now();
-        let measured = (|| -> Result<(Health, Health)> {
-            let cdir = self.slots.dir(candidate);
-            let cm = slots::verify(&cdir).map_err(anyhow::Error::msg)?;
-            let rdir = self.slots.dir(&running);
-            let rm = slots::verify(&rdir).map_err(anyhow::Error::msg)?;
+        let health = |name: &str| -> Result<Health> {
+            let dir = self.slots.dir(name);
+            let m = slots::verify(&dir).map_err(anyhow::Error::msg)?;
+            health_of(&model_file(&dir, &m, self.artifact), holdout, &self.augment, self.probe.as_ref())
+        };
+        let measured = (|| -> Result<(Health, Health, Option<Health>)> {
             Ok((
-                health_of(&model_file(&cdir, &cm, self.artifact), holdout, &self.augment, self.probe.as_ref())?,
-                health_of(&model_file(&rdir, &rm, self.artifact), holdout, &self.augment, self.probe.as_ref())?,
+                health(candidate)?,
+                health(&running)?,
+                factory.as_deref().map(health).transpose()?,
             ))
         })();
-        let (accepted, reasons, ch, rh) = match measured {
-            Ok((c, r)) => {
-                let v = self.section.tolerance.judge(&c, &r);
-                (v.accept, v.reasons, Some(c), Some(r))
+        let (accepted, reasons, ch, rh, fh) = match measured {
+            Ok((c, r, f)) => {
+                let mut v = self.section.tolerance.judge(&c, &r);
+                // Against the shipped model too, so small steps cannot add up to a large drift
+                // through a chain of promotions.
+                if let Some(f) = &f {
+                    let vf = self.section.tolerance.judge(&c, f);
+                    v.accept &= vf.accept;
+                    v.reasons
+                        .extend(vf.reasons.into_iter().map(|r| format!("vs factory model: {r}")));
+                }
+                (v.accept, v.reasons, Some(c), Some(r), f)
             }
-            Err(e) => (false, vec![format!("candidate does not load or run: {e:#}")], None, None),
+            Err(e) => (
+                false,
+                vec![format!("candidate does not load or run: {e:#}")],
+                None,
+                None,
+                None,
+            ),
         };
         Decision {
             step: self.trainer.steps(),
@@ -499,6 +518,7 @@ impl Finetuner {
             reasons,
             candidate_health: ch,
             running_health: rh,
+            factory_health: fh,
             export_ms: 0.0,
             eval_ms: t.elapsed().as_secs_f64() * 1e3,
         }
@@ -651,6 +671,7 @@ impl Finetuner {
                 reasons: vec![format!("export failed: {e:#}")],
                 candidate_health: None,
                 running_health: None,
+                factory_health: None,
                 export_ms: t.elapsed().as_secs_f64() * 1e3,
                 eval_ms: 0.0,
             },

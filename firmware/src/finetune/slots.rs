@@ -104,6 +104,11 @@ impl Slots {
         self.pointer(CURRENT)
     }
 
+    /// The slot `factory` names: the model last installed from a bundle.
+    pub fn factory_name(&self) -> Option<String> {
+        self.pointer(FACTORY)
+    }
+
     /// The slot `previous` names, if any.
     pub fn previous_name(&self) -> Option<String> {
         self.pointer(PREVIOUS)

@@ -1,0 +1,356 @@
+//! `edgeclr-device selftest`: the on-device test harness, run on the board (and after every
+//! flash). Each check measures something real on this board — the camera (or the configured
+//! recording), the embedder at fp32 and int8, one fine-tuning step on the available backend, the
+//! status screen, disk and memory against the board profile — and the results go to a human
+//! summary, `selftest.json` and JUnit XML. The exit code is non-zero when any check fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use edgeclr_models::RgbImage;
+use edgeclr_models::device::select_device;
+use edgeclr_models::embed::{self, Embedder, Preprocess};
+use edgeclr_models::export::ArtifactKind;
+use serde::Serialize;
+
+use crate::config::{ArtifactChoice, DeviceConfig};
+use crate::finetune::slots;
+use crate::finetune::trainer::{Sample, Trainer, TrainerConfig};
+use crate::source::{self, CaptureSettings};
+use crate::stats::{Status, Window};
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Short name (`camera`, `embed-fp32`, …).
+    pub name: String,
+    /// Passed?
+    pub ok: bool,
+    /// Skipped (not applicable on this board); counts as passed.
+    pub skipped: bool,
+    /// One line for a person.
+    pub detail: String,
+    /// Measured numbers.
+    pub values: serde_json::Value,
+    /// Wall time of the check, s.
+    pub seconds: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Selftest {
+    /// Board profile.
+    pub board: String,
+    /// Model version tested.
+    pub model_version: String,
+    /// The faster artifact on this board (fp32 or int8), now preferred.
+    pub preferred_artifact: Option<ArtifactChoice>,
+    /// Every check.
+    pub checks: Vec<Check>,
+    /// All passed?
+    pub ok: bool,
+}
+
+fn check(name: &str, f: impl FnOnce() -> Result<(String, serde_json::Value)>) -> Check {
+    let t = Instant::now();
+    let r = f();
+    let seconds = t.elapsed().as_secs_f64();
+    match r {
+        Ok((detail, values)) => Check {
+            name: name.into(),
+            ok: true,
+            skipped: detail.starts_with("skipped"),
+            detail,
+            values,
+            seconds,
+        },
+        Err(e) => Check {
+            name: name.into(),
+            ok: false,
+            skipped: false,
+            detail: format!("{e:#}"),
+            values: serde_json::Value::Null,
+            seconds,
+        },
+    }
+}
+
+/// Embedding latency percentiles (ms) of the model file `file` on `input`, over `n` calls.
+fn latency(file: &Path, input: &[f32], n: usize) -> Result<(f32, f32)> {
+    let opened = embed::open(file)?;
+    let mut e = opened.embedder.fork()?;
+    for _ in 0..3 {
+        e.embed(input)?;
+    }
+    let mut w: Window<1024> = Window::default();
+    for _ in 0..n {
+        let t = Instant::now();
+        std::hint::black_box(e.embed(input)?);
+        w.push(t.elapsed().as_secs_f32() * 1e3);
+    }
+    Ok((w.quantile(0.5), w.quantile(0.99)))
+}
+
+/// `MemAvailable` in MiB from /proc/meminfo.
+fn mem_available_mib() -> Option<f64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<f64>()
+        .ok()
+        .map(|kb| kb / 1024.0)
+}
+
+/// Runs every check. `model` is the model folder (an export or a slot); `state`, when given,
+/// receives the preferred artifact (`STATE/artifact`) for `run --artifact auto`.
+pub fn run(cfg: &DeviceConfig, model: &Path, state: Option<&Path>, frames: u64) -> Result<Selftest> {
+    let manifest = slots::verify(model).map_err(anyhow::Error::msg)?;
+    let size = manifest.input.size;
+    let pre = Preprocess::from_manifest(&manifest);
+    let mut checks = Vec::new();
+    let mut decoded: Vec<(u64, RgbImage)> = Vec::new();
+
+    // Camera (or the configured recording): open, read, decode, measure the frame rate.
+    checks.push(check("camera", || {
+        let settings = CaptureSettings {
+            width: cfg.source.width,
+            height: cfg.source.height,
+            fps: cfg.source.fps,
+            as_fast_as_possible: false,
+            max_frames: Some(frames),
+            looped: true,
+        };
+        let mut src = source::open(&cfg.source.spec, settings)
+            .with_context(|| format!("opening {}", cfg.source.spec))?;
+        let t = Instant::now();
+        let mut n = 0u64;
+        let mut bad = 0u64;
+        while n < frames {
+            let f = src.next_frame().map_err(|e| anyhow::anyhow!("{e}"))?;
+            n += 1;
+            match f.to_rgb() {
+                Ok(rgb) => decoded.push((f.id, rgb)),
+                Err(_) => bad += 1,
+            }
+        }
+        let fps = n as f64 / t.elapsed().as_secs_f64();
+        if decoded.is_empty() {
+            bail!("{} delivered {n} frames and none decoded", src.describe());
+        }
+        if fps < 0.5 * cfg.source.fps {
+            bail!("{}: {fps:.1} fps, below half the configured {} fps", src.describe(), cfg.source.fps);
+        }
+        Ok((
+            format!("{}: {fps:.1} fps over {n} frames ({bad} undecodable)", src.describe()),
+            serde_json::json!({"fps": fps, "frames": n, "bad_frames": bad, "configured_fps": cfg.source.fps}),
+        ))
+    }));
+
+    // Embedder latency, fp32 and int8; the faster one becomes the preferred artifact.
+    let input = decoded
+        .first()
+        .map_or_else(|| vec![0.0; 3 * size * size], |(_, f)| pre.apply(f));
+    let mut p50 = Vec::new();
+    for (name, kind, choice) in [
+        ("embed-fp32", ArtifactKind::OnnxFp32, ArtifactChoice::Fp32),
+        ("embed-int8", ArtifactKind::OnnxInt8Qlinear, ArtifactChoice::Int8),
+    ] {
+        checks.push(check(name, || {
+            if manifest.artifact(kind).is_none() {
+                return Ok((format!("skipped: the model has no {}", kind.file_name()), serde_json::Value::Null));
+            }
+            let (a, b) = latency(&model.join(kind.file_name()), &input, 50)?;
+            p50.push((choice, a));
+            Ok((
+                format!("{}: p50 {a:.2} ms, p99 {b:.2} ms", kind.file_name()),
+                serde_json::json!({"p50_ms": a, "p99_ms": b}),
+            ))
+        }));
+    }
+    let preferred = p50
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _)| *c);
+    if let (Some(dir), Some(choice)) = (state, preferred) {
+        let text = serde_json::to_string(&choice)?;
+        edgeclr_models::checkpoint::write_atomic(&dir.join("artifact"), text.trim_matches('"').as_bytes())?;
+    }
+
+    // One fine-tuning step on the backend the profile selects.
+    checks.push(check("finetune-step", || {
+        let Some(recipe) = manifest.recipe.clone() else {
+            return Ok(("skipped: the model carries no burn weights (export without them)".into(), serde_json::Value::Null));
+        };
+        let selected = select_device(cfg.finetune.device)?;
+        // Without camera frames (that check failed) the backend is still tested, on the
+        // synthetic source's frames.
+        let synthetic: Vec<(u64, RgbImage)> = if decoded.len() < 2 {
+            let settings = CaptureSettings {
+                width: 320,
+                height: 240,
+                fps: 30.0,
+                as_fast_as_possible: true,
+                max_frames: Some(8),
+                looped: false,
+            };
+            let mut src = crate::source::synthetic::SyntheticSource::new(settings);
+            let mut v = Vec::new();
+            while let Ok(f) = crate::source::FrameSource::next_frame(&mut src) {
+                v.push((f.id, f.to_rgb()?));
+            }
+            v
+        } else {
+            Vec::new()
+        };
+        let images: Vec<Sample> = decoded
+            .iter()
+            .chain(&synthetic)
+            .take(8)
+            .map(|(id, f)| Sample {
+                frame_id: *id * 100,
+                image: Arc::new(crate::finetune::downscale(f, 2 * size)),
+            })
+            .collect();
+        if images.len() < 2 {
+            bail!("fewer than two decoded frames to train on");
+        }
+        let head = model.join(ArtifactKind::BurnHead.file_name());
+        let mut t = Trainer::new(
+            &recipe,
+            &model.join(ArtifactKind::BurnEncoder.file_name()),
+            head.exists().then_some(head.as_path()),
+            size,
+            TrainerConfig {
+                batch: images.len(),
+                ..cfg.finetune.trainer.clone()
+            },
+            &selected.device,
+        )?;
+        let r = t.step(&images);
+        if !r.loss.is_finite() {
+            bail!("{}: non-finite loss {}", selected.description, r.loss);
+        }
+        Ok((
+            format!("{}: loss {:.4}, {:.0} ms for {} frames", selected.description, r.loss, r.ms, images.len()),
+            serde_json::json!({"backend": selected.description, "loss": r.loss, "ms": r.ms, "batch": images.len()}),
+        ))
+    }));
+
+    // The status screen.
+    checks.push(check("display", || {
+        let mut status = Status::default();
+        status.fps = 1.0;
+        match crate::display::open(&cfg.display.target).map_err(anyhow::Error::msg)? {
+            Some(mut screen) => {
+                screen.show(&status).map_err(anyhow::Error::msg)?;
+                Ok((format!("drew the status screen on {:?}", cfg.display.target), serde_json::Value::Null))
+            }
+            None => {
+                // No screen configured: still render to memory, so the drawing code ran.
+                let mut canvas = crate::display::png::MonoCanvas::new(128, 64);
+                crate::display::draw_status(&mut canvas, &status).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                Ok(("skipped: no screen configured (rendered to memory)".into(), serde_json::Value::Null))
+            }
+        }
+    }));
+
+    // Disk: room for two more model slots and the fine-tuning checkpoints.
+    checks.push(check("disk", || {
+        let dir: PathBuf = state.map_or_else(|| model.to_path_buf(), Path::to_path_buf);
+        let st = rustix::fs::statvfs(&dir).with_context(|| format!("statvfs {}", dir.display()))?;
+        let free = (st.f_bavail * st.f_frsize) as f64 / (1024.0 * 1024.0);
+        let model_mib = manifest.artifacts.iter().map(|a| a.bytes).sum::<u64>() as f64 / (1024.0 * 1024.0);
+        let need = 4.0 * model_mib + 64.0;
+        if free < need {
+            bail!("{}: {free:.0} MiB free, need {need:.0} MiB (two slots, checkpoints, margin)", dir.display());
+        }
+        Ok((
+            format!("{}: {free:.0} MiB free (need {need:.0})", dir.display()),
+            serde_json::json!({"free_mib": free, "need_mib": need}),
+        ))
+    }));
+
+    // Memory headroom against the board's budget.
+    checks.push(check("memory", || {
+        let avail = mem_available_mib().context("no MemAvailable in /proc/meminfo")?;
+        let budget = cfg.runtime.memory_budget_mib as f64;
+        if avail < budget {
+            bail!("{avail:.0} MiB available, below the profile's budget of {budget:.0} MiB");
+        }
+        Ok((
+            format!("{avail:.0} MiB available, budget {budget:.0} MiB"),
+            serde_json::json!({"available_mib": avail, "budget_mib": budget}),
+        ))
+    }));
+
+    let ok = checks.iter().all(|c| c.ok);
+    Ok(Selftest {
+        board: cfg.board.name.clone(),
+        model_version: manifest.source.model_version,
+        preferred_artifact: preferred,
+        checks,
+        ok,
+    })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Selftest {
+    /// JUnit XML (one testsuite, one testcase per check).
+    pub fn junit(&self) -> String {
+        let failures = self.checks.iter().filter(|c| !c.ok).count();
+        let skipped = self.checks.iter().filter(|c| c.skipped).count();
+        let total: f64 = self.checks.iter().map(|c| c.seconds).sum();
+        let mut x = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"edgeclr-selftest.{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total:.3}\">\n",
+            xml_escape(&self.board),
+            self.checks.len()
+        );
+        for c in &self.checks {
+            x += &format!(
+                "  <testcase classname=\"edgeclr.selftest\" name=\"{}\" time=\"{:.3}\">",
+                xml_escape(&c.name),
+                c.seconds
+            );
+            if !c.ok {
+                x += &format!("<failure message=\"{}\"/>", xml_escape(&c.detail));
+            } else if c.skipped {
+                x += &format!("<skipped message=\"{}\"/>", xml_escape(&c.detail));
+            } else {
+                x += &format!("<system-out>{}</system-out>", xml_escape(&c.detail));
+            }
+            x += "</testcase>\n";
+        }
+        x + "</testsuite>\n"
+    }
+
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let mut s = format!("edgeclr selftest on {} with {}\n", self.board, self.model_version);
+        for c in &self.checks {
+            let mark = if !c.ok {
+                "FAIL"
+            } else if c.skipped {
+                "skip"
+            } else {
+                " ok "
+            };
+            s += &format!("  [{mark}] {:<14} {}\n", c.name, c.detail);
+        }
+        if let Some(a) = self.preferred_artifact {
+            s += &format!("  faster embedder here: {a:?}\n");
+        }
+        s += if self.ok { "PASS\n" } else { "FAIL\n" };
+        s
+    }
+}
