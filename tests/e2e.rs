@@ -10,5 +10,7 @@ mod eval;
 mod export;
 #[path = "e2e/finetune.rs"]
 mod finetune;
+#[path = "e2e/flash.rs"]
+mod flash;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;

@@ -9,24 +9,6 @@ use crate::finetune::FinetuneSection;
 use crate::sink::SinkSpec;
 use crate::source::SourceSpec;
 
-/// The built-in board profiles (name, TOML).
-pub const BOARDS: &[(&str, &str)] = &[
-    (
-        "x86-dev",
-        include_str!("../../hardware/boards/x86-dev.toml"),
-    ),
-    ("rpi4", include_str!("../../hardware/boards/rpi4.toml")),
-    ("rpi5", include_str!("../../hardware/boards/rpi5.toml")),
-    (
-        "jetson-nano",
-        include_str!("../../hardware/boards/jetson-nano.toml"),
-    ),
-    (
-        "jetson-orin-nano",
-        include_str!("../../hardware/boards/jetson-orin-nano.toml"),
-    ),
-];
-
 /// `[board]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,16 +104,7 @@ impl DeviceConfig {
     /// # Errors
     /// Names the known boards when `name` is not one.
     pub fn board(name: &str) -> Result<Self, String> {
-        let (_, text) = BOARDS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-            format!(
-                "unknown board `{name}`; known: {}",
-                BOARDS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+        let (_, text) = edgeclr_models::boards::board(name)?;
         Self::parse(text, &format!("built-in board {name}"))
     }
 
@@ -173,7 +146,7 @@ mod tests {
 
     #[test]
     fn every_built_in_board_parses_and_validates() {
-        for (name, _) in BOARDS {
+        for (name, _, _) in edgeclr_models::boards::BOARDS {
             let c = DeviceConfig::board(name).expect(name);
             assert_eq!(&c.board.name, name);
             c.validate().expect(name);
@@ -184,8 +157,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let text = BOARDS[0]
-            .1
+        let text = edgeclr_models::boards::BOARDS[0]
+            .2
             .replace("refresh_ms = 500", "refresh_ms = 500\nbrightness = 3");
         let err = DeviceConfig::parse(&text, "test.toml").expect_err("unknown key");
         assert!(

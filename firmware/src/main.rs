@@ -65,6 +65,49 @@ enum Command {
     /// Check this board: camera, embedder fp32/int8 latency, a fine-tuning step, display, disk,
     /// memory; writes selftest.json and JUnit XML; non-zero exit on failure.
     Selftest(SelftestArgs),
+    /// Install-root operations `edgeclr flash` runs on the board (stage, switch, abandon,
+    /// rollback, prune, status).
+    Release(ReleaseArgs),
+}
+
+/// `edgeclr-device release`.
+#[derive(Debug, clap::Args)]
+struct ReleaseArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    action: ReleaseAction,
+    /// The install root (`releases/`, `current`, `previous`, `trusted.pub`).
+    #[arg(long)]
+    root: PathBuf,
+    /// `stage`: the bundle tarball.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// `stage`: a public key the bundle must be signed with (besides `ROOT/trusted.pub`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// `switch`, `abandon`: the release version.
+    #[arg(long)]
+    version: Option<String>,
+    /// `prune`: releases to keep.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+}
+
+/// Install-root actions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReleaseAction {
+    /// Unpack and verify a bundle into releases/<version> (current unchanged).
+    Stage,
+    /// Make a staged release current.
+    Switch,
+    /// Undo a release that failed its health check.
+    Abandon,
+    /// Swap current and previous.
+    Rollback,
+    /// Delete old releases.
+    Prune,
+    /// Print current and previous.
+    Status,
 }
 
 /// `edgeclr-device selftest`.
@@ -730,6 +773,44 @@ fn health_cmd(args: &HealthArgs) -> Result<()> {
     Ok(())
 }
 
+fn release_cmd(args: &ReleaseArgs) -> Result<()> {
+    use edgeclr_models::bundle::{InstallRoot, read_verifying_key};
+    let root = InstallRoot::new(&args.root);
+    let version = || args.version.clone().context("--version is required for this action");
+    match args.action {
+        ReleaseAction::Stage => {
+            let bundle = args.bundle.as_ref().context("--bundle is required for stage")?;
+            let key = args.key.as_deref().map(read_verifying_key).transpose()?;
+            let m = root.stage(bundle, key.as_ref())?;
+            println!("staged {}", m.version);
+        }
+        ReleaseAction::Switch => {
+            let v = version()?;
+            root.switch(&v)?;
+            println!("current {v}");
+        }
+        ReleaseAction::Abandon => {
+            let v = version()?;
+            root.abandon(&v)?;
+            println!("abandoned {v}; current {}", root.current().unwrap_or_default());
+        }
+        ReleaseAction::Rollback => {
+            let (from, to) = root.rollback()?;
+            println!("rolled back {from} -> {to}");
+        }
+        ReleaseAction::Prune => {
+            for r in root.prune(args.keep) {
+                println!("pruned {r}");
+            }
+        }
+        ReleaseAction::Status => println!(
+            "{}",
+            serde_json::json!({"current": root.current(), "previous": root.previous()})
+        ),
+    }
+    Ok(())
+}
+
 fn selftest_cmd(args: &SelftestArgs) -> ExitCode {
     let result = (|| -> Result<bool> {
         let mut cfg = match &args.config {
@@ -816,6 +897,7 @@ fn main() -> ExitCode {
         Command::FinetuneBench(args) => finetune_bench(&args),
         Command::Health(args) => health_cmd(&args),
         Command::Selftest(args) => return selftest_cmd(&args),
+        Command::Release(args) => release_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

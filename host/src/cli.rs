@@ -37,6 +37,12 @@ pub enum Command {
     Export(crate::export::ExportArgs),
     /// Embed a dataset with an exported model through tract (the board's code path).
     Embed(crate::embed::EmbedArgs),
+    /// Make an ed25519 key pair for signing bundles.
+    Keygen(crate::release::KeygenArgs),
+    /// Pack a run's export, the board binary, profile and unit into a verified (signed) tarball.
+    Bundle(crate::release::BundleArgs),
+    /// Install a bundle on a board (ssh:// or dir:), self-test it, roll back on failure.
+    Flash(crate::release::FlashArgs),
 }
 
 /// Loss families of the paper's Table 4.

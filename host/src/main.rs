@@ -10,6 +10,7 @@ mod eval;
 mod export;
 mod plots;
 mod pretrain;
+mod release;
 mod supervised;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
         cli::Command::Supervised(args) => supervised::run(args),
         cli::Command::Export(args) => export::run(args),
         cli::Command::Embed(args) => embed::run(args),
+        cli::Command::Keygen(args) => release::keygen(&args),
+        cli::Command::Bundle(args) => release::bundle(&args),
+        cli::Command::Flash(args) => release::flash(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

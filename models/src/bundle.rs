@@ -464,3 +464,184 @@ mod tests {
         }
     }
 }
+
+/// The folders of an install root on a board:
+/// `ROOT/releases/<version>/`, `ROOT/current -> releases/<version>`, `ROOT/previous`,
+/// `ROOT/trusted.pub` (optional: the key every bundle must be signed with).
+#[derive(Debug, Clone)]
+pub struct InstallRoot {
+    root: PathBuf,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io(dir))
+}
+
+impl InstallRoot {
+    /// The install root at `root` (created on first install).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// `ROOT/releases`.
+    pub fn releases(&self) -> PathBuf {
+        self.root.join("releases")
+    }
+
+    fn pointer(&self, name: &str) -> Option<String> {
+        fs::read_link(self.root.join(name))
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    }
+
+    /// The current release's version.
+    pub fn current(&self) -> Option<String> {
+        self.pointer("current")
+    }
+
+    /// The previous release's version.
+    pub fn previous(&self) -> Option<String> {
+        self.pointer("previous")
+    }
+
+    /// The trusted public key, if the board holds one.
+    ///
+    /// # Errors
+    /// When `trusted.pub` exists but is not a key.
+    pub fn trusted_key(&self) -> Result<Option<VerifyingKey>, BundleError> {
+        let p = self.root.join("trusted.pub");
+        if p.exists() {
+            read_verifying_key(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn point(&self, name: &str, version: &str) -> Result<(), BundleError> {
+        let link = self.root.join(name);
+        let tmp = self.root.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(Path::new("releases").join(version), &tmp).map_err(io(&tmp))?;
+        fs::rename(&tmp, &link).map_err(io(&link))?;
+        fsync_dir(&self.root)
+    }
+
+    /// Unpacks and verifies the bundle `tarball` into `releases/<version>/` without touching
+    /// `current`: staged in `releases/.incoming-*`, verified (signature with `key`, or the
+    /// board's `trusted.pub`; every sha256 and mode), fsynced, then renamed into place.
+    /// Returns the verified manifest.
+    ///
+    /// # Errors
+    /// Anything wrong with the bundle; the staging folder is deleted and nothing else changed.
+    pub fn stage(&self, tarball: &Path, key: Option<&VerifyingKey>) -> Result<BundleManifest, BundleError> {
+        let releases = self.releases();
+        fs::create_dir_all(&releases).map_err(io(&releases))?;
+        let staging = releases.join(format!(".incoming-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let trusted = self.trusted_key()?;
+        let result = (|| {
+            let file = fs::File::open(tarball).map_err(io(tarball))?;
+            unpack(std::io::BufReader::new(file), &staging)?;
+            let m = verify_dir(&staging, key.or(trusted.as_ref()))?;
+            check_path(&m.version)?;
+            if m.version.contains('/') {
+                return Err(BundleError::UnsafePath(m.version.clone()));
+            }
+            let mut files = BTreeSet::new();
+            walk(&staging, &staging, &mut files)?;
+            for f in files {
+                let p = staging.join(f);
+                fs::File::open(&p).and_then(|f| f.sync_all()).map_err(io(&p))?;
+            }
+            let dest = releases.join(&m.version);
+            if dest.exists() {
+                if self.current().as_deref() == Some(m.version.as_str()) {
+                    return Err(BundleError::Mismatch(format!(
+                        "release {} is already current; bundle again with a new --version",
+                        m.version
+                    )));
+                }
+                fs::remove_dir_all(&dest).map_err(io(&dest))?;
+            }
+            fs::rename(&staging, &dest).map_err(io(&dest))?;
+            fsync_dir(&releases)?;
+            Ok(m)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    /// Makes `version` current; the old current becomes `previous`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn switch(&self, version: &str) -> Result<(), BundleError> {
+        if let Some(old) = self.current().filter(|o| o != version) {
+            self.point("previous", &old)?;
+        }
+        self.point("current", version)
+    }
+
+    /// Swaps `current` and `previous`, returning `(from, to)`.
+    ///
+    /// # Errors
+    /// When there is no previous release.
+    pub fn rollback(&self) -> Result<(String, String), BundleError> {
+        let (Some(cur), Some(prev)) = (self.current(), self.previous()) else {
+            return Err(BundleError::Mismatch(format!(
+                "{} has no previous release to roll back to",
+                self.root.display()
+            )));
+        };
+        self.point("previous", &cur)?;
+        self.point("current", &prev)?;
+        Ok((cur, prev))
+    }
+
+    /// After a failed start: `current` goes back to `previous` (or is removed when there was
+    /// none) and the failed release is deleted.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn abandon(&self, failed: &str) -> Result<(), BundleError> {
+        match self.previous().filter(|p| p != failed) {
+            Some(prev) => self.point("current", &prev)?,
+            None => {
+                let _ = fs::remove_file(self.root.join("current"));
+                fsync_dir(&self.root)?;
+            }
+        }
+        let _ = fs::remove_dir_all(self.releases().join(failed));
+        Ok(())
+    }
+
+    /// Deletes all but the newest `keep` releases (never current or previous); returns what
+    /// was deleted.
+    pub fn prune(&self, keep: usize) -> Vec<String> {
+        let pinned = [self.current(), self.previous()];
+        let mut all: Vec<(std::time::SystemTime, String)> = fs::read_dir(self.releases())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.file_name().to_string_lossy().into_owned())))
+            .collect();
+        all.sort_by(|a, b| b.cmp(a));
+        let mut removed = Vec::new();
+        for (i, (_, name)) in all.into_iter().enumerate() {
+            if i >= keep && !pinned.iter().flatten().any(|p| *p == name) {
+                if fs::remove_dir_all(self.releases().join(&name)).is_ok() {
+                    removed.push(name);
+                }
+            }
+        }
+        removed
+    }
+}

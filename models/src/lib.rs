@@ -14,6 +14,7 @@
 //! [`burn::tensor::Device`].
 
 pub mod augment;
+pub mod boards;
 pub mod bundle;
 pub mod checkpoint;
 pub mod config;

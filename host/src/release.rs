@@ -1,0 +1,618 @@
+//! Shipping to boards: `edgeclr keygen`, `edgeclr bundle` and `edgeclr flash`.
+//!
+//! A bundle (`models::bundle`) holds `bin/edgeclr-device`, the exported model under `model/`,
+//! `board.toml`, `edgeclr-device.service` and `MANIFEST.json` (+ `MANIFEST.sig`). Flashing
+//! stages it under `ROOT/releases/<version>/` and verifies every file (and the signature, when
+//! the board trusts a key) *before* anything changes, switches the `current` symlink
+//! atomically, runs the on-device self-test, and on failure switches back and says why.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use edgeclr_models::bundle::{
+    self, BundleManifest, FORMAT_VERSION, InstallRoot, file_entry, read_signing_key,
+    read_verifying_key,
+};
+use edgeclr_models::export::Manifest;
+use tracing::{info, warn};
+
+/// `edgeclr keygen`.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Secret key file to write (mode 0600); the public key goes to FILE.pub.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `edgeclr bundle`.
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// Run folder (its `export/` is bundled unless --export names another).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Board profile: x86-dev, rpi4, rpi5, jetson-nano, jetson-orin-nano.
+    #[arg(long)]
+    pub board: String,
+    /// Export folder from `edgeclr export` (default RUN/export).
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// The board's `edgeclr-device` (default: the one built next to this `edgeclr`, for
+    /// boards of this machine's architecture).
+    #[arg(long)]
+    pub device_binary: Option<PathBuf>,
+    /// Release version (default: model version + a timestamp).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Output tarball.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sign with this secret key (`edgeclr keygen`).
+    #[arg(long)]
+    pub sign_key: Option<PathBuf>,
+    /// Ship the binary with its debug information (by default it is stripped with llvm-strip
+    /// or strip when one is installed: ~800 MB → ~100 MB for a release build).
+    #[arg(long)]
+    pub no_strip: bool,
+}
+
+/// `edgeclr flash`.
+#[derive(Debug, clap::Args)]
+pub struct FlashArgs {
+    /// The bundle.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// `dir:ROOT` or `ssh://USER@HOST[:PORT][/ROOT]` (remote root default /opt/edgeclr).
+    #[arg(long)]
+    pub to: String,
+    /// SSH private key.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// SSH known_hosts file (host keys are always checked).
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Public key the bundle must be signed with (the board's ROOT/trusted.pub also applies).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Frame source for the self-test (default: the board profile's camera).
+    #[arg(long)]
+    pub selftest_source: Option<String>,
+    /// Restart this systemd service before the self-test (ssh targets; empty to skip).
+    #[arg(long, default_value = "edgeclr-device")]
+    pub service: String,
+    /// Releases to keep.
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+    /// Instead of flashing: make the previous release current again.
+    #[arg(long)]
+    pub rollback: bool,
+}
+
+/// Runs `edgeclr keygen`.
+pub fn keygen(args: &KeygenArgs) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (secret, public) = bundle::keygen();
+    if args.out.exists() {
+        bail!("{} exists; refusing to overwrite a key", args.out.display());
+    }
+    std::fs::write(&args.out, format!("{secret}\n"))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o600))?;
+    let public_path = PathBuf::from(format!("{}.pub", args.out.display()));
+    std::fs::write(&public_path, format!("{public}\n"))?;
+    println!(
+        "secret key {} (keep it off the board), public key {} (copy to ROOT/trusted.pub on the board)",
+        args.out.display(),
+        public_path.display()
+    );
+    Ok(())
+}
+
+/// ELF machine of `bytes`: the Rust architecture name.
+fn elf_arch(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    match u16::from_le_bytes([bytes[18], bytes[19]]) {
+        62 => Some("x86_64"),
+        183 => Some("aarch64"),
+        40 => Some("arm"),
+        _ => Some("unknown"),
+    }
+}
+
+/// The highest `GLIBC_x.y[.z]` version string referenced by an ELF binary.
+fn min_glibc(bytes: &[u8]) -> Option<String> {
+    let pat = b"GLIBC_";
+    let mut best: Option<Vec<u32>> = None;
+    let mut i = 0;
+    while let Some(p) = bytes[i..].windows(pat.len()).position(|w| w == pat) {
+        let start = i + p + pat.len();
+        let end = bytes[start..]
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+            .map_or(bytes.len(), |e| start + e);
+        let v: Vec<u32> = std::str::from_utf8(&bytes[start..end])
+            .unwrap_or("")
+            .split('.')
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if v.len() >= 2 && best.as_ref().is_none_or(|b| v > *b) {
+            best = Some(v);
+        }
+        i = end.max(start);
+    }
+    best.map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join("."))
+}
+
+fn git_revision() -> Option<String> {
+    let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `bin` without symbols and debug information, via `llvm-strip` (any architecture) or
+/// `strip`; the input unchanged (with a warning) when neither works.
+fn stripped(bin: Vec<u8>) -> Result<Vec<u8>> {
+    let dir = Staging::new()?;
+    let (input, output) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::write(&input, &bin)?;
+    for tool in ["llvm-strip", "strip"] {
+        let ok = Command::new(tool)
+            .arg("-o")
+            .arg(&output)
+            .arg(&input)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            let out = std::fs::read(&output)?;
+            info!("{tool}: device binary {} → {} MB", bin.len() >> 20, out.len() >> 20);
+            return Ok(out);
+        }
+    }
+    warn!("neither llvm-strip nor strip could strip the device binary; shipping it with debug information");
+    Ok(bin)
+}
+
+/// The systemd unit for a release installed under /opt/edgeclr.
+fn unit_for(board: &str) -> String {
+    edgeclr_models::boards::SYSTEMD_UNIT
+        .lines()
+        .map(|l| {
+            if l.starts_with("ExecStart=") {
+                format!(
+                    "ExecStart=/opt/edgeclr/current/bin/edgeclr-device run --config /opt/edgeclr/current/board.toml --model /opt/edgeclr/current/model --state /var/lib/edgeclr --finetune --sink udp:127.0.0.1:7878\n# board: {board}"
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Runs `edgeclr bundle`.
+pub fn bundle(args: &BundleArgs) -> Result<()> {
+    let (triple, profile) = edgeclr_models::boards::board(&args.board).map_err(anyhow::Error::msg)?;
+    let export = args.export.clone().unwrap_or_else(|| args.run.join("export"));
+    let model = Manifest::load(&export).with_context(|| {
+        format!(
+            "{} is not an export folder; run `edgeclr export --run {} --out {} --int8` first",
+            export.display(),
+            args.run.display(),
+            export.display()
+        )
+    })?;
+    for a in &model.artifacts {
+        model.verify(&export, a)?;
+    }
+    let binary = match &args.device_binary {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no folder for the edgeclr binary")?
+            .join("edgeclr-device"),
+    };
+    let bin = std::fs::read(&binary).with_context(|| {
+        format!(
+            "reading the device binary {}; build it (`cargo build --release -p edgeclr-firmware`, or `cargo zigbuild --target {triple}` for the board) and pass --device-binary",
+            binary.display()
+        )
+    })?;
+    let want = triple.split('-').next().unwrap_or_default();
+    match elf_arch(&bin) {
+        Some(arch) if arch == want => {}
+        Some(arch) => bail!(
+            "{} is an {arch} binary but {} runs {triple}; pass --device-binary built for {triple}",
+            binary.display(),
+            args.board
+        ),
+        None => bail!("{} is not an ELF executable", binary.display()),
+    }
+    let bin = if args.no_strip { bin } else { stripped(bin)? };
+    let mut files: Vec<(String, Vec<u8>, u32)> = vec![("bin/edgeclr-device".into(), bin, 0o755)];
+    let mut model_files: Vec<String> = model.artifacts.iter().map(|a| a.file.clone()).collect();
+    model_files.push(edgeclr_models::export::manifest::MANIFEST.into());
+    for f in model_files {
+        let bytes = std::fs::read(export.join(&f))?;
+        files.push((format!("model/{f}"), bytes, 0o644));
+    }
+    files.push(("board.toml".into(), profile.as_bytes().to_vec(), 0o644));
+    files.push(("edgeclr-device.service".into(), unit_for(&args.board).into_bytes(), 0o644));
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let version = args
+        .version
+        .clone()
+        .unwrap_or_else(|| format!("{}-{created}", model.source.model_version));
+    bundle::check_path(&version).map_err(anyhow::Error::msg)?;
+    if version.contains('/') {
+        bail!("--version {version} must be one path component");
+    }
+    let manifest = BundleManifest {
+        format_version: FORMAT_VERSION,
+        version: version.clone(),
+        board: args.board.clone(),
+        target_triple: triple.into(),
+        min_glibc: min_glibc(&files[0].1),
+        git_revision: git_revision(),
+        model_version: model.source.model_version.clone(),
+        producer: format!("edgeclr {}", env!("CARGO_PKG_VERSION")),
+        files: files.iter().map(|(p, b, m)| file_entry(p, b, *m)).collect(),
+    };
+    let key = args.sign_key.as_deref().map(read_signing_key).transpose()?;
+    let mut tar = Vec::new();
+    bundle::write_tar(&mut tar, &manifest, &files, key.as_ref())?;
+    edgeclr_models::checkpoint::write_atomic(&args.out, &tar)?;
+    println!(
+        "bundle {} for {} ({triple}, glibc ≥ {}): {} files, {} bytes{} → {}",
+        version,
+        args.board,
+        manifest.min_glibc.as_deref().unwrap_or("static"),
+        manifest.files.len(),
+        tar.len(),
+        if key.is_some() { ", signed" } else { "" },
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// A flash target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A local folder acting as the board's install root.
+    Dir(PathBuf),
+    /// `user@host`, port, remote root.
+    Ssh {
+        /// `user@host`.
+        dest: String,
+        /// Port.
+        port: u16,
+        /// Install root on the board.
+        root: String,
+    },
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("dir:") {
+            return Ok(Self::Dir(PathBuf::from(p)));
+        }
+        let rest = s.strip_prefix("ssh://").ok_or_else(|| {
+            format!("--to {s}: use dir:ROOT or ssh://USER@HOST[:PORT][/ROOT]")
+        })?;
+        let (hostpart, root) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/opt/edgeclr".to_string()),
+        };
+        let (dest, port) = match hostpart.rsplit_once(':') {
+            Some((d, p)) => (d, p.parse::<u16>().map_err(|_| format!("--to {s}: bad port `{p}`"))?),
+            None => (hostpart, 22),
+        };
+        if !dest.contains('@') || dest.starts_with('@') || dest.ends_with('@') {
+            return Err(format!("--to {s}: name the user, ssh://USER@HOST"));
+        }
+        Ok(Self::Ssh {
+            dest: dest.into(),
+            port,
+            root,
+        })
+    }
+}
+
+/// Single-quotes `s` for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+struct Ssh<'a> {
+    dest: &'a str,
+    port: u16,
+    args: &'a FlashArgs,
+}
+
+impl Ssh<'_> {
+    fn common(&self, port_flag: &str) -> Vec<String> {
+        let mut v = vec![
+            port_flag.into(),
+            self.port.to_string(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=10".into(),
+        ];
+        if let Some(k) = &self.args.known_hosts {
+            v.extend(["-o".into(), format!("UserKnownHostsFile={}", k.display())]);
+        }
+        if let Some(i) = &self.args.identity {
+            v.extend(["-i".into(), i.display().to_string()]);
+        }
+        v
+    }
+
+    /// Runs `command` on the board; returns (success, stdout + stderr).
+    fn run(&self, command: &str) -> Result<(bool, String)> {
+        let out = Command::new("ssh")
+            .args(self.common("-p"))
+            .arg(self.dest)
+            .arg(command)
+            .output()
+            .context("running ssh (install openssh-client)")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
+    }
+
+    fn must(&self, command: &str, what: &str) -> Result<String> {
+        let (ok, text) = self.run(command)?;
+        if !ok {
+            bail!("{what} failed on {}: {}", self.dest, text.trim());
+        }
+        Ok(text)
+    }
+
+    fn upload(&self, local: &Path, remote: &str) -> Result<()> {
+        let out = Command::new("scp")
+            .args(self.common("-P"))
+            .arg("-q")
+            .arg(local)
+            .arg(format!("{}:{remote}", self.dest))
+            .output()
+            .context("running scp (install openssh-client)")?;
+        if !out.status.success() {
+            bail!(
+                "upload of {} to {}:{remote} failed: {}",
+                local.display(),
+                self.dest,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A scratch folder removed on drop.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new() -> Result<Self> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("edgeclr-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(Self(p))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `edgeclr flash`.
+pub fn flash(args: &FlashArgs) -> Result<()> {
+    let target: Target = args.to.parse().map_err(anyhow::Error::msg)?;
+    match &target {
+        Target::Dir(root) => flash_dir(args, root),
+        Target::Ssh { dest, port, root } => flash_ssh(args, &Ssh { dest, port: *port, args }, root),
+    }
+}
+
+fn selftest_command(bin: &str, root: &str, source: Option<&str>) -> Vec<String> {
+    let mut v = vec![
+        bin.to_string(),
+        "selftest".into(),
+        "--config".into(),
+        format!("{root}/current/board.toml"),
+        "--model".into(),
+        format!("{root}/current/model"),
+        "--state".into(),
+        format!("{root}/state"),
+        "--frames".into(),
+        "10".into(),
+    ];
+    if let Some(s) = source {
+        v.extend(["--source".into(), s.into()]);
+    }
+    v
+}
+
+fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
+    let root = InstallRoot::new(root_path);
+    if args.rollback {
+        let (from, to) = root.rollback()?;
+        println!("rolled back {from} -> {to}");
+        return Ok(());
+    }
+    let key = args.key.as_deref().map(read_verifying_key).transpose()?;
+    let m = root
+        .stage(&args.bundle, key.as_ref())
+        .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display()))?;
+    info!("staged {} for {}", m.version, m.board);
+    root.switch(&m.version)?;
+    let root_s = root_path.display().to_string();
+    let cmd = selftest_command(
+        &format!("{root_s}/current/bin/edgeclr-device"),
+        &root_s,
+        args.selftest_source.as_deref(),
+    );
+    let out = Command::new(&cmd[0]).args(&cmd[1..]).output();
+    let (ok, text) = match out {
+        Ok(o) => (
+            o.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        ),
+        Err(e) => (false, format!("the release's edgeclr-device does not start: {e}")),
+    };
+    print!("{text}");
+    if !ok {
+        root.abandon(&m.version)?;
+        bail!(
+            "release {} failed its self-test and was rolled back; current is {}",
+            m.version,
+            root.current().unwrap_or_else(|| "none".into())
+        );
+    }
+    let pruned = root.prune(args.keep);
+    println!(
+        "flashed {} to {} (previous {}, pruned {:?})",
+        m.version,
+        root_path.display(),
+        root.previous().unwrap_or_else(|| "none".into()),
+        pruned
+    );
+    Ok(())
+}
+
+fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
+    let q = |s: &str| sh_quote(s);
+    let current_bin = format!("{root}/current/bin/edgeclr-device");
+    if args.rollback {
+        let text = ssh.must(&format!("{} release rollback --root {}", q(&current_bin), q(root)), "rollback")?;
+        print!("{text}");
+        return Ok(());
+    }
+    // Read the bundle here first: refuse a crafted or broken bundle before touching the board.
+    let staging = Staging::new()?;
+    let m = {
+        let file = std::fs::File::open(&args.bundle)
+            .with_context(|| format!("reading {}", args.bundle.display()))?;
+        bundle::unpack(std::io::BufReader::new(file), staging.path())
+            .and_then(|()| bundle::verify_dir(staging.path(), None))
+            .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display()))?
+    };
+    let version = m.version.clone();
+    ssh.must(
+        &format!("mkdir -p {}/incoming {}/bootstrap", q(root), q(root)),
+        "preparing the install root",
+    )?;
+    // The installer on the board: the current release's binary, else (first install) the
+    // bundle's own, uploaded on its own.
+    let (has_current, _) = ssh.run(&format!("test -x {}", q(&current_bin)))?;
+    let installer = if has_current {
+        current_bin.clone()
+    } else {
+        let b = format!("{root}/bootstrap/edgeclr-device");
+        ssh.upload(&staging.path().join("bin/edgeclr-device"), &format!("{b}.part"))?;
+        ssh.must(&format!("chmod 755 {0}.part && mv {0}.part {0}", q(&b)), "installing the bootstrap binary")?;
+        b
+    };
+    // Upload under a temporary name: an interrupted transfer never looks complete.
+    let remote_tar = format!("{root}/incoming/{version}.tar");
+    ssh.upload(&args.bundle, &format!("{remote_tar}.part"))?;
+    ssh.must(&format!("mv {0}.part {0}", q(&remote_tar)), "finishing the upload")?;
+    let key_arg = match &args.key {
+        Some(k) => {
+            let remote_key = format!("{root}/incoming/{version}.pub");
+            ssh.upload(k, &remote_key)?;
+            format!(" --key {}", q(&remote_key))
+        }
+        None => String::new(),
+    };
+    ssh.must(
+        &format!(
+            "{} release stage --root {} --bundle {}{key_arg}; s=$?; rm -f {}; exit $s",
+            q(&installer),
+            q(root),
+            q(&remote_tar),
+            q(&remote_tar)
+        ),
+        "verifying the bundle on the board (nothing changed)",
+    )?;
+    ssh.must(
+        &format!("{} release switch --root {} --version {}", q(&installer), q(root), q(&version)),
+        "switching current",
+    )?;
+    if !args.service.is_empty() {
+        let (ok, text) = ssh.run(&format!("systemctl restart {}", q(&args.service)))?;
+        if !ok {
+            warn!("restarting {} failed ({}); running the self-test anyway", args.service, text.trim());
+        }
+    }
+    let cmd = selftest_command(&current_bin, root, args.selftest_source.as_deref());
+    let (ok, text) = ssh.run(&cmd.iter().map(|c| q(c)).collect::<Vec<_>>().join(" "))?;
+    print!("{text}");
+    if !ok {
+        ssh.must(
+            &format!("{} release abandon --root {} --version {}", q(&installer), q(root), q(&version)),
+            "rolling back",
+        )?;
+        bail!("release {version} failed its self-test on {} and was rolled back", ssh.dest);
+    }
+    let text = ssh.must(
+        &format!("{} release prune --root {} --keep {}", q(&current_bin), q(root), args.keep),
+        "pruning",
+    )?;
+    print!("{text}");
+    println!("flashed {version} to {}:{root}", ssh.dest);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_defaults_and_errors() {
+        assert_eq!("dir:/tmp/b".parse::<Target>(), Ok(Target::Dir("/tmp/b".into())));
+        assert_eq!(
+            "ssh://pi@board.local:2222/srv/edgeclr".parse::<Target>(),
+            Ok(Target::Ssh { dest: "pi@board.local".into(), port: 2222, root: "/srv/edgeclr".into() })
+        );
+        assert_eq!(
+            "ssh://pi@10.0.0.2".parse::<Target>(),
+            Ok(Target::Ssh { dest: "pi@10.0.0.2".into(), port: 22, root: "/opt/edgeclr".into() })
+        );
+        assert!("ssh://board".parse::<Target>().is_err());
+        assert!("scp:x".parse::<Target>().is_err());
+        assert!("ssh://a@b:x".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn glibc_and_elf_are_read_from_the_binary() {
+        let mut b = vec![0x7f, b'E', b'L', b'F'];
+        b.resize(18, 0);
+        b.extend_from_slice(&183u16.to_le_bytes());
+        b.extend_from_slice(b"\0GLIBC_2.17\0GLIBC_2.34\0GLIBC_2.2.5\0GLIBC_PRIVATE\0");
+        assert_eq!(elf_arch(&b), Some("aarch64"));
+        assert_eq!(min_glibc(&b).as_deref(), Some("2.34"));
+        assert_eq!(elf_arch(b"#!/bin/sh"), None);
+        assert_eq!(sh_quote("a'b"), "'a'\\''b'");
+    }
+}

@@ -1,0 +1,163 @@
+//! `edgeclr keygen`, `bundle` and `flash` to a `dir:` board end to end: a signed healthy
+//! deploy with the on-device self-test, tampered and unsigned bundles refused before any
+//! change, a release whose binary fails at start rolled back, manual rollback, pruning.
+
+use std::path::{Path, PathBuf};
+
+use e2e::{assert_success, clip, exported_model, path, read_json, run};
+
+fn current(root: &Path) -> Option<String> {
+    std::fs::read_link(root.join("current"))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+fn releases(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("releases"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    export: PathBuf,
+    key: PathBuf,
+    board: PathBuf,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let export = exported_model(&dir);
+    let key = dir.join("key");
+    assert_success(&run("edgeclr", &["keygen", "--out", path(&key)]));
+    let board = dir.join("board");
+    std::fs::create_dir_all(&board).expect("board");
+    std::fs::copy(dir.join("key.pub"), board.join("trusted.pub")).expect("trust");
+    Setup {
+        _tmp: tmp,
+        dir,
+        export,
+        key,
+        board,
+    }
+}
+
+impl Setup {
+    fn bundle(&self, version: &str, extra: &[&str]) -> PathBuf {
+        let out = self.dir.join(format!("{version}.tar"));
+        let mut args = vec![
+            "bundle",
+            "--run",
+            path(&self.dir),
+            "--export",
+            path(&self.export),
+            "--board",
+            "x86-dev",
+            "--version",
+            version,
+            "--out",
+            path(&out),
+        ];
+        args.extend_from_slice(extra);
+        assert_success(&run("edgeclr", &args));
+        out
+    }
+
+    fn signed(&self, version: &str) -> PathBuf {
+        self.bundle(version, &["--sign-key", path(&self.key)])
+    }
+
+    fn flash(&self, bundle: &Path, extra: &[&str]) -> std::process::Output {
+        let source = format!("mjpeg:{}", path(&clip()));
+        let to = format!("dir:{}", path(&self.board));
+        let mut args = vec![
+            "flash",
+            "--bundle",
+            path(bundle),
+            "--to",
+            &to,
+            "--selftest-source",
+            &source,
+        ];
+        args.extend_from_slice(extra);
+        run("edgeclr", &args)
+    }
+}
+
+#[test]
+fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
+    let s = setup();
+    // Healthy signed deploy: verified, switched, self-tested.
+    let v1 = s.signed("v1");
+    let out = s.flash(&v1, &[]);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    assert_eq!(current(&s.board).as_deref(), Some("v1"));
+    assert_eq!(read_json(&s.board.join("state/selftest.json"))["ok"], true);
+    let manifest = read_json(&s.board.join("releases/v1/MANIFEST.json"));
+    assert_eq!(manifest["board"], "x86-dev");
+    assert_eq!(manifest["target_triple"], "x86_64-unknown-linux-gnu");
+    assert!(manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .any(|f| f["path"] == "bin/edgeclr-device" && f["mode"] == 0o755));
+
+    // Tampered in transit: one byte of a model file flipped inside the tarball.
+    let v2 = s.signed("v2");
+    let mut bytes = std::fs::read(&v2).expect("tar");
+    let needle = b"model/encoder.onnx";
+    // The entry's header: a 512-byte block starting with its name (the manifest also
+    // mentions the name, not at a block start).
+    let at = (0..bytes.len() / 512)
+        .map(|b| b * 512)
+        .find(|&o| bytes[o..].starts_with(needle))
+        .expect("entry");
+    let data = at + 512 + 100;
+    bytes[data] ^= 0xff;
+    let tampered = s.dir.join("tampered.tar");
+    std::fs::write(&tampered, &bytes).expect("write");
+    let out = s.flash(&tampered, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("before any change") && err.contains("sha256"), "{err}");
+    assert_eq!(current(&s.board).as_deref(), Some("v1"));
+    assert_eq!(releases(&s.board), ["v1"], "nothing staged survives");
+
+    // Unsigned while the board trusts a key: refused.
+    let unsigned = s.bundle("v2u", &[]);
+    let out = s.flash(&unsigned, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsigned"));
+    assert_eq!(current(&s.board).as_deref(), Some("v1"));
+
+    // A release whose binary exits at start: switched, self-test fails, rolled back.
+    let broken = s.bundle("v-broken", &["--sign-key", path(&s.key), "--device-binary", "/bin/false", "--no-strip"]);
+    let out = s.flash(&broken, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
+    assert_eq!(current(&s.board).as_deref(), Some("v1"));
+    assert_eq!(releases(&s.board), ["v1"]);
+
+    // v2, v3 healthy; keep 2 → v1 pruned? No: previous is pinned. Keep 1 after v3: v1 goes.
+    assert_success(&s.flash(&v2, &[]));
+    assert_eq!(current(&s.board).as_deref(), Some("v2"));
+    let v3 = s.signed("v3");
+    assert_success(&s.flash(&v3, &["--keep", "1"]));
+    assert_eq!(releases(&s.board), ["v2", "v3"], "current and previous are kept");
+
+    // Rollback by hand.
+    let to = format!("dir:{}", path(&s.board));
+    assert_success(&run(
+        "edgeclr",
+        &["flash", "--bundle", path(&v3), "--to", &to, "--rollback"],
+    ));
+    assert_eq!(current(&s.board).as_deref(), Some("v2"));
+}
