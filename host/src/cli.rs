@@ -25,6 +25,9 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole path on the shipped data in a few minutes: pretrain → kNN → export → bundle →
+    /// flash to a local board folder → device runtime on the street clip → summary.
+    Quickstart(crate::quickstart::QuickstartArgs),
     /// SimCLR pretraining of an encoder on unlabelled images.
     Pretrain(PretrainArgs),
     /// Evaluate a pretrained encoder: kNN, linear probe or fine-tuning, next to a random-init floor.

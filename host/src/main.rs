@@ -10,6 +10,7 @@ mod eval;
 mod export;
 mod plots;
 mod pretrain;
+mod quickstart;
 mod release;
 mod supervised;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
+        cli::Command::Quickstart(args) => quickstart::run(&args),
         cli::Command::Pretrain(args) => pretrain::run(args),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Ablate(args) => ablate::run(args),

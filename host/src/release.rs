@@ -86,6 +86,9 @@ pub struct FlashArgs {
     /// Instead of flashing: make the previous release current again.
     #[arg(long)]
     pub rollback: bool,
+    /// Upload bandwidth limit in Kbit/s (scp -l), for slow or shared links.
+    #[arg(long)]
+    pub limit_kbps: Option<u32>,
 }
 
 /// Runs `edgeclr keygen`.
@@ -382,8 +385,13 @@ impl Ssh<'_> {
     }
 
     fn upload(&self, local: &Path, remote: &str) -> Result<()> {
+        let mut limit = Vec::new();
+        if let Some(l) = self.args.limit_kbps {
+            limit = vec!["-l".to_string(), l.to_string()];
+        }
         let out = Command::new("scp")
             .args(self.common("-P"))
+            .args(limit)
             .arg("-q")
             .arg(local)
             .arg(format!("{}:{remote}", self.dest))

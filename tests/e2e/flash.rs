@@ -161,3 +161,23 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
     ));
     assert_eq!(current(&s.board).as_deref(), Some("v2"));
 }
+
+#[test]
+fn quickstart_runs_the_whole_path_on_the_shipped_data() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("qs");
+    let o = std::process::Command::new(e2e::binary("edgeclr"))
+        .current_dir(e2e::repo_root())
+        .args(["quickstart", "--out", path(&out), "--epochs", "1", "--frames", "20"])
+        .output()
+        .expect("spawn");
+    assert_success(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("edgeclr quickstart finished"));
+    let s = read_json(&out.join("quickstart.json"));
+    assert!(s["knn_top1"]["pretrained"].as_f64().expect("knn") > 10.0, "{s}");
+    assert!(s["export"]["int8_vs_fp32_mean_cosine"].as_f64().expect("cos") > 0.99, "{s}");
+    assert_eq!(s["selftest_ok"], true);
+    assert_eq!(s["device"]["frames"], 20);
+    assert!(out.join("status.png").exists() && out.join("plots/loss.png").exists());
+    assert_eq!(current(&out.join("board")).as_deref(), Some("quickstart"));
+}
