@@ -14,3 +14,5 @@ mod finetune;
 mod flash;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;
+#[path = "e2e/ssh.rs"]
+mod ssh;

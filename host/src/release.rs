@@ -534,7 +534,11 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
     // bundle's own, uploaded on its own.
     let (has_current, _) = ssh.run(&format!("test -x {}", q(&current_bin)))?;
     let installer = if has_current {
-        current_bin.clone()
+        // The real path: `current` is about to move, and a failed new release must not be the
+        // binary that rolls itself back.
+        ssh.must(&format!("readlink -f {}", q(&current_bin)), "resolving the installed binary")?
+            .trim()
+            .to_string()
     } else {
         let b = format!("{root}/bootstrap/edgeclr-device");
         ssh.upload(&staging.path().join("bin/edgeclr-device"), &format!("{b}.part"))?;
