@@ -180,3 +180,23 @@ pub fn exported_model(dir: &std::path::Path) -> PathBuf {
     ));
     out
 }
+
+/// The name a pointer symlink (`current`, `previous`) in `root` points at.
+pub fn pointer(root: &std::path::Path, name: &str) -> Option<String> {
+    std::fs::read_link(root.join(name))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+/// The release folders of an install root, sorted.
+pub fn releases(root: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("releases"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -69,7 +69,11 @@ impl Worker {
     ///
     /// # Errors
     /// tract failures.
-    pub fn embed(&mut self, live: &LiveModel, chw: &[f32]) -> Result<(Vec<f32>, Arc<str>), EmbedError> {
+    pub fn embed(
+        &mut self,
+        live: &LiveModel,
+        chw: &[f32],
+    ) -> Result<(Vec<f32>, Arc<str>), EmbedError> {
         if live.generation() != self.generation {
             *self = live.worker()?;
         }

@@ -30,10 +30,10 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{ArtifactChoice, DeviceConfig};
+use crate::display::DisplaySpec;
 use crate::finetune::Finetuner;
 use crate::finetune::slots::Slots;
 use crate::live::LiveModel;
-use crate::display::DisplaySpec;
 use crate::sink::{SinkSpec, SinkWorker};
 use crate::source::{CaptureSettings, SourceSpec};
 
@@ -378,9 +378,15 @@ fn run(args: RunArgs) -> Result<()> {
             match text.trim() {
                 "fp32" => cfg.runtime.artifact = ArtifactChoice::Fp32,
                 "int8" => cfg.runtime.artifact = ArtifactChoice::Int8,
-                other => tracing::warn!("{}: unknown artifact `{other}`", st.join("artifact").display()),
+                other => tracing::warn!(
+                    "{}: unknown artifact `{other}`",
+                    st.join("artifact").display()
+                ),
             }
-            info!("artifact {:?} (measured faster here by selftest)", cfg.runtime.artifact);
+            info!(
+                "artifact {:?} (measured faster here by selftest)",
+                cfg.runtime.artifact
+            );
         }
     }
     let model_file = match &slots {
@@ -579,7 +585,9 @@ fn bench_finetune(args: &BenchArgs) -> Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     let slots = Slots::open(&args.state)?;
     slots.install(&args.model).map_err(anyhow::Error::msg)?;
-    let (name, manifest) = slots.loadable().context("the installed model does not load")?;
+    let (name, manifest) = slots
+        .loadable()
+        .context("the installed model does not load")?;
     let file = finetune::model_file(&slots.dir(&name), &manifest, args.artifact);
     let pre = Preprocess::from_manifest(&manifest);
     let phase = |finetune: bool, paced: bool| -> Result<pipeline::Report> {
@@ -601,11 +609,19 @@ fn bench_finetune(args: &BenchArgs) -> Result<()> {
             lossless: !paced,
         };
         let ft = if finetune {
-            Some(Finetuner::new(cfg.finetune.clone(), &args.model, slots.clone(), args.artifact)?)
+            Some(Finetuner::new(
+                cfg.finetune.clone(),
+                &args.model,
+                slots.clone(),
+                args.artifact,
+            )?)
         } else {
             None
         };
-        let live = Arc::new(LiveModel::new(embed::open(&file)?.embedder, &manifest.source.model_version));
+        let live = Arc::new(LiveModel::new(
+            embed::open(&file)?.embedder,
+            &manifest.source.model_version,
+        ));
         Ok(pipeline::run(
             source::open(&args.source, settings)?,
             &live,
@@ -679,10 +695,17 @@ fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
         })
         .collect();
     if frames.len() < args.batch {
-        bail!("{} has {} frames, fewer than --batch {}", args.source, frames.len(), args.batch);
+        bail!(
+            "{} has {} frames, fewer than --batch {}",
+            args.source,
+            frames.len(),
+            args.batch
+        );
     }
     let rss_before = pipeline::rss_mib().0;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()?;
     let head = args.model.join("head.bpk");
     let mut trainer = Trainer::new(
         &recipe,
@@ -726,7 +749,11 @@ fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
 }
 
 /// Frames of a recording at training scale for `size`-px models.
-fn recording_frames(spec: &SourceSpec, size: usize, every: usize) -> Result<Vec<(u64, edgeclr_models::RgbImage)>> {
+fn recording_frames(
+    spec: &SourceSpec,
+    size: usize,
+    every: usize,
+) -> Result<Vec<(u64, edgeclr_models::RgbImage)>> {
     let fast = CaptureSettings {
         width: 0,
         height: 0,
@@ -756,7 +783,10 @@ fn health_cmd(args: &HealthArgs) -> Result<()> {
     let recipe = manifest.recipe.clone().unwrap_or_default();
     let augment = finetune::trainer::TrainerConfig::default().augment(size, &recipe);
     let probe = match &args.probe {
-        Some(p) => Some(finetune::read_probe(p, &Preprocess::from_manifest(&manifest))?),
+        Some(p) => Some(finetune::read_probe(
+            p,
+            &Preprocess::from_manifest(&manifest),
+        )?),
         None => None,
     };
     let file = finetune::model_file(&args.model, &manifest, args.artifact);
@@ -776,10 +806,17 @@ fn health_cmd(args: &HealthArgs) -> Result<()> {
 fn release_cmd(args: &ReleaseArgs) -> Result<()> {
     use edgeclr_models::bundle::{InstallRoot, read_verifying_key};
     let root = InstallRoot::new(&args.root);
-    let version = || args.version.clone().context("--version is required for this action");
+    let version = || {
+        args.version
+            .clone()
+            .context("--version is required for this action")
+    };
     match args.action {
         ReleaseAction::Stage => {
-            let bundle = args.bundle.as_ref().context("--bundle is required for stage")?;
+            let bundle = args
+                .bundle
+                .as_ref()
+                .context("--bundle is required for stage")?;
             let key = args.key.as_deref().map(read_verifying_key).transpose()?;
             let m = root.stage(bundle, key.as_ref())?;
             println!("staged {}", m.version);
@@ -792,7 +829,10 @@ fn release_cmd(args: &ReleaseArgs) -> Result<()> {
         ReleaseAction::Abandon => {
             let v = version()?;
             root.abandon(&v)?;
-            println!("abandoned {v}; current {}", root.current().unwrap_or_default());
+            println!(
+                "abandoned {v}; current {}",
+                root.current().unwrap_or_default()
+            );
         }
         ReleaseAction::Rollback => {
             let (from, to) = root.rollback()?;

@@ -395,10 +395,13 @@ pub fn run(
                     watched = now.clone();
                     let name = now.unwrap_or_default();
                     let dir = s.dir(&name);
-                    match slots::verify(&dir).map_err(anyhow::Error::msg).and_then(|m| {
-                        let opened = edgeclr_models::embed::open(&model_file(&dir, &m, *choice))?;
-                        Ok((opened, m))
-                    }) {
+                    match slots::verify(&dir)
+                        .map_err(anyhow::Error::msg)
+                        .and_then(|m| {
+                            let opened =
+                                edgeclr_models::embed::open(&model_file(&dir, &m, *choice))?;
+                            Ok((opened, m))
+                        }) {
                         Ok((opened, m)) => {
                             model.swap(opened.embedder, &m.source.model_version);
                             model_label = model.version();

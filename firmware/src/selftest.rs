@@ -108,7 +108,12 @@ fn mem_available_mib() -> Option<f64> {
 
 /// Runs every check. `model` is the model folder (an export or a slot); `state`, when given,
 /// receives the preferred artifact (`STATE/artifact`) for `run --artifact auto`.
-pub fn run(cfg: &DeviceConfig, model: &Path, state: Option<&Path>, frames: u64) -> Result<Selftest> {
+pub fn run(
+    cfg: &DeviceConfig,
+    model: &Path,
+    state: Option<&Path>,
+    frames: u64,
+) -> Result<Selftest> {
     let manifest = slots::verify(model).map_err(anyhow::Error::msg)?;
     let size = manifest.input.size;
     let pre = Preprocess::from_manifest(&manifest);
@@ -158,11 +163,18 @@ pub fn run(cfg: &DeviceConfig, model: &Path, state: Option<&Path>, frames: u64) 
     let mut p50 = Vec::new();
     for (name, kind, choice) in [
         ("embed-fp32", ArtifactKind::OnnxFp32, ArtifactChoice::Fp32),
-        ("embed-int8", ArtifactKind::OnnxInt8Qlinear, ArtifactChoice::Int8),
+        (
+            "embed-int8",
+            ArtifactKind::OnnxInt8Qlinear,
+            ArtifactChoice::Int8,
+        ),
     ] {
         checks.push(check(name, || {
             if manifest.artifact(kind).is_none() {
-                return Ok((format!("skipped: the model has no {}", kind.file_name()), serde_json::Value::Null));
+                return Ok((
+                    format!("skipped: the model has no {}", kind.file_name()),
+                    serde_json::Value::Null,
+                ));
             }
             let (a, b) = latency(&model.join(kind.file_name()), &input, 50)?;
             p50.push((choice, a));
@@ -178,7 +190,10 @@ pub fn run(cfg: &DeviceConfig, model: &Path, state: Option<&Path>, frames: u64) 
         .map(|(c, _)| *c);
     if let (Some(dir), Some(choice)) = (state, preferred) {
         let text = serde_json::to_string(&choice)?;
-        edgeclr_models::checkpoint::write_atomic(&dir.join("artifact"), text.trim_matches('"').as_bytes())?;
+        edgeclr_models::checkpoint::write_atomic(
+            &dir.join("artifact"),
+            text.trim_matches('"').as_bytes(),
+        )?;
     }
 
     // One fine-tuning step on the backend the profile selects.
@@ -248,13 +263,20 @@ pub fn run(cfg: &DeviceConfig, model: &Path, state: Option<&Path>, frames: u64) 
         match crate::display::open(&cfg.display.target).map_err(anyhow::Error::msg)? {
             Some(mut screen) => {
                 screen.show(&status).map_err(anyhow::Error::msg)?;
-                Ok((format!("drew the status screen on {:?}", cfg.display.target), serde_json::Value::Null))
+                Ok((
+                    format!("drew the status screen on {:?}", cfg.display.target),
+                    serde_json::Value::Null,
+                ))
             }
             None => {
                 // No screen configured: still render to memory, so the drawing code ran.
                 let mut canvas = crate::display::png::MonoCanvas::new(128, 64);
-                crate::display::draw_status(&mut canvas, &status).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                Ok(("skipped: no screen configured (rendered to memory)".into(), serde_json::Value::Null))
+                crate::display::draw_status(&mut canvas, &status)
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                Ok((
+                    "skipped: no screen configured (rendered to memory)".into(),
+                    serde_json::Value::Null,
+                ))
             }
         }
     }));
@@ -264,10 +286,14 @@ pub fn run(cfg: &DeviceConfig, model: &Path, state: Option<&Path>, frames: u64) 
         let dir: PathBuf = state.map_or_else(|| model.to_path_buf(), Path::to_path_buf);
         let st = rustix::fs::statvfs(&dir).with_context(|| format!("statvfs {}", dir.display()))?;
         let free = (st.f_bavail * st.f_frsize) as f64 / (1024.0 * 1024.0);
-        let model_mib = manifest.artifacts.iter().map(|a| a.bytes).sum::<u64>() as f64 / (1024.0 * 1024.0);
+        let model_mib =
+            manifest.artifacts.iter().map(|a| a.bytes).sum::<u64>() as f64 / (1024.0 * 1024.0);
         let need = 4.0 * model_mib + 64.0;
         if free < need {
-            bail!("{}: {free:.0} MiB free, need {need:.0} MiB (two slots, checkpoints, margin)", dir.display());
+            bail!(
+                "{}: {free:.0} MiB free, need {need:.0} MiB (two slots, checkpoints, margin)",
+                dir.display()
+            );
         }
         Ok((
             format!("{}: {free:.0} MiB free (need {need:.0})", dir.display()),
@@ -336,7 +362,10 @@ impl Selftest {
 
     /// The human summary.
     pub fn summary(&self) -> String {
-        let mut s = format!("edgeclr selftest on {} with {}\n", self.board, self.model_version);
+        let mut s = format!(
+            "edgeclr selftest on {} with {}\n",
+            self.board, self.model_version
+        );
         for c in &self.checks {
             let mark = if !c.ok {
                 "FAIL"

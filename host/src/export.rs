@@ -16,7 +16,8 @@ use edgeclr_models::export::manifest::{
     Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, Source, sha256_bytes, sha256_file,
 };
 use edgeclr_models::export::{
-    Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity, write_artifacts,
+    Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity,
+    write_artifacts,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -204,11 +205,16 @@ fn finetune_weights(
         })
     };
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let mut artifacts = vec![copy(ArtifactKind::BurnEncoder, &read(&run.join("encoder.bpk"))?)?];
+    let mut artifacts = vec![copy(
+        ArtifactKind::BurnEncoder,
+        &read(&run.join("encoder.bpk"))?,
+    )?];
     let head = run.join("head.bpk");
     if head.exists() {
         artifacts.push(copy(ArtifactKind::BurnHead, &read(&head)?)?);
-    } else if let Some(loaded) = CheckpointDir::new(run.join("checkpoints"), 2).load_latest(device)? {
+    } else if let Some(loaded) =
+        CheckpointDir::new(run.join("checkpoints"), 2).load_latest(device)?
+    {
         info!(
             "{} has no head.bpk: taking the head of checkpoint {}",
             run.display(),
@@ -404,7 +410,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let weights = args.run.join("encoder.bpk");
     let weights_sha256 = sha256_file(&weights)?;
     let mut artifacts = artifacts;
-    artifacts.extend(finetune_weights(&args.run, &cfg.simclr, &args.out, &device)?);
+    artifacts.extend(finetune_weights(
+        &args.run,
+        &cfg.simclr,
+        &args.out,
+        &device,
+    )?);
     let run_name = args
         .run
         .file_name()

@@ -40,7 +40,8 @@ fn sub(args: &[&str]) -> Result<Sub> {
 }
 
 fn read(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -63,29 +64,65 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     if out.exists() {
         let ours = out.join("quickstart.json").exists() || out.join("config.toml").exists();
         if !ours && std::fs::read_dir(out)?.next().is_some() {
-            bail!("{} exists and is not an earlier quickstart; pass another --out", out.display());
+            bail!(
+                "{} exists and is not an earlier quickstart; pass another --out",
+                out.display()
+            );
         }
         std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
     }
     let stage = |k: usize, what: &str| {
-        eprintln!("\n[{k}/6] {what} ({:.0} s)", started.elapsed().as_secs_f64());
+        eprintln!(
+            "\n[{k}/6] {what} ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
     };
 
-    stage(1, "SimCLR pretraining of resnet8 on the shipped 1,000-image CIFAR-10 sample");
+    stage(
+        1,
+        "SimCLR pretraining of resnet8 on the shipped 1,000-image CIFAR-10 sample",
+    );
     let epochs = args.epochs.to_string();
     let Sub::Pretrain(pa) = sub(&[
-        "pretrain", "--data", p(&args.data), "--encoder", "resnet8", "--batch-size", "32",
-        "--epochs", &epochs, "--optimizer", "adam", "--lr", "0.001", "--warmup-epochs", "0",
-        "--device", "cpu", "--out", p(out),
+        "pretrain",
+        "--data",
+        p(&args.data),
+        "--encoder",
+        "resnet8",
+        "--batch-size",
+        "32",
+        "--epochs",
+        &epochs,
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--warmup-epochs",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        p(out),
     ])?
     else {
         unreachable!("parsed a pretrain command")
     };
     crate::pretrain::run(pa)?;
 
-    stage(2, "kNN on the 500 shipped test images, trained vs random init");
+    stage(
+        2,
+        "kNN on the 500 shipped test images, trained vs random init",
+    );
     let Sub::Eval(ea) = sub(&[
-        "eval", "--run", p(out), "--data", p(&args.data), "--protocol", "knn", "--device", "cpu",
+        "eval",
+        "--run",
+        p(out),
+        "--data",
+        p(&args.data),
+        "--protocol",
+        "knn",
+        "--device",
+        "cpu",
     ])?
     else {
         unreachable!("parsed an eval command")
@@ -93,10 +130,22 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     crate::eval::run(ea)?;
     let knn = read(&out.join("eval-knn.json"))?;
 
-    stage(3, "export: fp32 ONNX/NNEF + int8 (calibrated on the sample), parity and drift");
+    stage(
+        3,
+        "export: fp32 ONNX/NNEF + int8 (calibrated on the sample), parity and drift",
+    );
     let export = out.join("export");
     let Sub::Export(xa) = sub(&[
-        "export", "--run", p(out), "--out", p(&export), "--int8", "--calib-n", "128", "--check-n", "128",
+        "export",
+        "--run",
+        p(out),
+        "--out",
+        p(&export),
+        "--int8",
+        "--calib-n",
+        "128",
+        "--check-n",
+        "128",
     ])?
     else {
         unreachable!("parsed an export command")
@@ -104,7 +153,10 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     crate::export::run(xa)?;
     let manifest = read(&export.join("manifest.json"))?;
 
-    stage(4, "bundle for x86-dev (signed) and flash to the local board folder");
+    stage(
+        4,
+        "bundle for x86-dev (signed) and flash to the local board folder",
+    );
     let key = out.join("signing.key");
     crate::release::keygen(&crate::release::KeygenArgs { out: key.clone() })?;
     let board = out.join("board");
@@ -112,8 +164,17 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     std::fs::copy(out.join("signing.key.pub"), board.join("trusted.pub"))?;
     let tar = out.join("bundle-x86-dev.tar");
     let Sub::Bundle(ba) = sub(&[
-        "bundle", "--run", p(out), "--board", "x86-dev", "--version", "quickstart", "--out", p(&tar),
-        "--sign-key", p(&key),
+        "bundle",
+        "--run",
+        p(out),
+        "--board",
+        "x86-dev",
+        "--version",
+        "quickstart",
+        "--out",
+        p(&tar),
+        "--sign-key",
+        p(&key),
     ])?
     else {
         unreachable!("parsed a bundle command")
@@ -122,7 +183,13 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let to = format!("dir:{}", p(&board));
     let source = format!("mjpeg:{}", p(&args.clip));
     let Sub::Flash(fa) = sub(&[
-        "flash", "--bundle", p(&tar), "--to", &to, "--selftest-source", &source,
+        "flash",
+        "--bundle",
+        p(&tar),
+        "--to",
+        &to,
+        "--selftest-source",
+        &source,
     ])?
     else {
         unreachable!("parsed a flash command")
@@ -132,14 +199,32 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
 
     stage(5, "the flashed device runtime on the shipped street clip");
     let current = board.join("current");
-    let (report, png, jsonl) = (out.join("device-report.json"), out.join("status.png"), out.join("clip.jsonl"));
+    let (report, png, jsonl) = (
+        out.join("device-report.json"),
+        out.join("status.png"),
+        out.join("clip.jsonl"),
+    );
     let frames = args.frames.to_string();
     let status = Command::new(current.join("bin/edgeclr-device"))
         .args([
-            "run", "--config", p(&current.join("board.toml")), "--model", p(&current.join("model")),
-            "--state", p(&board.join("state")), "--source", &source, "--loop", "--frames", &frames,
-            "--sink", &format!("jsonl:{}", p(&jsonl)), "--display", &format!("png:{}", p(&png)),
-            "--report", p(&report),
+            "run",
+            "--config",
+            p(&current.join("board.toml")),
+            "--model",
+            p(&current.join("model")),
+            "--state",
+            p(&board.join("state")),
+            "--source",
+            &source,
+            "--loop",
+            "--frames",
+            &frames,
+            "--sink",
+            &format!("jsonl:{}", p(&jsonl)),
+            "--display",
+            &format!("png:{}", p(&png)),
+            "--report",
+            p(&report),
         ])
         .status()
         .context("starting the flashed edgeclr-device")?;
@@ -152,10 +237,18 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     let top1 = |k: &str| knn[k]["test"]["top1"].as_f64().unwrap_or(f64::NAN);
     let int8 = manifest["drift"]["agreements"]
         .as_array()
-        .and_then(|a| a.iter().find(|x| x["compared"].as_str().is_some_and(|c| c.contains("int8.onnx vs"))))
+        .and_then(|a| {
+            a.iter().find(|x| {
+                x["compared"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("int8.onnx vs"))
+            })
+        })
         .and_then(|x| x["mean_cosine"].as_f64())
         .unwrap_or(f64::NAN);
-    let parity = manifest["drift"]["agreements"][0]["max_abs_error"].as_f64().unwrap_or(f64::NAN);
+    let parity = manifest["drift"]["agreements"][0]["max_abs_error"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     let summary = serde_json::json!({
         "knn_top1": {"pretrained": top1("pretrained"), "random_init": top1("random_init")},
         "export": {"tract_vs_burn_max_abs": parity, "int8_vs_fp32_mean_cosine": int8},
@@ -183,7 +276,11 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
         parity,
         int8,
         board.display(),
-        if selftest["ok"] == true { "passed" } else { "FAILED" },
+        if selftest["ok"] == true {
+            "passed"
+        } else {
+            "FAILED"
+        },
         selftest["preferred_artifact"].as_str().unwrap_or("?"),
         device["frames_embedded"],
         device["fps"].as_f64().unwrap_or(f64::NAN),

@@ -149,7 +149,10 @@ fn min_glibc(bytes: &[u8]) -> Option<String> {
 }
 
 fn git_revision() -> Option<String> {
-    let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -170,11 +173,17 @@ fn stripped(bin: Vec<u8>) -> Result<Vec<u8>> {
             .is_ok_and(|o| o.status.success());
         if ok {
             let out = std::fs::read(&output)?;
-            info!("{tool}: device binary {} → {} MB", bin.len() >> 20, out.len() >> 20);
+            info!(
+                "{tool}: device binary {} → {} MB",
+                bin.len() >> 20,
+                out.len() >> 20
+            );
             return Ok(out);
         }
     }
-    warn!("neither llvm-strip nor strip could strip the device binary; shipping it with debug information");
+    warn!(
+        "neither llvm-strip nor strip could strip the device binary; shipping it with debug information"
+    );
     Ok(bin)
 }
 
@@ -198,8 +207,12 @@ fn unit_for(board: &str) -> String {
 
 /// Runs `edgeclr bundle`.
 pub fn bundle(args: &BundleArgs) -> Result<()> {
-    let (triple, profile) = edgeclr_models::boards::board(&args.board).map_err(anyhow::Error::msg)?;
-    let export = args.export.clone().unwrap_or_else(|| args.run.join("export"));
+    let (triple, profile) =
+        edgeclr_models::boards::board(&args.board).map_err(anyhow::Error::msg)?;
+    let export = args
+        .export
+        .clone()
+        .unwrap_or_else(|| args.run.join("export"));
     let model = Manifest::load(&export).with_context(|| {
         format!(
             "{} is not an export folder; run `edgeclr export --run {} --out {} --int8` first",
@@ -243,7 +256,11 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         files.push((format!("model/{f}"), bytes, 0o644));
     }
     files.push(("board.toml".into(), profile.as_bytes().to_vec(), 0o644));
-    files.push(("edgeclr-device.service".into(), unit_for(&args.board).into_bytes(), 0o644));
+    files.push((
+        "edgeclr-device.service".into(),
+        unit_for(&args.board).into_bytes(),
+        0o644,
+    ));
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -306,15 +323,19 @@ impl std::str::FromStr for Target {
         if let Some(p) = s.strip_prefix("dir:") {
             return Ok(Self::Dir(PathBuf::from(p)));
         }
-        let rest = s.strip_prefix("ssh://").ok_or_else(|| {
-            format!("--to {s}: use dir:ROOT or ssh://USER@HOST[:PORT][/ROOT]")
-        })?;
+        let rest = s
+            .strip_prefix("ssh://")
+            .ok_or_else(|| format!("--to {s}: use dir:ROOT or ssh://USER@HOST[:PORT][/ROOT]"))?;
         let (hostpart, root) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].to_string()),
             None => (rest, "/opt/edgeclr".to_string()),
         };
         let (dest, port) = match hostpart.rsplit_once(':') {
-            Some((d, p)) => (d, p.parse::<u16>().map_err(|_| format!("--to {s}: bad port `{p}`"))?),
+            Some((d, p)) => (
+                d,
+                p.parse::<u16>()
+                    .map_err(|_| format!("--to {s}: bad port `{p}`"))?,
+            ),
             None => (hostpart, 22),
         };
         if !dest.contains('@') || dest.starts_with('@') || dest.ends_with('@') {
@@ -438,7 +459,15 @@ pub fn flash(args: &FlashArgs) -> Result<()> {
     let target: Target = args.to.parse().map_err(anyhow::Error::msg)?;
     match &target {
         Target::Dir(root) => flash_dir(args, root),
-        Target::Ssh { dest, port, root } => flash_ssh(args, &Ssh { dest, port: *port, args }, root),
+        Target::Ssh { dest, port, root } => flash_ssh(
+            args,
+            &Ssh {
+                dest,
+                port: *port,
+                args,
+            },
+            root,
+        ),
     }
 }
 
@@ -484,9 +513,16 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
     let (ok, text) = match out {
         Ok(o) => (
             o.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
         ),
-        Err(e) => (false, format!("the release's edgeclr-device does not start: {e}")),
+        Err(e) => (
+            false,
+            format!("the release's edgeclr-device does not start: {e}"),
+        ),
     };
     print!("{text}");
     if !ok {
@@ -512,7 +548,10 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
     let q = |s: &str| sh_quote(s);
     let current_bin = format!("{root}/current/bin/edgeclr-device");
     if args.rollback {
-        let text = ssh.must(&format!("{} release rollback --root {}", q(&current_bin), q(root)), "rollback")?;
+        let text = ssh.must(
+            &format!("{} release rollback --root {}", q(&current_bin), q(root)),
+            "rollback",
+        )?;
         print!("{text}");
         return Ok(());
     }
@@ -523,7 +562,9 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
             .with_context(|| format!("reading {}", args.bundle.display()))?;
         bundle::unpack(std::io::BufReader::new(file), staging.path())
             .and_then(|()| bundle::verify_dir(staging.path(), None))
-            .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display()))?
+            .map_err(|e| {
+                anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display())
+            })?
     };
     let version = m.version.clone();
     ssh.must(
@@ -536,19 +577,31 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
     let installer = if has_current {
         // The real path: `current` is about to move, and a failed new release must not be the
         // binary that rolls itself back.
-        ssh.must(&format!("readlink -f {}", q(&current_bin)), "resolving the installed binary")?
-            .trim()
-            .to_string()
+        ssh.must(
+            &format!("readlink -f {}", q(&current_bin)),
+            "resolving the installed binary",
+        )?
+        .trim()
+        .to_string()
     } else {
         let b = format!("{root}/bootstrap/edgeclr-device");
-        ssh.upload(&staging.path().join("bin/edgeclr-device"), &format!("{b}.part"))?;
-        ssh.must(&format!("chmod 755 {0}.part && mv {0}.part {0}", q(&b)), "installing the bootstrap binary")?;
+        ssh.upload(
+            &staging.path().join("bin/edgeclr-device"),
+            &format!("{b}.part"),
+        )?;
+        ssh.must(
+            &format!("chmod 755 {0}.part && mv {0}.part {0}", q(&b)),
+            "installing the bootstrap binary",
+        )?;
         b
     };
     // Upload under a temporary name: an interrupted transfer never looks complete.
     let remote_tar = format!("{root}/incoming/{version}.tar");
     ssh.upload(&args.bundle, &format!("{remote_tar}.part"))?;
-    ssh.must(&format!("mv {0}.part {0}", q(&remote_tar)), "finishing the upload")?;
+    ssh.must(
+        &format!("mv {0}.part {0}", q(&remote_tar)),
+        "finishing the upload",
+    )?;
     let key_arg = match &args.key {
         Some(k) => {
             let remote_key = format!("{root}/incoming/{version}.pub");
@@ -568,13 +621,22 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         "verifying the bundle on the board (nothing changed)",
     )?;
     ssh.must(
-        &format!("{} release switch --root {} --version {}", q(&installer), q(root), q(&version)),
+        &format!(
+            "{} release switch --root {} --version {}",
+            q(&installer),
+            q(root),
+            q(&version)
+        ),
         "switching current",
     )?;
     if !args.service.is_empty() {
         let (ok, text) = ssh.run(&format!("systemctl restart {}", q(&args.service)))?;
         if !ok {
-            warn!("restarting {} failed ({}); running the self-test anyway", args.service, text.trim());
+            warn!(
+                "restarting {} failed ({}); running the self-test anyway",
+                args.service,
+                text.trim()
+            );
         }
     }
     let cmd = selftest_command(&current_bin, root, args.selftest_source.as_deref());
@@ -582,13 +644,26 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
     print!("{text}");
     if !ok {
         ssh.must(
-            &format!("{} release abandon --root {} --version {}", q(&installer), q(root), q(&version)),
+            &format!(
+                "{} release abandon --root {} --version {}",
+                q(&installer),
+                q(root),
+                q(&version)
+            ),
             "rolling back",
         )?;
-        bail!("release {version} failed its self-test on {} and was rolled back", ssh.dest);
+        bail!(
+            "release {version} failed its self-test on {} and was rolled back",
+            ssh.dest
+        );
     }
     let text = ssh.must(
-        &format!("{} release prune --root {} --keep {}", q(&current_bin), q(root), args.keep),
+        &format!(
+            "{} release prune --root {} --keep {}",
+            q(&current_bin),
+            q(root),
+            args.keep
+        ),
         "pruning",
     )?;
     print!("{text}");
@@ -602,14 +677,25 @@ mod tests {
 
     #[test]
     fn targets_parse_with_defaults_and_errors() {
-        assert_eq!("dir:/tmp/b".parse::<Target>(), Ok(Target::Dir("/tmp/b".into())));
+        assert_eq!(
+            "dir:/tmp/b".parse::<Target>(),
+            Ok(Target::Dir("/tmp/b".into()))
+        );
         assert_eq!(
             "ssh://pi@board.local:2222/srv/edgeclr".parse::<Target>(),
-            Ok(Target::Ssh { dest: "pi@board.local".into(), port: 2222, root: "/srv/edgeclr".into() })
+            Ok(Target::Ssh {
+                dest: "pi@board.local".into(),
+                port: 2222,
+                root: "/srv/edgeclr".into()
+            })
         );
         assert_eq!(
             "ssh://pi@10.0.0.2".parse::<Target>(),
-            Ok(Target::Ssh { dest: "pi@10.0.0.2".into(), port: 22, root: "/opt/edgeclr".into() })
+            Ok(Target::Ssh {
+                dest: "pi@10.0.0.2".into(),
+                port: 22,
+                root: "/opt/edgeclr".into()
+            })
         );
         assert!("ssh://board".parse::<Target>().is_err());
         assert!("scp:x".parse::<Target>().is_err());

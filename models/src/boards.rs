@@ -42,7 +42,11 @@ pub fn board(name: &str) -> Result<(&'static str, &'static str), String> {
         .ok_or_else(|| {
             format!(
                 "unknown board `{name}`; known: {}",
-                BOARDS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
+                BOARDS
+                    .iter()
+                    .map(|(n, _, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
 }

@@ -112,10 +112,13 @@ pub struct BundleManifest {
 pub fn check_path(path: &str) -> Result<PathBuf, BundleError> {
     let p = Path::new(path);
     let ok = !path.is_empty()
-        && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
         && p.components().any(|c| matches!(c, Component::Normal(_)));
     if ok {
-        Ok(p.components().filter(|c| matches!(c, Component::Normal(_))).collect())
+        Ok(p.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect())
     } else {
         Err(BundleError::UnsafePath(path.into()))
     }
@@ -131,7 +134,11 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<(), BundleError> {
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(io(dest))? {
         let mut entry = entry.map_err(io(dest))?;
-        let raw = entry.path().map_err(io(dest))?.to_string_lossy().into_owned();
+        let raw = entry
+            .path()
+            .map_err(io(dest))?
+            .to_string_lossy()
+            .into_owned();
         let rel = check_path(&raw)?;
         let kind = entry.header().entry_type();
         let target = dest.join(&rel);
@@ -168,7 +175,11 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), BundleError> {
 
 fn mode_of(path: &Path) -> Result<u32, BundleError> {
     use std::os::unix::fs::PermissionsExt;
-    Ok(fs::symlink_metadata(path).map_err(io(path))?.permissions().mode() & 0o777)
+    Ok(fs::symlink_metadata(path)
+        .map_err(io(path))?
+        .permissions()
+        .mode()
+        & 0o777)
 }
 
 /// Every file under `dir`, as relative paths; links are reported as errors.
@@ -226,7 +237,9 @@ pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<BundleManife
         })?;
         let sig = parse_hex::<64>(hex.trim())
             .map(|b| Signature::from_bytes(&b))
-            .ok_or_else(|| BundleError::Signature(format!("{} is not 64 hex bytes", sig_path.display())))?;
+            .ok_or_else(|| {
+                BundleError::Signature(format!("{} is not 64 hex bytes", sig_path.display()))
+            })?;
         key.verify(&bytes, &sig).map_err(|_| {
             BundleError::Signature("MANIFEST.json is not signed by the trusted key (tampered, or signed with another key)".into())
         })?;
@@ -238,7 +251,8 @@ pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<BundleManife
     for f in &manifest.files {
         let rel = check_path(&f.path)?;
         let path = dir.join(&rel);
-        let data = fs::read(&path).map_err(|e| BundleError::Mismatch(format!("{}: {e}", f.path)))?;
+        let data =
+            fs::read(&path).map_err(|e| BundleError::Mismatch(format!("{}: {e}", f.path)))?;
         let sha = sha256_bytes(&data);
         if sha != f.sha256 {
             return Err(BundleError::Mismatch(format!(
@@ -258,7 +272,9 @@ pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<BundleManife
         present.remove(&rel.to_string_lossy().into_owned());
     }
     if let Some(extra) = present.into_iter().next() {
-        return Err(BundleError::Mismatch(format!("{extra}: not listed in the manifest")));
+        return Err(BundleError::Mismatch(format!(
+            "{extra}: not listed in the manifest"
+        )));
     }
     Ok(manifest)
 }
@@ -337,7 +353,12 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, BundleError> {
     let text = fs::read_to_string(path).map_err(io(path))?;
     parse_hex::<32>(text.trim())
         .map(|b| SigningKey::from_bytes(&b))
-        .ok_or_else(|| BundleError::Signature(format!("{} is not a secret key (64 hex characters); make one with `edgeclr keygen`", path.display())))
+        .ok_or_else(|| {
+            BundleError::Signature(format!(
+                "{} is not a secret key (64 hex characters); make one with `edgeclr keygen`",
+                path.display()
+            ))
+        })
 }
 
 /// Reads a public key file (hex).
@@ -348,7 +369,12 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, BundleError> {
     let text = fs::read_to_string(path).map_err(io(path))?;
     parse_hex::<32>(text.trim())
         .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or_else(|| BundleError::Signature(format!("{} is not a public key (64 hex characters from `edgeclr keygen`)", path.display())))
+        .ok_or_else(|| {
+            BundleError::Signature(format!(
+                "{} is not a public key (64 hex characters from `edgeclr keygen`)",
+                path.display()
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -371,7 +397,11 @@ mod tests {
 
     fn files() -> Vec<(String, Vec<u8>, u32)> {
         vec![
-            ("bin/edgeclr-device".into(), b"\x7fELF binary".to_vec(), 0o755),
+            (
+                "bin/edgeclr-device".into(),
+                b"\x7fELF binary".to_vec(),
+                0o755,
+            ),
             ("model/manifest.json".into(), b"{}".to_vec(), 0o644),
         ]
     }
@@ -406,21 +436,32 @@ mod tests {
         let (_, other) = keygen();
         std::fs::write(tmp.path().join("o.pub"), other).expect("pub");
         let opk = read_verifying_key(&tmp.path().join("o.pub")).expect("pk");
-        assert!(matches!(verify_dir(&dir, Some(&opk)), Err(BundleError::Signature(_))));
+        assert!(matches!(
+            verify_dir(&dir, Some(&opk)),
+            Err(BundleError::Signature(_))
+        ));
         // A changed file, a changed mode, an extra file, a missing signature.
         let bin = dir.join("bin/edgeclr-device");
         std::fs::write(&bin, b"\x7fELF evil!!").expect("write");
-        assert!(matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("sha256")));
+        assert!(
+            matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("sha256"))
+        );
         std::fs::write(&bin, b"\x7fELF binary").expect("write");
         set_mode(&bin, 0o777).expect("chmod");
-        assert!(matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("mode")));
+        assert!(
+            matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("mode"))
+        );
         set_mode(&bin, 0o755).expect("chmod");
         std::fs::write(dir.join("model/extra"), b"x").expect("write");
-        assert!(matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("not listed")));
+        assert!(
+            matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("not listed"))
+        );
         std::fs::remove_file(dir.join("model/extra")).expect("rm");
         std::fs::remove_file(dir.join(SIGNATURE)).expect("rm");
         assert!(verify_dir(&dir, None).is_ok());
-        assert!(matches!(verify_dir(&dir, Some(&pk)), Err(BundleError::Signature(m)) if m.contains("unsigned")));
+        assert!(
+            matches!(verify_dir(&dir, Some(&pk)), Err(BundleError::Signature(m)) if m.contains("unsigned"))
+        );
     }
 
     #[test]
@@ -460,7 +501,11 @@ mod tests {
                 "{err}"
             );
             assert!(!tmp.path().join("escape").exists() && !Path::new("/tmp/abs").exists());
-            assert_eq!(std::fs::read_dir(&dest).expect("dest").count(), 0, "nothing written");
+            assert_eq!(
+                std::fs::read_dir(&dest).expect("dest").count(),
+                0,
+                "nothing written"
+            );
         }
     }
 }
@@ -523,7 +568,9 @@ impl InstallRoot {
 
     fn point(&self, name: &str, version: &str) -> Result<(), BundleError> {
         let link = self.root.join(name);
-        let tmp = self.root.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = self
+            .root
+            .join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(Path::new("releases").join(version), &tmp).map_err(io(&tmp))?;
         fs::rename(&tmp, &link).map_err(io(&link))?;
@@ -537,7 +584,11 @@ impl InstallRoot {
     ///
     /// # Errors
     /// Anything wrong with the bundle; the staging folder is deleted and nothing else changed.
-    pub fn stage(&self, tarball: &Path, key: Option<&VerifyingKey>) -> Result<BundleManifest, BundleError> {
+    pub fn stage(
+        &self,
+        tarball: &Path,
+        key: Option<&VerifyingKey>,
+    ) -> Result<BundleManifest, BundleError> {
         let releases = self.releases();
         fs::create_dir_all(&releases).map_err(io(&releases))?;
         let staging = releases.join(format!(".incoming-{}", std::process::id()));
@@ -556,7 +607,9 @@ impl InstallRoot {
             walk(&staging, &staging, &mut files)?;
             for f in files {
                 let p = staging.join(f);
-                fs::File::open(&p).and_then(|f| f.sync_all()).map_err(io(&p))?;
+                fs::File::open(&p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io(&p))?;
             }
             let dest = releases.join(&m.version);
             if dest.exists() {
@@ -631,7 +684,12 @@ impl InstallRoot {
             .flatten()
             .flatten()
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.file_name().to_string_lossy().into_owned())))
+            .filter_map(|e| {
+                Some((
+                    e.metadata().ok()?.modified().ok()?,
+                    e.file_name().to_string_lossy().into_owned(),
+                ))
+            })
             .collect();
         all.sort_by(|a, b| b.cmp(a));
         let mut removed = Vec::new();

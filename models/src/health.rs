@@ -72,7 +72,10 @@ fn symmetric_eigenvalues(mut a: Vec<f64>, d: usize) -> Vec<f64> {
             .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
             .map(|(i, j)| a[i * d + j].powi(2))
             .sum();
-        let scale: f64 = (0..d).map(|i| a[i * d + i].powi(2)).sum::<f64>().max(1e-300);
+        let scale: f64 = (0..d)
+            .map(|i| a[i * d + i].powi(2))
+            .sum::<f64>()
+            .max(1e-300);
         if off <= 1e-22 * scale {
             break;
         }
@@ -348,7 +351,11 @@ pub fn knn_top1(
     assert_eq!(bank.len(), bank_labels.len(), "one label per bank row");
     assert_eq!(queries.len(), query_labels.len(), "one label per query");
     let bank: Vec<Vec<f64>> = bank.iter().map(|r| normalized(r)).collect();
-    let classes = bank_labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let classes = bank_labels
+        .iter()
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
     let mut correct = 0usize;
     for (q, &label) in queries.iter().zip(query_labels) {
         let q = normalized(q);
@@ -417,7 +424,10 @@ mod tests {
         }
         // A dense rotation of diag(5, 2): np.linalg.svd([[3, 4], [-1.6, 1.2]]) -> 5, 2 (orthogonal rows)
         let s = singular_values(&[vec![3.0, 4.0], vec![-1.6, 1.2]]);
-        assert!((s[0] - 5.0).abs() < 1e-5 && (s[1] - 2.0).abs() < 1e-5, "{s:?}");
+        assert!(
+            (s[0] - 5.0).abs() < 1e-5 && (s[1] - 2.0).abs() < 1e-5,
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -426,7 +436,13 @@ mod tests {
         let spread: Vec<Vec<f32>> = (0..16)
             .map(|i| {
                 (0..8)
-                    .map(|j| if i % 8 == j { if i < 8 { 1.0 } else { -1.0 } } else { 0.0 })
+                    .map(|j| {
+                        if i % 8 == j {
+                            if i < 8 { 1.0 } else { -1.0 }
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -477,7 +493,10 @@ mod tests {
             ..good
         };
         let v = t.judge(&collapsed, &good);
-        assert!(!v.accept && v.reasons.iter().any(|r| r.starts_with("collapsed")), "{v:?}");
+        assert!(
+            !v.accept && v.reasons.iter().any(|r| r.starts_with("collapsed")),
+            "{v:?}"
+        );
         let forgot = Health {
             knn_top1: Some(38.5),
             ..good
@@ -499,7 +518,12 @@ mod tests {
 
     #[test]
     fn knn_votes_by_nearest_neighbours() {
-        let bank = vec![vec![1.0, 0.0], vec![0.9, 0.1], vec![0.0, 1.0], vec![0.1, 0.9]];
+        let bank = vec![
+            vec![1.0, 0.0],
+            vec![0.9, 0.1],
+            vec![0.0, 1.0],
+            vec![0.1, 0.9],
+        ];
         let labels = [0u8, 0, 1, 1];
         let queries = vec![vec![1.0, 0.05], vec![0.05, 1.0], vec![1.0, 0.0]];
         assert!((knn_top1(&bank, &labels, &queries, &[0, 1, 1], 2) - 200.0 / 3.0).abs() < 1e-9);

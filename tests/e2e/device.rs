@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use e2e::{
-    assert_success, binary, clip, cosine, exported_model, path, read_json, read_npy_f32,
-    repo_root, run,
+    assert_success, binary, clip, cosine, exported_model, path, read_json, read_npy_f32, repo_root,
+    run,
 };
 
 /// The clip's first `n` frames as separate JPEG files, bytes unchanged.
@@ -320,8 +320,15 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
     let out = run(
         "edgeclr-device",
         &[
-            "selftest", "--model", path(&model), "--state", path(&state), "--source", &source,
-            "--frames", "10",
+            "selftest",
+            "--model",
+            path(&model),
+            "--state",
+            path(&state),
+            "--source",
+            &source,
+            "--frames",
+            "10",
         ],
     );
     assert_success(&out);
@@ -336,14 +343,32 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
         .collect();
     assert_eq!(
         names,
-        ["camera", "embed-fp32", "embed-int8", "finetune-step", "display", "disk", "memory"]
+        [
+            "camera",
+            "embed-fp32",
+            "embed-int8",
+            "finetune-step",
+            "display",
+            "disk",
+            "memory"
+        ]
     );
     let fp32 = &report["checks"][1]["values"];
-    assert!(fp32["p99_ms"].as_f64() >= fp32["p50_ms"].as_f64() && fp32["p50_ms"].as_f64() > Some(0.0));
-    assert!(report["checks"][3]["values"]["loss"].as_f64().expect("loss").is_finite());
+    assert!(
+        fp32["p99_ms"].as_f64() >= fp32["p50_ms"].as_f64() && fp32["p50_ms"].as_f64() > Some(0.0)
+    );
+    assert!(
+        report["checks"][3]["values"]["loss"]
+            .as_f64()
+            .expect("loss")
+            .is_finite()
+    );
     // The faster artifact is recorded for `run`.
     let preferred = std::fs::read_to_string(state.join("artifact")).expect("artifact");
-    assert_eq!(Some(preferred.as_str()), report["preferred_artifact"].as_str());
+    assert_eq!(
+        Some(preferred.as_str()),
+        report["preferred_artifact"].as_str()
+    );
     let junit = std::fs::read_to_string(state.join("selftest.junit.xml")).expect("junit");
     assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
 
@@ -352,12 +377,30 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
     let out = run(
         "edgeclr-device",
         &[
-            "selftest", "--model", path(&model), "--source", "v4l:/dev/video99", "--frames",
-            "5", "--out", path(&fail),
+            "selftest",
+            "--model",
+            path(&model),
+            "--source",
+            "v4l:/dev/video99",
+            "--frames",
+            "5",
+            "--out",
+            path(&fail),
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let junit = std::fs::read_to_string(fail.join("selftest.junit.xml")).expect("junit");
-    assert!(junit.contains("failures=\"1\"") && junit.contains("<failure message="), "{junit}");
-    assert_eq!(read_json(&fail.join("selftest.json"))["checks"][0]["ok"], false);
+    assert!(
+        junit.contains("failures=\"1\"") && junit.contains("<failure message="),
+        "{junit}"
+    );
+    assert_eq!(
+        read_json(&fail.join("selftest.json"))["checks"][0]["ok"],
+        false
+    );
 }

@@ -7,15 +7,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::{assert_success, binary, clip, exported_model, path, read_json, run};
+use e2e::{assert_success, binary, clip, exported_model, path, pointer, read_json, run};
 
 fn current(state: &Path) -> String {
-    std::fs::read_link(state.join("current"))
-        .expect("current pointer")
-        .file_name()
-        .expect("slot name")
-        .to_string_lossy()
-        .into_owned()
+    pointer(state, "current").expect("current pointer")
 }
 
 /// A short run from the state directory (no fine-tuning): the model it loads must embed.
@@ -98,7 +93,10 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
-    assert_eq!(lines.len() as u64, r["frames_embedded"].as_u64().expect("n"));
+    assert_eq!(
+        lines.len() as u64,
+        r["frames_embedded"].as_u64().expect("n")
+    );
     let versions: Vec<&str> = lines
         .iter()
         .map(|l| l["model_version"].as_str().expect("version"))
@@ -106,15 +104,22 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
     let mut runs: Vec<&str> = versions.clone();
     runs.dedup();
     assert!(runs.len() >= 2, "the stream never changed model");
-    assert!(!runs[0].contains("+ft"), "the stream starts on the shipped model");
+    assert!(
+        !runs[0].contains("+ft"),
+        "the stream starts on the shipped model"
+    );
     let mut seen = runs.clone();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), runs.len(), "a version came back: {runs:?}");
     // Frame ids keep increasing across swaps, and nothing was lost uncounted.
-    let ids: Vec<u64> = lines.iter().map(|l| l["frame_id"].as_u64().expect("id")).collect();
+    let ids: Vec<u64> = lines
+        .iter()
+        .map(|l| l["frame_id"].as_u64().expect("id"))
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
-    let dropped = r["dropped_capture_queue"].as_u64().expect("d") + r["dropped_embed_queue"].as_u64().expect("d");
+    let dropped = r["dropped_capture_queue"].as_u64().expect("d")
+        + r["dropped_embed_queue"].as_u64().expect("d");
     assert_eq!(
         r["frames_captured"].as_u64().expect("c"),
         r["frames_embedded"].as_u64().expect("e") + dropped + r["bad_frames"].as_u64().expect("b")
@@ -122,20 +127,29 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
     // The decisions log holds one line per judged candidate.
     let log = std::fs::read_to_string(state.join("decisions.jsonl")).expect("decisions log");
     assert_eq!(log.lines().count(), decisions.len());
-    assert!(state.join("train/LATEST").exists(), "no fine-tuning checkpoint");
+    assert!(
+        state.join("train/LATEST").exists(),
+        "no fine-tuning checkpoint"
+    );
 
     // Rollback by hand: current and previous swap, and the next run embeds with it.
     let previous = std::fs::read_link(state.join("previous")).expect("previous");
     let out = run("edgeclr-device", &["rollback", "--state", path(&state)]);
     assert_success(&out);
-    let back = previous.file_name().expect("name").to_string_lossy().into_owned();
+    let back = previous
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     assert_eq!(current(&state), back);
     let r2 = embed_a_few(&model, &state, &tmp.path().join("r2.json"));
     assert_eq!(r2["model_version"].as_str(), Some(back.as_str()));
     assert_eq!(r2["frames_embedded"], 3);
 
     // A restart resumes training where it stopped.
-    let steps = decisions.last().expect("a decision")["step"].as_u64().expect("step");
+    let steps = decisions.last().expect("a decision")["step"]
+        .as_u64()
+        .expect("step");
     let mut again = args.to_vec();
     let i = again.iter().position(|a| *a == "15").expect("duration");
     again[i] = "3";
@@ -147,12 +161,22 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
         .find_map(|l| l.split("resuming fine-tuning at step ").nth(1))
         .and_then(|n| n.trim().parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no resume line in\n{stderr}"));
-    assert!(resumed >= steps, "resumed at {resumed}, last candidate at {steps}");
+    assert!(
+        resumed >= steps,
+        "resumed at {resumed}, last candidate at {steps}"
+    );
 
     // Without --state, --finetune is refused with the fix.
     let out = run(
         "edgeclr-device",
-        &["run", "--model", path(&model), "--finetune", "--source", &source],
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--finetune",
+            "--source",
+            &source,
+        ],
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--finetune needs --state"));
@@ -211,11 +235,18 @@ fn kill_9_at_random_moments_always_leaves_a_model_that_loads() {
         std::thread::sleep(wait);
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
-        let r = embed_a_few(&model, &state, &tmp.path().join(format!("after{round}.json")));
-        assert_eq!(r["frames_embedded"], 3, "round {round} (killed after {wait:?})");
+        let r = embed_a_few(
+            &model,
+            &state,
+            &tmp.path().join(format!("after{round}.json")),
+        );
+        assert_eq!(
+            r["frames_embedded"], 3,
+            "round {round} (killed after {wait:?})"
+        );
         promoted_seen |= current(&state).contains("+ft");
-        let judged = std::fs::read_to_string(state.join("decisions.jsonl"))
-            .map_or(0, |l| l.lines().count());
+        let judged =
+            std::fs::read_to_string(state.join("decisions.jsonl")).map_or(0, |l| l.lines().count());
         println!(
             "round {round}: killed after {wait:?}; {judged} candidates judged so far; current {}",
             current(&state)
@@ -229,7 +260,10 @@ fn kill_9_at_random_moments_always_leaves_a_model_that_loads() {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
-    assert!(promoted_seen, "no round got as far as promoting a candidate");
+    assert!(
+        promoted_seen,
+        "no round got as far as promoting a candidate"
+    );
 }
 
 #[test]
@@ -247,15 +281,32 @@ fn a_finetune_step_on_wgpu_matches_the_cpu() {
         let out = run(
             "edgeclr-device",
             &[
-                "finetune-bench", "--model", path(&model), "--source", &source, "--batch", "4",
-                "--size", "16", "--steps", "1", "--device", device,
+                "finetune-bench",
+                "--model",
+                path(&model),
+                "--source",
+                &source,
+                "--batch",
+                "4",
+                "--size",
+                "16",
+                "--steps",
+                "1",
+                "--device",
+                device,
             ],
         );
         assert_success(&out);
         serde_json::from_slice(&out.stdout).expect("json")
     };
     let (cpu, gpu) = (step("cpu"), step("wgpu"));
-    assert!(gpu["backend"].as_str().expect("backend").starts_with("wgpu"), "{gpu}");
+    assert!(
+        gpu["backend"]
+            .as_str()
+            .expect("backend")
+            .starts_with("wgpu"),
+        "{gpu}"
+    );
     // Same weights, same seeded views, empty queue: the first loss is the same computation.
     let first = |v: &serde_json::Value| v["losses"][0].as_f64().expect("loss");
     assert!(

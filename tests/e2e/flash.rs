@@ -4,24 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{assert_success, clip, exported_model, path, read_json, run};
+use e2e::{assert_success, clip, exported_model, path, pointer, read_json, releases, run};
 
 fn current(root: &Path) -> Option<String> {
-    std::fs::read_link(root.join("current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn releases(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root.join("releases"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    pointer(root, "current")
 }
 
 struct Setup {
@@ -105,11 +91,13 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
     let manifest = read_json(&s.board.join("releases/v1/MANIFEST.json"));
     assert_eq!(manifest["board"], "x86-dev");
     assert_eq!(manifest["target_triple"], "x86_64-unknown-linux-gnu");
-    assert!(manifest["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .any(|f| f["path"] == "bin/edgeclr-device" && f["mode"] == 0o755));
+    assert!(
+        manifest["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .any(|f| f["path"] == "bin/edgeclr-device" && f["mode"] == 0o755)
+    );
 
     // Tampered in transit: one byte of a model file flipped inside the tarball.
     let v2 = s.signed("v2");
@@ -128,7 +116,10 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
     let out = s.flash(&tampered, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("before any change") && err.contains("sha256"), "{err}");
+    assert!(
+        err.contains("before any change") && err.contains("sha256"),
+        "{err}"
+    );
     assert_eq!(current(&s.board).as_deref(), Some("v1"));
     assert_eq!(releases(&s.board), ["v1"], "nothing staged survives");
 
@@ -139,7 +130,16 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
     assert_eq!(current(&s.board).as_deref(), Some("v1"));
 
     // A release whose binary exits at start: switched, self-test fails, rolled back.
-    let broken = s.bundle("v-broken", &["--sign-key", path(&s.key), "--device-binary", "/bin/false", "--no-strip"]);
+    let broken = s.bundle(
+        "v-broken",
+        &[
+            "--sign-key",
+            path(&s.key),
+            "--device-binary",
+            "/bin/false",
+            "--no-strip",
+        ],
+    );
     let out = s.flash(&broken, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
@@ -151,7 +151,11 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
     assert_eq!(current(&s.board).as_deref(), Some("v2"));
     let v3 = s.signed("v3");
     assert_success(&s.flash(&v3, &["--keep", "1"]));
-    assert_eq!(releases(&s.board), ["v2", "v3"], "current and previous are kept");
+    assert_eq!(
+        releases(&s.board),
+        ["v2", "v3"],
+        "current and previous are kept"
+    );
 
     // Rollback by hand.
     let to = format!("dir:{}", path(&s.board));
@@ -168,14 +172,31 @@ fn quickstart_runs_the_whole_path_on_the_shipped_data() {
     let out = tmp.path().join("qs");
     let o = std::process::Command::new(e2e::binary("edgeclr"))
         .current_dir(e2e::repo_root())
-        .args(["quickstart", "--out", path(&out), "--epochs", "1", "--frames", "20"])
+        .args([
+            "quickstart",
+            "--out",
+            path(&out),
+            "--epochs",
+            "1",
+            "--frames",
+            "20",
+        ])
         .output()
         .expect("spawn");
     assert_success(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("edgeclr quickstart finished"));
     let s = read_json(&out.join("quickstart.json"));
-    assert!(s["knn_top1"]["pretrained"].as_f64().expect("knn") > 10.0, "{s}");
-    assert!(s["export"]["int8_vs_fp32_mean_cosine"].as_f64().expect("cos") > 0.99, "{s}");
+    assert!(
+        s["knn_top1"]["pretrained"].as_f64().expect("knn") > 10.0,
+        "{s}"
+    );
+    assert!(
+        s["export"]["int8_vs_fp32_mean_cosine"]
+            .as_f64()
+            .expect("cos")
+            > 0.99,
+        "{s}"
+    );
     assert_eq!(s["selftest_ok"], true);
     assert_eq!(s["device"]["frames"], 20);
     assert!(out.join("status.png").exists() && out.join("plots/loss.png").exists());

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{assert_success, binary, clip, exported_model, path, read_json, run};
+use e2e::{assert_success, binary, clip, exported_model, path, pointer, read_json, releases, run};
 
 fn sshd_path() -> Option<PathBuf> {
     ["/usr/sbin/sshd", "/usr/bin/sshd"]
@@ -34,10 +34,22 @@ impl Drop for Sshd {
 
 fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f", path.to_str().expect("utf-8")])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            path.to_str().expect("utf-8"),
+        ])
         .output()
         .expect("ssh-keygen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn start_sshd(dir: &Path) -> Option<Sshd> {
@@ -52,7 +64,11 @@ fn start_sshd(dir: &Path) -> Option<Sshd> {
     std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).expect("authorized");
     // sshd wants its privilege-separation folder even when it runs unprivileged.
     let _ = std::fs::create_dir_all("/run/sshd");
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
@@ -101,24 +117,20 @@ fn children(pid: u32) -> Vec<u32> {
             let child: u32 = e.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
             // pid (comm) state ppid …: comm may hold spaces, so split after the last ')'.
-            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             (ppid == pid).then_some(child)
         })
         .collect()
 }
 
 fn current(root: &Path) -> Option<String> {
-    std::fs::read_link(root.join("current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn releases(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root.join("releases"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
+    pointer(root, "current")
 }
 
 #[test]
@@ -130,12 +142,26 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     };
     let export = exported_model(tmp.path());
     let board = tmp.path().join("board");
-    let to = format!("ssh://{}@127.0.0.1:{}{}", sshd.user, sshd.port, path(&board));
+    let to = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.port,
+        path(&board)
+    );
     let bundle = |version: &str, extra: &[&str]| -> PathBuf {
         let out = tmp.path().join(format!("{version}.tar"));
         let mut args = vec![
-            "bundle", "--run", path(tmp.path()), "--export", path(&export), "--board", "x86-dev",
-            "--version", version, "--out", path(&out),
+            "bundle",
+            "--run",
+            path(tmp.path()),
+            "--export",
+            path(&export),
+            "--board",
+            "x86-dev",
+            "--version",
+            version,
+            "--out",
+            path(&out),
         ];
         args.extend_from_slice(extra);
         assert_success(&run("edgeclr", &args));
@@ -144,9 +170,21 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     let source = format!("mjpeg:{}", path(&clip()));
     let flash_args = |b: &Path| -> Vec<String> {
         [
-            "flash", "--bundle", path(b), "--to", &to, "--identity", path(&sshd.identity),
-            "--known-hosts", path(&sshd.known_hosts), "--service", "", "--keep", "2",
-            "--selftest-source", &source,
+            "flash",
+            "--bundle",
+            path(b),
+            "--to",
+            &to,
+            "--identity",
+            path(&sshd.identity),
+            "--known-hosts",
+            path(&sshd.known_hosts),
+            "--service",
+            "",
+            "--keep",
+            "2",
+            "--selftest-source",
+            &source,
         ]
         .iter()
         .map(ToString::to_string)
@@ -154,7 +192,10 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     };
     let flash = |b: &Path| {
         let args = flash_args(b);
-        run("edgeclr", &args.iter().map(String::as_str).collect::<Vec<_>>())
+        run(
+            "edgeclr",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
     };
 
     // Healthy first deploy (the bundle's own binary bootstraps the install).
@@ -168,9 +209,15 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     let wrong = tmp.path().join("wrong_known_hosts");
     std::fs::write(&wrong, format!("[127.0.0.1]:{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKbGd0bJ4sdfnLQnhgBv5v1r3A9GnQq2Vh+uXmJvY2Zk\n", sshd.port)).expect("write");
     let mut args = flash_args(&v1);
-    let i = args.iter().position(|a| a == "--known-hosts").expect("flag");
+    let i = args
+        .iter()
+        .position(|a| a == "--known-hosts")
+        .expect("flag");
     args[i + 1] = path(&wrong).to_string();
-    let out = run("edgeclr", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(
+        "edgeclr",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(!out.status.success());
 
     // Tampered: refused before anything on the board changes.
@@ -186,7 +233,10 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     std::fs::write(&tampered, bytes).expect("write");
     let out = flash(&tampered);
     assert!(String::from_utf8_lossy(&out.stderr).contains("before any change"));
-    assert_eq!((current(&board).as_deref(), releases(&board)), (Some("v1"), vec!["v1".to_string()]));
+    assert_eq!(
+        (current(&board).as_deref(), releases(&board)),
+        (Some("v1"), vec!["v1".to_string()])
+    );
 
     // The binary exits at start: switched, self-test fails, rolled back over ssh.
     let broken = bundle("v-broken", &["--device-binary", "/bin/false", "--no-strip"]);
@@ -214,11 +264,17 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     std::thread::sleep(Duration::from_millis(300));
     // SIGKILL the flash and its scp (found through /proc), as a dropped link would.
     for pid in children(child.id()) {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    assert_eq!(current(&board).as_deref(), Some("v1"), "an interrupted upload changed nothing");
+    assert_eq!(
+        current(&board).as_deref(),
+        Some("v1"),
+        "an interrupted upload changed nothing"
+    );
     assert!(!board.join("incoming/v2.tar").exists());
 
     // The same bundle again: goes through; then v3 with keep 2 prunes nothing pinned.
@@ -231,6 +287,9 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     // Rollback over ssh.
     let mut args = flash_args(&v3);
     args.push("--rollback".into());
-    assert_success(&run("edgeclr", &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_success(&run(
+        "edgeclr",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     assert_eq!(current(&board).as_deref(), Some("v2"));
 }

@@ -33,8 +33,8 @@ use edgeclr_models::embed::Preprocess;
 use edgeclr_models::export::manifest::{Artifact, Source, sha256_file};
 use edgeclr_models::export::{ArtifactKind, Manifest, QuantConfig, write_artifacts};
 use edgeclr_models::health::{self, Health, Tolerance};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -238,8 +238,12 @@ pub struct Probe {
 pub fn read_probe(dir: &Path, preprocess: &Preprocess) -> Result<Probe> {
     let load = |file: &str| -> Result<(Vec<Vec<f32>>, Vec<u8>)> {
         let path = dir.join(file);
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("probe set {}: expected CIFAR-10 binary batches", path.display()))?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "probe set {}: expected CIFAR-10 binary batches",
+                path.display()
+            )
+        })?;
         let mut views = Vec::new();
         let mut labels = Vec::new();
         for rec in bytes.chunks_exact(3073) {
@@ -480,7 +484,12 @@ impl Finetuner {
         let health = |name: &str| -> Result<Health> {
             let dir = self.slots.dir(name);
             let m = slots::verify(&dir).map_err(anyhow::Error::msg)?;
-            health_of(&model_file(&dir, &m, self.artifact), holdout, &self.augment, self.probe.as_ref())
+            health_of(
+                &model_file(&dir, &m, self.artifact),
+                holdout,
+                &self.augment,
+                self.probe.as_ref(),
+            )
         };
         let measured = (|| -> Result<(Health, Health, Option<Health>)> {
             Ok((
@@ -497,8 +506,11 @@ impl Finetuner {
                 if let Some(f) = &f {
                     let vf = self.section.tolerance.judge(&c, f);
                     v.accept &= vf.accept;
-                    v.reasons
-                        .extend(vf.reasons.into_iter().map(|r| format!("vs factory model: {r}")));
+                    v.reasons.extend(
+                        vf.reasons
+                            .into_iter()
+                            .map(|r| format!("vs factory model: {r}")),
+                    );
                 }
                 (v.accept, v.reasons, Some(c), Some(r), f)
             }
@@ -534,7 +546,11 @@ impl Finetuner {
                 d.candidate_health.map_or(f64::NAN, |h| h.effective_rank)
             );
         } else {
-            warn!("candidate {} discarded: {}", d.candidate, d.reasons.join("; "));
+            warn!(
+                "candidate {} discarded: {}",
+                d.candidate,
+                d.reasons.join("; ")
+            );
         }
         let path = self.slots.root().join("decisions.jsonl");
         let line = serde_json::to_string(d).unwrap_or_default();
@@ -652,7 +668,11 @@ impl Finetuner {
     }
 
     /// Export → judge → promote or discard, then checkpoint.
-    fn candidate(&mut self, replay: &ReplayBuffer<Sample>, holdout: &ReplayBuffer<Sample>) -> Decision {
+    fn candidate(
+        &mut self,
+        replay: &ReplayBuffer<Sample>,
+        holdout: &ReplayBuffer<Sample>,
+    ) -> Decision {
         let t = Instant::now();
         let calib: Vec<&RgbImage> = replay.items().take(64).map(|s| s.image.as_ref()).collect();
         let held: Vec<&RgbImage> = holdout.items().map(|s| s.image.as_ref()).collect();
@@ -681,7 +701,8 @@ impl Finetuner {
                 d.accepted = false;
                 d.reasons.push(format!("switch failed: {e}"));
             } else {
-                self.base = slots::verify(&self.slots.dir(&d.candidate)).unwrap_or(self.base.clone());
+                self.base =
+                    slots::verify(&self.slots.dir(&d.candidate)).unwrap_or(self.base.clone());
                 self.slots.prune(self.section.keep_slots);
             }
         }
@@ -716,7 +737,12 @@ pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
     let (nw, nh) = ((w * side).div_ceil(short), (h * side).div_ceil(short));
     let src = image::RgbImage::from_raw(w as u32, h as u32, img.as_bytes().to_vec())
         .expect("sizes match");
-    let small = image::imageops::resize(&src, nw as u32, nh as u32, image::imageops::FilterType::Triangle);
+    let small = image::imageops::resize(
+        &src,
+        nw as u32,
+        nh as u32,
+        image::imageops::FilterType::Triangle,
+    );
     RgbImage::new(nw, nh, small.into_raw()).expect("sizes match")
 }
 
@@ -724,11 +750,11 @@ pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
 mod tests {
     use super::*;
     use crate::source::{self, CaptureSettings, SourceSpec};
+    use edgeclr_models::SimclrConfig;
     use edgeclr_models::checkpoint::save_weights;
     use edgeclr_models::encoder::{Architecture, EncoderConfig};
     use edgeclr_models::export::FoldedResNet;
     use edgeclr_models::export::manifest::{FORMAT_VERSION, InputSpec};
-    use edgeclr_models::SimclrConfig;
 
     const SIZE: usize = 16;
 
@@ -762,7 +788,12 @@ mod tests {
     }
 
     /// A model folder for `net`, with the recipe and burn weights of `model` when given.
-    fn write_model(dir: &Path, net: &FoldedResNet, model: Option<(&SimclrConfig, &edgeclr_models::Simclr)>, version: &str) {
+    fn write_model(
+        dir: &Path,
+        net: &FoldedResNet,
+        model: Option<(&SimclrConfig, &edgeclr_models::Simclr)>,
+        version: &str,
+    ) {
         std::fs::create_dir_all(dir).expect("dir");
         let calib: Vec<Vec<f32>> = Vec::new();
         let (mut artifacts, _) = write_artifacts(
@@ -824,7 +855,8 @@ mod tests {
             device: DeviceChoice::Cpu,
             ..FinetuneSection::default()
         };
-        let ft = Finetuner::new(section, &factory, slots.clone(), ArtifactChoice::Fp32).expect("finetuner");
+        let ft = Finetuner::new(section, &factory, slots.clone(), ArtifactChoice::Fp32)
+            .expect("finetuner");
         let frames = clip_frames(20);
         let held: Vec<&RgbImage> = frames.iter().collect();
 
@@ -832,8 +864,14 @@ mod tests {
         write_model(&slots.dir("same"), &net, None, "same");
         let d = ft.judge("same", &held);
         assert!(d.accepted, "{d:?}");
-        let (c, r) = (d.candidate_health.expect("measured"), d.running_health.expect("measured"));
-        assert!((c.alignment - r.alignment).abs() < 1e-9 && c.effective_rank > 2.0, "{c:?}");
+        let (c, r) = (
+            d.candidate_health.expect("measured"),
+            d.running_health.expect("measured"),
+        );
+        assert!(
+            (c.alignment - r.alignment).abs() < 1e-9 && c.effective_rank > 2.0,
+            "{c:?}"
+        );
 
         // Every weight zeroed (a diverged or truncated training run): constant output, collapse.
         let mut zero = net.clone();
@@ -847,7 +885,10 @@ mod tests {
         }
         write_model(&slots.dir("zeroed"), &zero, None, "zeroed");
         let d = ft.judge("zeroed", &held);
-        assert!(!d.accepted && d.reasons.iter().any(|r| r.starts_with("collapsed")), "{d:?}");
+        assert!(
+            !d.accepted && d.reasons.iter().any(|r| r.starts_with("collapsed")),
+            "{d:?}"
+        );
 
         // A candidate whose file changed after it was written does not load: rejected.
         write_model(&slots.dir("tampered"), &net, None, "tampered");

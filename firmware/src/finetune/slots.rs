@@ -94,9 +94,7 @@ impl Slots {
 
     fn pointer(&self, name: &str) -> Option<String> {
         let target = fs::read_link(self.root.join(name)).ok()?;
-        target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+        target.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
     /// The slot `current` names, if it exists.
@@ -171,7 +169,9 @@ impl Slots {
 
     fn point(&self, pointer: &str, slot: &str) -> io::Result<()> {
         let link = self.root.join(pointer);
-        let tmp = self.root.join(format!(".{pointer}.tmp-{}", std::process::id()));
+        let tmp = self
+            .root
+            .join(format!(".{pointer}.tmp-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(Path::new(SLOTS).join(slot), &tmp)
             .map_err(|e| io_err(&tmp, e))?;
@@ -240,7 +240,8 @@ impl Slots {
         let name = slot_name(&manifest.source.model_version);
         if verify(&self.dir(&name)).is_err() {
             let staged = self.stage(&name).map_err(|e| e.to_string())?;
-            let mut files: Vec<String> = manifest.artifacts.iter().map(|a| a.file.clone()).collect();
+            let mut files: Vec<String> =
+                manifest.artifacts.iter().map(|a| a.file.clone()).collect();
             files.push(edgeclr_models::export::manifest::MANIFEST.into());
             for f in files {
                 fs::copy(model.join(&f), staged.join(&f))
@@ -286,7 +287,13 @@ impl Slots {
 pub fn slot_name(version: &str) -> String {
     version
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '+' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '+' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -337,14 +344,20 @@ mod tests {
         assert!(slots.loadable().is_none());
         fake_slot(&slots, "a", b"model a");
         slots.promote("a").expect("promote");
-        assert_eq!((slots.current_name().as_deref(), slots.previous_name()), (Some("a"), None));
+        assert_eq!(
+            (slots.current_name().as_deref(), slots.previous_name()),
+            (Some("a"), None)
+        );
         fake_slot(&slots, "b", b"model b");
         // Committed but not promoted: still running a.
         assert_eq!(slots.loadable().map(|(n, _)| n).as_deref(), Some("a"));
         slots.promote("b").expect("promote");
         assert_eq!(slots.current_name().as_deref(), Some("b"));
         assert_eq!(slots.previous_name().as_deref(), Some("a"));
-        assert_eq!(slots.rollback().expect("rollback"), ("b".into(), "a".into()));
+        assert_eq!(
+            slots.rollback().expect("rollback"),
+            ("b".into(), "a".into())
+        );
         assert_eq!(slots.current_name().as_deref(), Some("a"));
         assert_eq!(slots.previous_name().as_deref(), Some("b"));
         fake_slot(&slots, "c", b"model c");

@@ -155,7 +155,9 @@ impl Trainer {
                 load_weights(model.head, h).with_context(|| format!("loading {}", h.display()))?;
         }
         let teacher = (config.distill_weight > 0.0).then(|| model.encoder.valid());
-        Ok(Self::assemble(model, teacher, None, None, recipe, size, config, device))
+        Ok(Self::assemble(
+            model, teacher, None, None, recipe, size, config, device,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -266,7 +268,9 @@ impl Trainer {
     }
 
     fn model(&self) -> &Simclr {
-        self.model.as_ref().expect("model is only taken inside step")
+        self.model
+            .as_ref()
+            .expect("model is only taken inside step")
     }
 
     /// Steps taken (including before a resume).
@@ -345,10 +349,7 @@ impl Trainer {
         let model = self.model.take().expect("model is only taken inside step");
         let (h, z) = model.forward(views.clone());
         let dim = z.dims()[1];
-        let queue = Tensor::<2>::from_data(
-            TensorData::new(queue_z, [queue_ids.len(), dim]),
-            &ad,
-        );
+        let queue = Tensor::<2>::from_data(TensorData::new(queue_z, [queue_ids.len(), dim]), &ad);
         let contrastive = self.loss.forward_masked(z.clone(), queue, &mask);
         let (total, distill) = match &self.teacher {
             Some(teacher) if self.config.distill_weight > 0.0 => {
@@ -457,12 +458,18 @@ mod tests {
         let before = encoder_weights(&t.encoder());
         let batch = frames(4);
         let first = t.step(&batch);
-        assert!(first.loss.is_finite() && first.queue == 0 && first.distill.abs() < 1e-5, "{first:?}");
+        assert!(
+            first.loss.is_finite() && first.queue == 0 && first.distill.abs() < 1e-5,
+            "{first:?}"
+        );
         let second = t.step(&batch);
         // The same frames come back: the queue holds their own projections from step 0, all
         // excluded as false negatives, so 8 entries are queued but none count.
         assert_eq!(second.queue, 8);
-        assert!(second.distill > 0.0, "the student moved away from the teacher");
+        assert!(
+            second.distill > 0.0,
+            "the student moved away from the teacher"
+        );
         let after = encoder_weights(&t.encoder());
         let changed: Vec<bool> = before.iter().zip(&after).map(|(a, b)| a != b).collect();
         // Visit order: each convolution then its BatchNorm (γ, β, running mean, running var),
@@ -481,9 +488,15 @@ mod tests {
         // Checkpoint → resume continues at the same step with the same weights.
         let dir = CheckpointDir::new(tmp.path().join("train"), 2);
         t.checkpoint(&dir).expect("checkpoint");
-        let r = Trainer::resume(&dir, &tmp.path().join("encoder.bpk"), 16, t.config.clone(), &device)
-            .expect("resume")
-            .expect("a checkpoint");
+        let r = Trainer::resume(
+            &dir,
+            &tmp.path().join("encoder.bpk"),
+            16,
+            t.config.clone(),
+            &device,
+        )
+        .expect("resume")
+        .expect("a checkpoint");
         assert_eq!(r.steps(), 2);
         assert_eq!(encoder_weights(&r.encoder()), after);
     }
@@ -493,9 +506,20 @@ mod tests {
         let device = Device::flex();
         let tmp = tempfile::tempdir().expect("tempdir");
         let recipe = recipe();
-        save_weights(&recipe.init_model(&device).encoder, &tmp.path().join("e.bpk")).expect("save");
-        let t = Trainer::new(&recipe, &tmp.path().join("e.bpk"), None, 16, TrainerConfig::default(), &device)
-            .expect("trainer");
+        save_weights(
+            &recipe.init_model(&device).encoder,
+            &tmp.path().join("e.bpk"),
+        )
+        .expect("save");
+        let t = Trainer::new(
+            &recipe,
+            &tmp.path().join("e.bpk"),
+            None,
+            16,
+            TrainerConfig::default(),
+            &device,
+        )
+        .expect("trainer");
         // Frames 100 and 102 are neighbours (window 3), 200 is not; queue entry 101 neighbours
         // both 100 and 102.
         let (mask, pairs) = t.mask(&[100, 102, 200], &[101, 500]);

@@ -148,7 +148,9 @@ pub fn write_artifacts(
         let bytes = match kind {
             ArtifactKind::OnnxFp32 => onnx::fp32(net, onnx::Batch::One, size),
             ArtifactKind::OnnxFp32Batched => onnx::fp32(net, onnx::Batch::Symbolic, size),
-            ArtifactKind::NnefFp32 => nnef::from_onnx(&onnx::fp32(net, onnx::Batch::Symbolic, size))?,
+            ArtifactKind::NnefFp32 => {
+                nnef::from_onnx(&onnx::fp32(net, onnx::Batch::Symbolic, size))?
+            }
             ArtifactKind::BurnEncoder | ArtifactKind::BurnHead => {
                 return Err(ExportError::Calibration(format!(
                     "{} is copied from the run, not generated from the folded network",
@@ -156,7 +158,9 @@ pub fn write_artifacts(
                 )));
             }
             ArtifactKind::OnnxInt8Qlinear | ArtifactKind::OnnxInt8Qdq => {
-                let c = calibration.as_ref().expect("calibrated above for int8 kinds");
+                let c = calibration
+                    .as_ref()
+                    .expect("calibrated above for int8 kinds");
                 if kind == ArtifactKind::OnnxInt8Qlinear {
                     quantize::qlinear(net, c, quant.weights, onnx::Batch::One, size)?
                 } else {

@@ -108,7 +108,9 @@ impl NtXentLoss {
             &device,
         );
         // A large finite value keeps gradients NaN-free on every backend (see `forward`).
-        let logits = sims.div_scalar(self.temperature).mask_fill(excluded, -1.0e9);
+        let logits = sims
+            .div_scalar(self.temperature)
+            .mask_fill(excluded, -1.0e9);
         let weights: Vec<f32> = mask
             .positive
             .chunks(cols)
@@ -140,7 +142,10 @@ impl ContrastMask {
     /// # Panics
     /// When `m` is not even and positive.
     pub fn views(m: usize, k: usize) -> Self {
-        assert!(m >= 2 && m % 2 == 0, "need 2N ≥ 2 interleaved views, got {m}");
+        assert!(
+            m >= 2 && m % 2 == 0,
+            "need 2N ≥ 2 interleaved views, got {m}"
+        );
         let cols = m + k;
         let mut mask = Self {
             rows: m,
