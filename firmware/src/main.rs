@@ -113,12 +113,8 @@ enum ReleaseAction {
 /// `edgeclr-device selftest`.
 #[derive(Debug, clap::Args)]
 struct SelftestArgs {
-    /// Board profile.
-    #[arg(long, default_value = "x86-dev")]
-    board: String,
-    /// A TOML file in the board-profile shape, replacing the built-in profile.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    profile: ProfileArgs,
     /// Model folder; with --state, the current slot is tested instead when one exists.
     #[arg(long)]
     model: PathBuf,
@@ -190,15 +186,35 @@ struct FinetuneBenchArgs {
     threads: usize,
 }
 
-/// `edgeclr-device run`: a board profile, then `--config`, then flags.
+/// Which board profile applies: a built-in one, or a file in the same shape.
 #[derive(Debug, clap::Args)]
-struct RunArgs {
+struct ProfileArgs {
     /// Board profile (x86-dev, rpi4, rpi5, jetson-nano, jetson-orin-nano).
     #[arg(long, default_value = "x86-dev")]
     board: String,
     /// A TOML file in the board-profile shape, replacing the built-in profile.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+impl ProfileArgs {
+    fn load(&self) -> Result<DeviceConfig> {
+        match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --config {}", p.display()))?;
+                DeviceConfig::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)
+            }
+            None => DeviceConfig::board(&self.board).map_err(anyhow::Error::msg),
+        }
+    }
+}
+
+/// `edgeclr-device run`: a board profile, then `--config`, then flags.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
     /// Export folder from `edgeclr export` (or one model file in it).
     #[arg(long)]
     model: PathBuf,
@@ -299,14 +315,7 @@ fn model_path(model: &Path, artifact: ArtifactChoice) -> PathBuf {
 }
 
 fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
-    let mut cfg = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading --config {}", p.display()))?;
-            DeviceConfig::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?
-        }
-        None => DeviceConfig::board(&args.board).map_err(anyhow::Error::msg)?,
-    };
+    let mut cfg = args.profile.load()?;
     if let Some(s) = &args.source {
         cfg.source.spec = s.clone();
     }
@@ -488,14 +497,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     let opened = embed::open(&model_path(&args.model, args.artifact))?;
     let pre = Preprocess::from_manifest(&opened.manifest);
-    let fast = CaptureSettings {
-        width: 0,
-        height: 0,
-        fps: 10.0,
-        as_fast_as_possible: true,
-        max_frames: None,
-        looped: false,
-    };
+    let fast = CaptureSettings::replay();
     // Bare: decode + preprocess up front, then time only the embedder (one thread).
     let mut src = source::open(&args.source, fast)?;
     let mut inputs = Vec::new();
@@ -754,14 +756,7 @@ fn recording_frames(
     size: usize,
     every: usize,
 ) -> Result<Vec<(u64, edgeclr_models::RgbImage)>> {
-    let fast = CaptureSettings {
-        width: 0,
-        height: 0,
-        fps: 10.0,
-        as_fast_as_possible: true,
-        max_frames: None,
-        looped: false,
-    };
+    let fast = CaptureSettings::replay();
     let mut src = source::open(spec, fast)?;
     let mut frames = Vec::new();
     while let Ok(f) = src.next_frame() {
@@ -853,14 +848,7 @@ fn release_cmd(args: &ReleaseArgs) -> Result<()> {
 
 fn selftest_cmd(args: &SelftestArgs) -> ExitCode {
     let result = (|| -> Result<bool> {
-        let mut cfg = match &args.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading --config {}", p.display()))?;
-                DeviceConfig::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?
-            }
-            None => DeviceConfig::board(&args.board).map_err(anyhow::Error::msg)?,
-        };
+        let mut cfg = args.profile.load()?;
         if let Some(s) = &args.source {
             cfg.source.spec = s.clone();
         }

@@ -766,14 +766,7 @@ mod tests {
         )
         .parse()
         .expect("spec");
-        let settings = CaptureSettings {
-            width: 0,
-            height: 0,
-            fps: 10.0,
-            as_fast_as_possible: true,
-            max_frames: None,
-            looped: false,
-        };
+        let settings = CaptureSettings::replay();
         let mut src = source::open(&spec, settings).expect("clip");
         (0..n)
             .map(|_| {

@@ -103,6 +103,20 @@ pub struct CaptureSettings {
     pub looped: bool,
 }
 
+impl CaptureSettings {
+    /// A recording read once, as fast as possible, at its own size.
+    pub fn replay() -> Self {
+        Self {
+            width: 0,
+            height: 0,
+            fps: 10.0,
+            as_fast_as_possible: true,
+            max_frames: None,
+            looped: false,
+        }
+    }
+}
+
 /// Opens the source named by `spec`.
 ///
 /// # Errors

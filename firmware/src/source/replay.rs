@@ -131,14 +131,7 @@ mod tests {
     fn splits_the_shipped_clip_into_its_100_frames() {
         let clip =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/camera/clip_320x240.mjpeg");
-        let settings = CaptureSettings {
-            width: 0,
-            height: 0,
-            fps: 10.0,
-            as_fast_as_possible: true,
-            max_frames: None,
-            looped: false,
-        };
+        let settings = CaptureSettings::replay();
         let mut r = MjpegReplay::open(&clip, settings).expect("opens");
         assert!(r.describe().ends_with("(100 frames)"), "{}", r.describe());
         let f = r.next_frame().expect("frame");
@@ -177,14 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("x.mjpeg");
         std::fs::write(&p, b"not jpeg").expect("write");
-        let s = CaptureSettings {
-            width: 0,
-            height: 0,
-            fps: 10.0,
-            as_fast_as_possible: true,
-            max_frames: None,
-            looped: false,
-        };
+        let s = CaptureSettings::replay();
         let err = MjpegReplay::open(&p, s).expect_err("no frames");
         assert!(err.to_string().contains("no JPEG frames"), "{err}");
         let err = MjpegReplay::open(&dir.path().join("missing.mjpeg"), s).expect_err("missing");
