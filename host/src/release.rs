@@ -555,13 +555,15 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         print!("{text}");
         return Ok(());
     }
-    // Read the bundle here first: refuse a crafted or broken bundle before touching the board.
+    // Read the bundle here first: refuse a crafted, broken or (with --key) mis-signed bundle
+    // before touching the board.
+    let key = args.key.as_deref().map(read_verifying_key).transpose()?;
     let staging = Staging::new()?;
     let m = {
         let file = std::fs::File::open(&args.bundle)
             .with_context(|| format!("reading {}", args.bundle.display()))?;
         bundle::unpack(std::io::BufReader::new(file), staging.path())
-            .and_then(|()| bundle::verify_dir(staging.path(), None))
+            .and_then(|()| bundle::verify_dir(staging.path(), key.as_ref()))
             .map_err(|e| {
                 anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display())
             })?
