@@ -519,9 +519,7 @@ pub struct InstallRoot {
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io(dir))
+    crate::checkpoint::fsync_dir(dir).map_err(io(dir))
 }
 
 impl InstallRoot {
@@ -568,13 +566,8 @@ impl InstallRoot {
 
     fn point(&self, name: &str, version: &str) -> Result<(), BundleError> {
         let link = self.root.join(name);
-        let tmp = self
-            .root
-            .join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(Path::new("releases").join(version), &tmp).map_err(io(&tmp))?;
-        fs::rename(&tmp, &link).map_err(io(&link))?;
-        fsync_dir(&self.root)
+        crate::checkpoint::replace_symlink(&link, &Path::new("releases").join(version))
+            .map_err(io(&link))
     }
 
     /// Unpacks and verifies the bundle `tarball` into `releases/<version>/` without touching

@@ -45,12 +45,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        fsync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(ModelError::io(path))
+}
+
+/// fsyncs the folder `dir`, so renames and new entries in it survive a power cut.
+///
+/// # Errors
+/// The I/O error.
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Points the symlink `link` at `target` atomically: a temporary link in the same folder is
+/// renamed over it, then the folder is fsynced. Readers see the old target or the new one.
+/// The temporary name is `.<name>.tmp-<pid>`; leftovers of a crash can be deleted by that
+/// pattern.
+///
+/// # Errors
+/// The I/O error, naming the link.
+pub fn replace_symlink(link: &Path, target: &Path) -> std::io::Result<()> {
+    let dir = link
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = link
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", link.display()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(named)?;
+    fs::rename(&tmp, link).map_err(named)?;
+    fsync_dir(dir).map_err(named)
 }
 
 /// Everything besides tensors needed to resume bit-for-bit.

@@ -21,6 +21,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use edgeclr_models::checkpoint::{fsync_dir, replace_symlink};
 use edgeclr_models::export::Manifest;
 use tracing::{info, warn};
 
@@ -34,10 +35,6 @@ const STAGING: &str = ".staging-";
 #[derive(Debug, Clone)]
 pub struct Slots {
     root: PathBuf,
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 fn io_err(path: &Path, e: io::Error) -> io::Error {
@@ -168,15 +165,7 @@ impl Slots {
     }
 
     fn point(&self, pointer: &str, slot: &str) -> io::Result<()> {
-        let link = self.root.join(pointer);
-        let tmp = self
-            .root
-            .join(format!(".{pointer}.tmp-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(Path::new(SLOTS).join(slot), &tmp)
-            .map_err(|e| io_err(&tmp, e))?;
-        fs::rename(&tmp, &link).map_err(|e| io_err(&link, e))?;
-        fsync_dir(&self.root).map_err(|e| io_err(&self.root, e))
+        replace_symlink(&self.root.join(pointer), &Path::new(SLOTS).join(slot))
     }
 
     /// Makes complete slot `name` current; the old current becomes `previous`.
