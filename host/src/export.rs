@@ -9,11 +9,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use edgeclr_models::RgbImage;
 use edgeclr_models::augment::AugmentConfig;
-use edgeclr_models::checkpoint::{CheckpointDir, save_weights, write_atomic};
+use edgeclr_models::checkpoint::{CheckpointDir, save_weights};
 use edgeclr_models::embed::TractEmbedder;
 use edgeclr_models::encoder::ResNet;
 use edgeclr_models::export::manifest::{
-    Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, Source, sha256_bytes, sha256_file,
+    Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, Source, sha256_file,
 };
 use edgeclr_models::export::{
     Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity,
@@ -194,24 +194,15 @@ fn finetune_weights(
     out: &Path,
     device: &Device,
 ) -> Result<Vec<Artifact>> {
-    let copy = |kind: ArtifactKind, bytes: &[u8]| -> Result<Artifact> {
-        let path = out.join(kind.file_name());
-        write_atomic(&path, bytes)?;
-        Ok(Artifact {
-            file: kind.file_name().into(),
-            kind,
-            sha256: sha256_bytes(bytes),
-            bytes: bytes.len() as u64,
-        })
-    };
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let mut artifacts = vec![copy(
+    let mut artifacts = vec![Artifact::write(
+        out,
         ArtifactKind::BurnEncoder,
         &read(&run.join("encoder.bpk"))?,
     )?];
     let head = run.join("head.bpk");
     if head.exists() {
-        artifacts.push(copy(ArtifactKind::BurnHead, &read(&head)?)?);
+        artifacts.push(Artifact::write(out, ArtifactKind::BurnHead, &read(&head)?)?);
     } else if let Some(loaded) =
         CheckpointDir::new(run.join("checkpoints"), 2).load_latest(device)?
     {
@@ -220,9 +211,11 @@ fn finetune_weights(
             run.display(),
             loaded.path.display()
         );
-        let tmp = out.join(ArtifactKind::BurnHead.file_name());
-        save_weights(&loaded.model.head, &tmp)?;
-        artifacts.push(copy(ArtifactKind::BurnHead, &read(&tmp)?)?);
+        save_weights(
+            &loaded.model.head,
+            &out.join(ArtifactKind::BurnHead.file_name()),
+        )?;
+        artifacts.push(Artifact::of_file(out, ArtifactKind::BurnHead)?);
     } else {
         warn!(
             "{} has neither head.bpk nor a checkpoint: on-device fine-tuning will start a fresh {:?} head",

@@ -78,7 +78,8 @@ pub fn replace_symlink(link: &Path, target: &Path) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", link.display()));
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", link.display()));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(named)?;
     fs::rename(&tmp, link).map_err(named)?;

@@ -30,7 +30,7 @@ use edgeclr_models::augment::{AugmentConfig, BatchBuilder};
 use edgeclr_models::checkpoint::CheckpointDir;
 use edgeclr_models::device::{DeviceChoice, select_device};
 use edgeclr_models::embed::Preprocess;
-use edgeclr_models::export::manifest::{Artifact, Source, sha256_file};
+use edgeclr_models::export::manifest::{Artifact, Source};
 use edgeclr_models::export::{ArtifactKind, Manifest, QuantConfig, write_artifacts};
 use edgeclr_models::health::{self, Health, Tolerance};
 use rand::SeedableRng;
@@ -308,17 +308,6 @@ pub fn health_of(
     Ok(h)
 }
 
-/// Copies `kind`'s file of `dir` as an artifact entry.
-fn artifact(dir: &Path, kind: ArtifactKind) -> Result<Artifact> {
-    let path = dir.join(kind.file_name());
-    Ok(Artifact {
-        file: kind.file_name().into(),
-        kind,
-        sha256: sha256_file(&path)?,
-        bytes: std::fs::metadata(&path)?.len(),
-    })
-}
-
 /// The file the pipeline runs for `choice` in a slot folder.
 pub fn model_file(dir: &Path, manifest: &Manifest, choice: ArtifactChoice) -> PathBuf {
     let kind = match choice {
@@ -453,8 +442,10 @@ impl Finetuner {
             &dir,
         )?;
         self.trainer.save_weights(&dir)?;
-        artifacts.push(artifact(&dir, ArtifactKind::BurnEncoder)?);
-        artifacts.push(artifact(&dir, ArtifactKind::BurnHead)?);
+        let encoder = Artifact::of_file(&dir, ArtifactKind::BurnEncoder)?;
+        let weights_sha256 = encoder.sha256.clone();
+        artifacts.push(encoder);
+        artifacts.push(Artifact::of_file(&dir, ArtifactKind::BurnHead)?);
         let manifest = Manifest {
             producer: format!("edgeclr-device {}", env!("CARGO_PKG_VERSION")),
             artifacts,
@@ -465,7 +456,7 @@ impl Finetuner {
                     "on-device fine-tuning of {base_version}, step {}",
                     self.trainer.steps()
                 ),
-                weights_sha256: sha256_file(&dir.join("encoder.bpk"))?,
+                weights_sha256,
                 model_version: version,
             },
             recipe: Some(self.trainer.recipe().clone()),
@@ -802,8 +793,8 @@ mod tests {
         if let Some((_, m)) = model {
             save_weights(&m.encoder, &dir.join("encoder.bpk")).expect("encoder");
             save_weights(&m.head, &dir.join("head.bpk")).expect("head");
-            artifacts.push(artifact(dir, ArtifactKind::BurnEncoder).expect("artifact"));
-            artifacts.push(artifact(dir, ArtifactKind::BurnHead).expect("artifact"));
+            artifacts.push(Artifact::of_file(dir, ArtifactKind::BurnEncoder).expect("artifact"));
+            artifacts.push(Artifact::of_file(dir, ArtifactKind::BurnHead).expect("artifact"));
         }
         Manifest {
             format_version: FORMAT_VERSION,

@@ -55,11 +55,6 @@ impl ArtifactKind {
         }
     }
 
-    /// Whether tract runs this file (the burn weights are for fine-tuning).
-    pub fn is_tract(self) -> bool {
-        !matches!(self, Self::BurnEncoder | Self::BurnHead)
-    }
-
     /// Whether the weights are int8.
     pub fn is_int8(self) -> bool {
         matches!(self, Self::OnnxInt8Qlinear | Self::OnnxInt8Qdq)
@@ -78,6 +73,44 @@ pub struct Artifact {
     pub sha256: String,
     /// Size in bytes.
     pub bytes: u64,
+}
+
+impl Artifact {
+    /// Writes `bytes` atomically as `kind`'s file in `dir` and returns its entry.
+    ///
+    /// # Errors
+    /// [`ExportError::Io`] naming the file.
+    pub fn write(dir: &Path, kind: ArtifactKind, bytes: &[u8]) -> Result<Self, ExportError> {
+        let path = dir.join(kind.file_name());
+        crate::checkpoint::write_atomic(&path, bytes).map_err(|e| ExportError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(Self {
+            file: kind.file_name().into(),
+            kind,
+            sha256: sha256_bytes(bytes),
+            bytes: bytes.len() as u64,
+        })
+    }
+
+    /// The entry of `kind`'s file already in `dir`.
+    ///
+    /// # Errors
+    /// [`ExportError::Io`] when it cannot be read.
+    pub fn of_file(dir: &Path, kind: ArtifactKind) -> Result<Self, ExportError> {
+        let path = dir.join(kind.file_name());
+        let bytes = std::fs::read(&path).map_err(|source| ExportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            file: kind.file_name().into(),
+            kind,
+            sha256: sha256_bytes(&bytes),
+            bytes: bytes.len() as u64,
+        })
+    }
 }
 
 /// The input contract: what a frame must become before it reaches the model.

@@ -125,19 +125,6 @@ pub fn write_artifacts(
     calib_source: &str,
     out: &std::path::Path,
 ) -> Result<(Vec<Artifact>, Option<manifest::QuantInfo>), ExportError> {
-    let write = |kind: ArtifactKind, bytes: &[u8]| -> Result<Artifact, ExportError> {
-        let path = out.join(kind.file_name());
-        crate::checkpoint::write_atomic(&path, bytes).map_err(|e| ExportError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(Artifact {
-            file: kind.file_name().into(),
-            kind,
-            sha256: manifest::sha256_bytes(bytes),
-            bytes: bytes.len() as u64,
-        })
-    };
     let calibration = if kinds.iter().any(|k| k.is_int8()) {
         Some(quantize::calibrate(net, size, calib, quant.method)?)
     } else {
@@ -168,7 +155,7 @@ pub fn write_artifacts(
                 }
             }
         };
-        artifacts.push(write(kind, &bytes)?);
+        artifacts.push(Artifact::write(out, kind, &bytes)?);
     }
     let info = calibration.map(|c| manifest::QuantInfo {
         config: quant,
