@@ -200,3 +200,43 @@ pub fn releases(root: &std::path::Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `edgeclr bundle` of the export folder `export` for `x86-dev` as release `version` into
+/// `dir/<version>.tar`, with `extra` flags; returns the tarball.
+pub fn bundle(
+    dir: &std::path::Path,
+    export: &std::path::Path,
+    version: &str,
+    extra: &[&str],
+) -> PathBuf {
+    let out = dir.join(format!("{version}.tar"));
+    let mut args = vec![
+        "bundle",
+        "--run",
+        path(dir),
+        "--export",
+        path(export),
+        "--board",
+        "x86-dev",
+        "--version",
+        version,
+        "--out",
+        path(&out),
+    ];
+    args.extend_from_slice(extra);
+    assert_success(&run("edgeclr", &args));
+    out
+}
+
+/// A copy of the tarball `tar` at `out` with one byte of entry `name`'s data flipped (as
+/// corruption in transit would): the entry's 512-byte header starts with its name, its data
+/// follows in the next block.
+pub fn tamper(tar: &std::path::Path, name: &str, out: &std::path::Path) {
+    let mut bytes = std::fs::read(tar).expect("tarball");
+    let at = (0..bytes.len() / 512)
+        .map(|b| b * 512)
+        .find(|&o| bytes[o..].starts_with(name.as_bytes()))
+        .unwrap_or_else(|| panic!("no entry {name}"));
+    bytes[at + 512 + 100] ^= 0xff;
+    std::fs::write(out, bytes).expect("write");
+}

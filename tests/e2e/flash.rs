@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{assert_success, clip, exported_model, path, pointer, read_json, releases, run};
+use e2e::{
+    assert_success, bundle, clip, exported_model, path, pointer, read_json, releases, run, tamper,
+};
 
 fn current(root: &Path) -> Option<String> {
     pointer(root, "current")
@@ -38,23 +40,7 @@ fn setup() -> Setup {
 
 impl Setup {
     fn bundle(&self, version: &str, extra: &[&str]) -> PathBuf {
-        let out = self.dir.join(format!("{version}.tar"));
-        let mut args = vec![
-            "bundle",
-            "--run",
-            path(&self.dir),
-            "--export",
-            path(&self.export),
-            "--board",
-            "x86-dev",
-            "--version",
-            version,
-            "--out",
-            path(&out),
-        ];
-        args.extend_from_slice(extra);
-        assert_success(&run("edgeclr", &args));
-        out
+        bundle(&self.dir, &self.export, version, extra)
     }
 
     fn signed(&self, version: &str) -> PathBuf {
@@ -101,18 +87,8 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
 
     // Tampered in transit: one byte of a model file flipped inside the tarball.
     let v2 = s.signed("v2");
-    let mut bytes = std::fs::read(&v2).expect("tar");
-    let needle = b"model/encoder.onnx";
-    // The entry's header: a 512-byte block starting with its name (the manifest also
-    // mentions the name, not at a block start).
-    let at = (0..bytes.len() / 512)
-        .map(|b| b * 512)
-        .find(|&o| bytes[o..].starts_with(needle))
-        .expect("entry");
-    let data = at + 512 + 100;
-    bytes[data] ^= 0xff;
     let tampered = s.dir.join("tampered.tar");
-    std::fs::write(&tampered, &bytes).expect("write");
+    tamper(&v2, "model/encoder.onnx", &tampered);
     let out = s.flash(&tampered, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

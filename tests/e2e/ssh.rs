@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{assert_success, binary, clip, exported_model, path, pointer, read_json, releases, run};
+use e2e::{
+    assert_success, binary, bundle, clip, exported_model, path, pointer, read_json, releases, run,
+    tamper,
+};
 
 fn sshd_path() -> Option<PathBuf> {
     ["/usr/sbin/sshd", "/usr/bin/sshd"]
@@ -148,25 +151,7 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
         sshd.port,
         path(&board)
     );
-    let bundle = |version: &str, extra: &[&str]| -> PathBuf {
-        let out = tmp.path().join(format!("{version}.tar"));
-        let mut args = vec![
-            "bundle",
-            "--run",
-            path(tmp.path()),
-            "--export",
-            path(&export),
-            "--board",
-            "x86-dev",
-            "--version",
-            version,
-            "--out",
-            path(&out),
-        ];
-        args.extend_from_slice(extra);
-        assert_success(&run("edgeclr", &args));
-        out
-    };
+    let bundle = |version: &str, extra: &[&str]| bundle(tmp.path(), &export, version, extra);
     let source = format!("mjpeg:{}", path(&clip()));
     let flash_args = |b: &Path| -> Vec<String> {
         [
@@ -222,15 +207,8 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
 
     // Tampered: refused before anything on the board changes.
     let v2 = bundle("v2", &[]);
-    let mut bytes = std::fs::read(&v2).expect("tar");
-    let needle = b"model/encoder.onnx";
-    let at = (0..bytes.len() / 512)
-        .map(|b| b * 512)
-        .find(|&o| bytes[o..].starts_with(needle))
-        .expect("entry");
-    bytes[at + 612] ^= 0xff;
     let tampered = tmp.path().join("tampered.tar");
-    std::fs::write(&tampered, bytes).expect("write");
+    tamper(&v2, "model/encoder.onnx", &tampered);
     let out = flash(&tampered);
     assert!(String::from_utf8_lossy(&out.stderr).contains("before any change"));
     assert_eq!(
