@@ -689,7 +689,7 @@ fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
         .clone()
         .context("the export has no recipe; re-run edgeclr export")?;
     let selected = select_device(args.device)?;
-    let frames: Vec<Sample> = recording_frames(&args.source, args.size, 1)?
+    let frames: Vec<Sample> = finetune::recording_frames(&args.source, args.size, 1)?
         .into_iter()
         .map(|(frame_id, image)| Sample {
             frame_id,
@@ -750,30 +750,10 @@ fn finetune_bench(args: &FinetuneBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Frames of a recording at training scale for `size`-px models.
-fn recording_frames(
-    spec: &SourceSpec,
-    size: usize,
-    every: usize,
-) -> Result<Vec<(u64, edgeclr_models::RgbImage)>> {
-    let fast = CaptureSettings::replay();
-    let mut src = source::open(spec, fast)?;
-    let mut frames = Vec::new();
-    while let Ok(f) = src.next_frame() {
-        if f.id as usize % every.max(1) == 0 {
-            frames.push((f.id, finetune::downscale(&f.to_rgb()?, 2 * size)));
-        }
-    }
-    if frames.is_empty() {
-        bail!("{spec} has no frames");
-    }
-    Ok(frames)
-}
-
 fn health_cmd(args: &HealthArgs) -> Result<()> {
     let manifest = finetune::slots::verify(&args.model).map_err(anyhow::Error::msg)?;
     let size = manifest.input.size;
-    let frames = recording_frames(&args.source, size, args.every)?;
+    let frames = finetune::recording_frames(&args.source, size, args.every)?;
     let images: Vec<&edgeclr_models::RgbImage> = frames.iter().map(|(_, f)| f).collect();
     let recipe = manifest.recipe.clone().unwrap_or_default();
     let augment = finetune::trainer::TrainerConfig::default().augment(size, &recipe);

@@ -533,6 +533,32 @@ mod tests {
         TractEmbedder::from_bytes(&bytes, size, Path::new("<test>")).expect("loads")
     }
 
+    /// The synthetic source with `settings` through the pipeline (one worker, no screen) at
+    /// `size` px into a memory sink holding up to `sink_capacity` embeddings.
+    fn run_synthetic(
+        settings: CaptureSettings,
+        size: usize,
+        sink_capacity: usize,
+    ) -> (Report, MemorySink) {
+        let memory = MemorySink::default();
+        let sinks = vec![SinkWorker::spawn(Box::new(memory.clone()), sink_capacity)];
+        let pre = Preprocess {
+            size,
+            normalize: edgeclr_models::augment::normalize::Normalize::CIFAR10,
+        };
+        let r = run(
+            Box::new(SyntheticSource::new(settings)),
+            &Arc::new(LiveModel::new(embedder(size), "v1")),
+            pre,
+            sinks,
+            None,
+            &options(1),
+            Arc::new(AtomicBool::new(false)),
+            Extras::default(),
+        );
+        (r, memory)
+    }
+
     fn options(workers: usize) -> Options {
         Options {
             queue_capacity: 2,
@@ -547,8 +573,6 @@ mod tests {
 
     #[test]
     fn paced_frames_all_reach_the_sink_in_order() {
-        let memory = MemorySink::default();
-        let sinks = vec![SinkWorker::spawn(Box::new(memory.clone()), 64)];
         let settings = CaptureSettings {
             width: 64,
             height: 48,
@@ -557,20 +581,7 @@ mod tests {
             max_frames: Some(10),
             looped: false,
         };
-        let pre = Preprocess {
-            size: 16,
-            normalize: edgeclr_models::augment::normalize::Normalize::CIFAR10,
-        };
-        let r = run(
-            Box::new(SyntheticSource::new(settings)),
-            &Arc::new(LiveModel::new(embedder(16), "v1")),
-            pre,
-            sinks,
-            None,
-            &options(1),
-            Arc::new(AtomicBool::new(false)),
-            Extras::default(),
-        );
+        let (r, memory) = run_synthetic(settings, 16, 64);
         // Paced at 50 fps a 16-px embedding keeps up; a loaded test machine may still stall a
         // worker long enough for drop-oldest to act, so the accounting is what is exact.
         assert_eq!((r.frames_captured, r.bad_frames), (10, 0));
@@ -597,8 +608,6 @@ mod tests {
 
     #[test]
     fn an_unpaced_source_overruns_the_queues_and_the_drops_add_up() {
-        let memory = MemorySink::default();
-        let sinks = vec![SinkWorker::spawn(Box::new(memory.clone()), 1024)];
         let settings = CaptureSettings {
             width: 320,
             height: 240,
@@ -607,20 +616,7 @@ mod tests {
             max_frames: Some(300),
             looped: false,
         };
-        let pre = Preprocess {
-            size: 32,
-            normalize: edgeclr_models::augment::normalize::Normalize::CIFAR10,
-        };
-        let r = run(
-            Box::new(SyntheticSource::new(settings)),
-            &Arc::new(LiveModel::new(embedder(32), "v1")),
-            pre,
-            sinks,
-            None,
-            &options(1),
-            Arc::new(AtomicBool::new(false)),
-            Extras::default(),
-        );
+        let (r, memory) = run_synthetic(settings, 32, 1024);
         assert_eq!(r.frames_captured, 300);
         assert_eq!(
             r.frames_embedded + r.dropped_capture_queue + r.dropped_embed_queue,

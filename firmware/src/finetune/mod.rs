@@ -718,6 +718,29 @@ impl Finetuner {
     }
 }
 
+/// Every `every`-th frame of a recording, downscaled to training scale for `size`-px models
+/// (short side `2·size`), with its frame id.
+///
+/// # Errors
+/// When the recording cannot be opened, a frame does not decode, or it holds no frame.
+pub fn recording_frames(
+    spec: &crate::source::SourceSpec,
+    size: usize,
+    every: usize,
+) -> Result<Vec<(u64, RgbImage)>> {
+    let mut src = crate::source::open(spec, crate::source::CaptureSettings::replay())?;
+    let mut frames = Vec::new();
+    while let Ok(f) = src.next_frame() {
+        if f.id as usize % every.max(1) == 0 {
+            frames.push((f.id, downscale(&f.to_rgb()?, 2 * size)));
+        }
+    }
+    if frames.is_empty() {
+        bail!("{spec} has no frames");
+    }
+    Ok(frames)
+}
+
 /// Downscales `img` so its short side is `side` (area-averaging), for the replay buffer.
 pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
     let (w, h) = (img.width(), img.height());
@@ -740,7 +763,7 @@ pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{self, CaptureSettings, SourceSpec};
+    use crate::source::SourceSpec;
     use edgeclr_models::SimclrConfig;
     use edgeclr_models::checkpoint::save_weights;
     use edgeclr_models::encoder::{Architecture, EncoderConfig};
@@ -757,17 +780,12 @@ mod tests {
         )
         .parse()
         .expect("spec");
-        let settings = CaptureSettings::replay();
-        let mut src = source::open(&spec, settings).expect("clip");
-        (0..n)
-            .map(|_| {
-                let f = src.next_frame().expect("frame");
-                // Every frame of 100 would be near-duplicates; skip ahead for variety.
-                for _ in 0..100 / n - 1 {
-                    let _ = src.next_frame();
-                }
-                downscale(&f.to_rgb().expect("decodes"), 2 * SIZE)
-            })
+        // Consecutive frames are near-duplicates: take every (100 / n)-th for variety.
+        recording_frames(&spec, SIZE, 100 / n)
+            .expect("clip")
+            .into_iter()
+            .map(|(_, f)| f)
+            .take(n)
             .collect()
     }
 
