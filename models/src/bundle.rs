@@ -516,6 +516,7 @@ mod tests {
 #[derive(Debug, Clone)]
 pub struct InstallRoot {
     root: PathBuf,
+    releases: crate::checkpoint::Pointers,
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
@@ -527,18 +528,17 @@ impl InstallRoot {
     pub fn new(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
+            releases: crate::checkpoint::Pointers::new(root, "releases"),
         }
     }
 
     /// `ROOT/releases`.
     pub fn releases(&self) -> PathBuf {
-        self.root.join("releases")
+        self.releases.folder()
     }
 
     fn pointer(&self, name: &str) -> Option<String> {
-        fs::read_link(self.root.join(name))
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        self.releases.get(name)
     }
 
     /// The current release's version.
@@ -565,9 +565,9 @@ impl InstallRoot {
     }
 
     fn point(&self, name: &str, version: &str) -> Result<(), BundleError> {
-        let link = self.root.join(name);
-        crate::checkpoint::replace_symlink(&link, &Path::new("releases").join(version))
-            .map_err(io(&link))
+        self.releases
+            .set(name, version)
+            .map_err(io(&self.root.join(name)))
     }
 
     /// Unpacks and verifies the bundle `tarball` into `releases/<version>/` without touching
@@ -629,10 +629,9 @@ impl InstallRoot {
     /// # Errors
     /// I/O errors.
     pub fn switch(&self, version: &str) -> Result<(), BundleError> {
-        if let Some(old) = self.current().filter(|o| o != version) {
-            self.point("previous", &old)?;
-        }
-        self.point("current", version)
+        self.releases
+            .promote(version)
+            .map_err(io(&self.root.join("current")))
     }
 
     /// Swaps `current` and `previous`, returning `(from, to)`.
@@ -672,25 +671,13 @@ impl InstallRoot {
     /// was deleted.
     pub fn prune(&self, keep: usize) -> Vec<String> {
         let pinned = [self.current(), self.previous()];
-        let mut all: Vec<(std::time::SystemTime, String)> = fs::read_dir(self.releases())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|e| {
-                Some((
-                    e.metadata().ok()?.modified().ok()?,
-                    e.file_name().to_string_lossy().into_owned(),
-                ))
-            })
-            .collect();
-        all.sort_by(|a, b| b.cmp(a));
         let mut removed = Vec::new();
-        for (i, (_, name)) in all.into_iter().enumerate() {
-            if i >= keep && !pinned.iter().flatten().any(|p| *p == name) {
-                if fs::remove_dir_all(self.releases().join(&name)).is_ok() {
-                    removed.push(name);
-                }
+        for (i, name) in self.releases.newest_first().into_iter().enumerate() {
+            if i >= keep
+                && !pinned.iter().flatten().any(|p| *p == name)
+                && fs::remove_dir_all(self.releases.dir(&name)).is_ok()
+            {
+                removed.push(name);
             }
         }
         removed

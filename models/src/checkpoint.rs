@@ -86,6 +86,87 @@ pub fn replace_symlink(link: &Path, target: &Path) -> std::io::Result<()> {
     fsync_dir(dir).map_err(named)
 }
 
+/// Named versions under `ROOT/<folder>/<entry>/` and symlink pointers to them
+/// (`ROOT/current -> <folder>/<entry>`, `ROOT/previous`, …), switched with
+/// [`replace_symlink`]: the model slots of the board's state directory and the releases of an
+/// install root. Folders whose names start with `.` are work in progress and never entries.
+#[derive(Debug, Clone)]
+pub struct Pointers {
+    root: PathBuf,
+    folder: &'static str,
+}
+
+impl Pointers {
+    /// Entries in `root/folder`.
+    pub fn new(root: &Path, folder: &'static str) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            folder,
+        }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `root/folder`.
+    pub fn folder(&self) -> PathBuf {
+        self.root.join(self.folder)
+    }
+
+    /// The folder of `entry`.
+    pub fn dir(&self, entry: &str) -> PathBuf {
+        self.folder().join(entry)
+    }
+
+    /// The entry `pointer` names, if the link exists.
+    pub fn get(&self, pointer: &str) -> Option<String> {
+        fs::read_link(self.root.join(pointer))
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    }
+
+    /// Points `pointer` at `entry` atomically.
+    ///
+    /// # Errors
+    /// The I/O error, naming the link.
+    pub fn set(&self, pointer: &str, entry: &str) -> std::io::Result<()> {
+        replace_symlink(
+            &self.root.join(pointer),
+            &Path::new(self.folder).join(entry),
+        )
+    }
+
+    /// Makes `entry` current; the old current (if another) becomes `previous` first, so every
+    /// intermediate state names complete entries.
+    ///
+    /// # Errors
+    /// The I/O error, naming the link.
+    pub fn promote(&self, entry: &str) -> std::io::Result<()> {
+        if let Some(old) = self.get("current").filter(|old| old != entry) {
+            self.set("previous", &old)?;
+        }
+        self.set("current", entry)
+    }
+
+    /// Entry names, newest (folder modification time) first.
+    pub fn newest_first(&self) -> Vec<String> {
+        let mut all: Vec<(std::time::SystemTime, String)> = fs::read_dir(self.folder())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| {
+                let t = e.metadata().and_then(|m| m.modified()).ok()?;
+                Some((t, e.file_name().to_string_lossy().into_owned()))
+            })
+            .collect();
+        all.sort_by(|a, b| b.cmp(a));
+        all.into_iter().map(|(_, n)| n).collect()
+    }
+}
+
 /// Everything besides tensors needed to resume bit-for-bit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {

@@ -21,7 +21,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use edgeclr_models::checkpoint::{fsync_dir, replace_symlink};
+use edgeclr_models::checkpoint::{Pointers, fsync_dir};
 use edgeclr_models::export::Manifest;
 use tracing::{info, warn};
 
@@ -34,7 +34,7 @@ const STAGING: &str = ".staging-";
 /// The slot folders of one state directory.
 #[derive(Debug, Clone)]
 pub struct Slots {
-    root: PathBuf,
+    pointers: Pointers,
 }
 
 fn io_err(path: &Path, e: io::Error) -> io::Error {
@@ -80,18 +80,17 @@ impl Slots {
             }
         }
         Ok(Self {
-            root: root.to_path_buf(),
+            pointers: Pointers::new(root, SLOTS),
         })
     }
 
     /// The state directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.pointers.root()
     }
 
     fn pointer(&self, name: &str) -> Option<String> {
-        let target = fs::read_link(self.root.join(name)).ok()?;
-        target.file_name().map(|n| n.to_string_lossy().into_owned())
+        self.pointers.get(name)
     }
 
     /// The slot `current` names, if it exists.
@@ -111,23 +110,12 @@ impl Slots {
 
     /// The folder of slot `name`.
     pub fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(SLOTS).join(name)
+        self.pointers.dir(name)
     }
 
     /// Complete slot names, newest (by modification time) first.
     pub fn list(&self) -> Vec<String> {
-        let mut slots: Vec<(std::time::SystemTime, String)> = fs::read_dir(self.root.join(SLOTS))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with(STAGING))
-            .filter_map(|e| {
-                let t = e.metadata().and_then(|m| m.modified()).ok()?;
-                Some((t, e.file_name().to_string_lossy().into_owned()))
-            })
-            .collect();
-        slots.sort_by(|a, b| b.cmp(a));
-        slots.into_iter().map(|(_, n)| n).collect()
+        self.pointers.newest_first()
     }
 
     /// A fresh, empty staging folder for slot `name`.
@@ -135,7 +123,7 @@ impl Slots {
     /// # Errors
     /// I/O errors naming the folder.
     pub fn stage(&self, name: &str) -> io::Result<PathBuf> {
-        let dir = self.root.join(SLOTS).join(format!("{STAGING}{name}"));
+        let dir = self.pointers.folder().join(format!("{STAGING}{name}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         Ok(dir)
@@ -147,7 +135,7 @@ impl Slots {
     /// # Errors
     /// I/O errors naming the file; the staging folder is left to the next start's cleanup.
     pub fn commit(&self, name: &str) -> io::Result<PathBuf> {
-        let staged = self.root.join(SLOTS).join(format!("{STAGING}{name}"));
+        let staged = self.pointers.folder().join(format!("{STAGING}{name}"));
         for entry in fs::read_dir(&staged).map_err(|e| io_err(&staged, e))? {
             let path = entry?.path();
             fs::File::open(&path)
@@ -160,12 +148,12 @@ impl Slots {
             fs::remove_dir_all(&dest).map_err(|e| io_err(&dest, e))?;
         }
         fs::rename(&staged, &dest).map_err(|e| io_err(&dest, e))?;
-        fsync_dir(&self.root.join(SLOTS)).map_err(|e| io_err(&self.root, e))?;
+        fsync_dir(&self.pointers.folder()).map_err(|e| io_err(self.root(), e))?;
         Ok(dest)
     }
 
     fn point(&self, pointer: &str, slot: &str) -> io::Result<()> {
-        replace_symlink(&self.root.join(pointer), &Path::new(SLOTS).join(slot))
+        self.pointers.set(pointer, slot)
     }
 
     /// Makes complete slot `name` current; the old current becomes `previous`.
@@ -173,10 +161,7 @@ impl Slots {
     /// # Errors
     /// I/O errors naming the pointer.
     pub fn promote(&self, name: &str) -> io::Result<()> {
-        if let Some(old) = self.current_name().filter(|old| old != name) {
-            self.point(PREVIOUS, &old)?;
-        }
-        self.point(CURRENT, name)
+        self.pointers.promote(name)
     }
 
     /// Swaps `current` and `previous`; returns `(from, to)`.
@@ -186,11 +171,11 @@ impl Slots {
     pub fn rollback(&self) -> Result<(String, String), String> {
         let current = self
             .current_name()
-            .ok_or_else(|| format!("{} has no current model", self.root.display()))?;
+            .ok_or_else(|| format!("{} has no current model", self.root().display()))?;
         let previous = self.previous_name().ok_or_else(|| {
             format!(
                 "{} has no previous model to roll back to (none was replaced yet)",
-                self.root.display()
+                self.root().display()
             )
         })?;
         verify(&self.dir(&previous))
