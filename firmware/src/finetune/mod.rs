@@ -178,11 +178,11 @@ pub struct FinetuneReport {
     pub steps: u64,
     /// Step time p50, ms.
     pub step_p50_ms: f32,
-    /// Mean loss of the first and last 10 steps of the run.
+    /// Mean loss of the first 10 steps of the run.
     pub loss_first: f32,
     /// Mean loss of the last 10 steps.
     pub loss_last: f32,
-    /// Frames offered / admitted to replay / held out.
+    /// Frames the embedding workers offered to the fine-tuner.
     pub frames_offered: u64,
     /// Replay entries at the end.
     pub replay_len: usize,
@@ -199,8 +199,6 @@ pub struct FinetuneReport {
 pub struct Progress {
     /// Last loss.
     pub loss: Option<f32>,
-    /// Steps so far.
-    pub steps: u64,
 }
 
 /// The fine-tuning worker.
@@ -621,11 +619,7 @@ impl Finetuner {
             losses.push(r.loss);
             report.steps += 1;
             since_candidate += 1;
-            {
-                let mut p = self.progress.lock().expect("progress lock");
-                p.loss = Some(r.loss);
-                p.steps = self.trainer.steps();
-            }
+            self.progress.lock().expect("progress lock").loss = Some(r.loss);
             if since_candidate >= self.section.update_every {
                 since_candidate = 0;
                 let pool = self.pool.clone();
