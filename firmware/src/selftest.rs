@@ -53,27 +53,35 @@ pub struct Selftest {
     pub ok: bool,
 }
 
-fn check(name: &str, f: impl FnOnce() -> Result<(String, serde_json::Value)>) -> Check {
+/// What a check found: numbers, or why it does not apply here.
+enum Outcome {
+    /// It ran: a line for a person and the measured values.
+    Ran(String, serde_json::Value),
+    /// Not applicable on this board (counts as passed).
+    Skipped(String),
+}
+
+fn check(name: &str, f: impl FnOnce() -> Result<Outcome>) -> Check {
     let t = Instant::now();
     let r = f();
     let seconds = t.elapsed().as_secs_f64();
-    match r {
-        Ok((detail, values)) => Check {
-            name: name.into(),
-            ok: true,
-            skipped: detail.starts_with("skipped"),
-            detail,
-            values,
-            seconds,
-        },
-        Err(e) => Check {
-            name: name.into(),
-            ok: false,
-            skipped: false,
-            detail: format!("{e:#}"),
-            values: serde_json::Value::Null,
-            seconds,
-        },
+    let (ok, skipped, detail, values) = match r {
+        Ok(Outcome::Ran(detail, values)) => (true, false, detail, values),
+        Ok(Outcome::Skipped(why)) => (
+            true,
+            true,
+            format!("skipped: {why}"),
+            serde_json::Value::Null,
+        ),
+        Err(e) => (false, false, format!("{e:#}"), serde_json::Value::Null),
+    };
+    Check {
+        name: name.into(),
+        ok,
+        skipped,
+        detail,
+        values,
+        seconds,
     }
 }
 
@@ -150,7 +158,7 @@ pub fn run(
         if fps < 0.5 * cfg.source.fps {
             bail!("{}: {fps:.1} fps, below half the configured {} fps", src.describe(), cfg.source.fps);
         }
-        Ok((
+        Ok(Outcome::Ran(
             format!("{}: {fps:.1} fps over {n} frames ({bad} undecodable)", src.describe()),
             serde_json::json!({"fps": fps, "frames": n, "bad_frames": bad, "configured_fps": cfg.source.fps}),
         ))
@@ -171,14 +179,14 @@ pub fn run(
     ] {
         checks.push(check(name, || {
             if manifest.artifact(kind).is_none() {
-                return Ok((
-                    format!("skipped: the model has no {}", kind.file_name()),
-                    serde_json::Value::Null,
-                ));
+                return Ok(Outcome::Skipped(format!(
+                    "the model has no {}",
+                    kind.file_name()
+                )));
             }
             let (a, b) = latency(&model.join(kind.file_name()), &input, 50)?;
             p50.push((choice, a));
-            Ok((
+            Ok(Outcome::Ran(
                 format!("{}: p50 {a:.2} ms, p99 {b:.2} ms", kind.file_name()),
                 serde_json::json!({"p50_ms": a, "p99_ms": b}),
             ))
@@ -199,7 +207,7 @@ pub fn run(
     // One fine-tuning step on the backend the profile selects.
     checks.push(check("finetune-step", || {
         let Some(recipe) = manifest.recipe.clone() else {
-            return Ok(("skipped: the model carries no burn weights (export without them)".into(), serde_json::Value::Null));
+            return Ok(Outcome::Skipped("the model carries no burn weights (export without them)".into()));
         };
         let selected = select_device(cfg.finetune.device)?;
         // Without camera frames (that check failed) the backend is still tested, on the
@@ -250,7 +258,7 @@ pub fn run(
         if !r.loss.is_finite() {
             bail!("{}: non-finite loss {}", selected.description, r.loss);
         }
-        Ok((
+        Ok(Outcome::Ran(
             format!("{}: loss {:.4}, {:.0} ms for {} frames", selected.description, r.loss, r.ms, images.len()),
             serde_json::json!({"backend": selected.description, "loss": r.loss, "ms": r.ms, "batch": images.len()}),
         ))
@@ -263,7 +271,7 @@ pub fn run(
         match crate::display::open(&cfg.display.target).map_err(anyhow::Error::msg)? {
             Some(mut screen) => {
                 screen.show(&status).map_err(anyhow::Error::msg)?;
-                Ok((
+                Ok(Outcome::Ran(
                     format!("drew the status screen on {:?}", cfg.display.target),
                     serde_json::Value::Null,
                 ))
@@ -273,9 +281,8 @@ pub fn run(
                 let mut canvas = crate::display::png::MonoCanvas::new(128, 64);
                 crate::display::draw_status(&mut canvas, &status)
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                Ok((
-                    "skipped: no screen configured (rendered to memory)".into(),
-                    serde_json::Value::Null,
+                Ok(Outcome::Skipped(
+                    "no screen configured (rendered to memory)".into(),
                 ))
             }
         }
@@ -295,7 +302,7 @@ pub fn run(
                 dir.display()
             );
         }
-        Ok((
+        Ok(Outcome::Ran(
             format!("{}: {free:.0} MiB free (need {need:.0})", dir.display()),
             serde_json::json!({"free_mib": free, "need_mib": need}),
         ))
@@ -308,7 +315,7 @@ pub fn run(
         if avail < budget {
             bail!("{avail:.0} MiB available, below the profile's budget of {budget:.0} MiB");
         }
-        Ok((
+        Ok(Outcome::Ran(
             format!("{avail:.0} MiB available, budget {budget:.0} MiB"),
             serde_json::json!({"available_mib": avail, "budget_mib": budget}),
         ))
