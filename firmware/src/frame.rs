@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use edgeclr_models::RgbImage;
+use edgeclr_artifact::RgbImage;
 use yuv::{YuvPackedImage, YuvRange, YuvStandardMatrix};
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -182,6 +182,26 @@ impl Frame {
         }
     }
 }
+
+/// Downscales `img` so its short side is `side` (area-averaging), for the replay buffer.
+pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let short = w.min(h);
+    if short <= side {
+        return img.clone();
+    }
+    let (nw, nh) = ((w * side).div_ceil(short), (h * side).div_ceil(short));
+    let src = image::RgbImage::from_raw(w as u32, h as u32, img.as_bytes().to_vec())
+        .expect("sizes match");
+    let small = image::imageops::resize(
+        &src,
+        nw as u32,
+        nh as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    RgbImage::new(nw, nh, small.into_raw()).expect("sizes match")
+}
+
 
 #[cfg(test)]
 mod tests {

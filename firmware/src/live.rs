@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use edgeclr_models::embed::{EmbedError, Embedder, TractEmbedder};
+use edgeclr_runtime::embed::{EmbedError, Embedder, TractEmbedder};
 
 /// The current embedder and its version.
 #[derive(Debug)]

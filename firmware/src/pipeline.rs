@@ -10,19 +10,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgeclr_models::RgbImage;
-use edgeclr_models::embed::Preprocess;
+use edgeclr_artifact::RgbImage;
+use edgeclr_runtime::embed::Preprocess;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::config::ArtifactChoice;
 use crate::display::Screen;
 use crate::error::SourceError;
-use crate::finetune::slots::{self, Slots};
-use crate::finetune::{FinetuneReport, Finetuner, Offer, model_file};
+use crate::learner::{FinetuneReport, Learner, Offer};
 use crate::live::LiveModel;
 use crate::queue::{self, Recv};
 use crate::sink::{Embedding, SinkWorker};
+use crate::slots::{self, Slots, model_file};
 use crate::source::FrameSource;
 use crate::stats::{Status, Window};
 
@@ -61,8 +61,8 @@ pub struct Extras {
     /// Model slots to follow: when `current` moves (a promoted candidate, `edgeclr-device
     /// rollback`), the new model is loaded and hot-swapped.
     pub slots: Option<(Slots, ArtifactChoice)>,
-    /// On-device fine-tuning.
-    pub finetune: Option<Finetuner>,
+    /// On-device fine-tuning (or any other [`Learner`]).
+    pub finetune: Option<Box<dyn Learner>>,
 }
 
 /// Shared counters.
@@ -172,7 +172,7 @@ pub fn run(
     let Extras { slots, finetune } = extras;
     let sampling = finetune
         .as_ref()
-        .map(|f| (f.sample_every(), f.train_side, f.progress.clone()));
+        .map(|f| (f.sample_every(), f.train_side(), f.progress()));
     let (offer_tx, offer_rx) = queue::bounded::<Offer>(NonZeroUsize::new(8).expect("non-zero"));
     let offer_tx = sampling.is_some().then(|| Arc::new(offer_tx));
     let counters = Arc::new(Counters::default());
@@ -242,7 +242,7 @@ pub fn run(
                                 }
                                 let train = sampling.as_ref().and_then(|(every, side, _)| {
                                     (frame.id % every == 0)
-                                        .then(|| Arc::new(crate::finetune::downscale(&rgb, *side)))
+                                        .then(|| Arc::new(crate::frame::downscale(&rgb, *side)))
                                 });
                                 let p = Prepared {
                                     id: frame.id,
@@ -399,7 +399,7 @@ pub fn run(
                         .map_err(anyhow::Error::msg)
                         .and_then(|m| {
                             let opened =
-                                edgeclr_models::embed::open(&model_file(&dir, &m, *choice))?;
+                                edgeclr_runtime::embed::open(&model_file(&dir, &m, *choice))?;
                             Ok((opened, m))
                         }) {
                         Ok((opened, m)) => {
@@ -518,9 +518,9 @@ impl Report {
 mod tests {
     use std::path::Path;
 
-    use edgeclr_models::embed::TractEmbedder;
-    use edgeclr_models::encoder::{Architecture, EncoderConfig};
-    use edgeclr_models::export::onnx::{self, Batch};
+    use edgeclr_runtime::embed::TractEmbedder;
+    use edgeclr_learn::encoder::{Architecture, EncoderConfig};
+    use edgeclr_learn::export::onnx::{self, Batch};
 
     use super::*;
     use crate::sink::memory::MemorySink;
@@ -544,7 +544,7 @@ mod tests {
         let sinks = vec![SinkWorker::spawn(Box::new(memory.clone()), sink_capacity)];
         let pre = Preprocess {
             size,
-            normalize: edgeclr_models::augment::normalize::Normalize::CIFAR10,
+            normalize: edgeclr_artifact::normalize::Normalize::CIFAR10,
         };
         let r = run(
             Box::new(SyntheticSource::new(settings)),

@@ -9,15 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::RgbImage;
-use edgeclr_models::device::select_device;
-use edgeclr_models::embed::{self, Embedder, Preprocess};
-use edgeclr_models::export::ArtifactKind;
+use edgeclr_artifact::RgbImage;
+use edgeclr_runtime::embed::{self, Embedder, Preprocess};
+use edgeclr_artifact::ArtifactKind;
 use serde::Serialize;
 
 use crate::config::{ArtifactChoice, DeviceConfig};
-use crate::finetune::slots;
-use crate::finetune::trainer::{Sample, Trainer, TrainerConfig};
+use crate::slots;
 use crate::source::{self, CaptureSettings};
 use crate::stats::{Status, Window};
 
@@ -198,7 +196,7 @@ pub fn run(
         .map(|(c, _)| *c);
     if let (Some(dir), Some(choice)) = (state, preferred) {
         let text = serde_json::to_string(&choice)?;
-        edgeclr_models::checkpoint::write_atomic(
+        edgeclr_artifact::atomic::write_atomic(
             &dir.join("artifact"),
             text.trim_matches('"').as_bytes(),
         )?;
@@ -206,62 +204,7 @@ pub fn run(
 
     // One fine-tuning step on the backend the profile selects.
     checks.push(check("finetune-step", || {
-        let Some(recipe) = manifest.recipe.clone() else {
-            return Ok(Outcome::Skipped("the model carries no burn weights (export without them)".into()));
-        };
-        let selected = select_device(cfg.finetune.device)?;
-        // Without camera frames (that check failed) the backend is still tested, on the
-        // synthetic source's frames.
-        let synthetic: Vec<(u64, RgbImage)> = if decoded.len() < 2 {
-            let settings = CaptureSettings {
-                width: 320,
-                height: 240,
-                fps: 30.0,
-                as_fast_as_possible: true,
-                max_frames: Some(8),
-                looped: false,
-            };
-            let mut src = crate::source::synthetic::SyntheticSource::new(settings);
-            let mut v = Vec::new();
-            while let Ok(f) = crate::source::FrameSource::next_frame(&mut src) {
-                v.push((f.id, f.to_rgb()?));
-            }
-            v
-        } else {
-            Vec::new()
-        };
-        let images: Vec<Sample> = decoded
-            .iter()
-            .chain(&synthetic)
-            .take(8)
-            .map(|(id, f)| Sample {
-                frame_id: *id * 100,
-                image: Arc::new(crate::finetune::downscale(f, 2 * size)),
-            })
-            .collect();
-        if images.len() < 2 {
-            bail!("fewer than two decoded frames to train on");
-        }
-        let head = model.join(ArtifactKind::BurnHead.file_name());
-        let mut t = Trainer::new(
-            &recipe,
-            &model.join(ArtifactKind::BurnEncoder.file_name()),
-            head.exists().then_some(head.as_path()),
-            size,
-            TrainerConfig {
-                batch: images.len(),
-                ..cfg.finetune.trainer.clone()
-            },
-            &selected.device,
-        )?;
-        let r = t.step(&images);
-        if !r.loss.is_finite() {
-            bail!("{}: non-finite loss {}", selected.description, r.loss);
-        }
-        Ok(Outcome::Ran(
-            format!("{}: loss {:.4}, {:.0} ms for {} frames", selected.description, r.loss, r.ms, images.len()),
-            serde_json::json!({"backend": selected.description, "loss": r.loss, "ms": r.ms, "batch": images.len()}),
-        ))
+        finetune_step(cfg, &manifest, model, &decoded, size)
     }));
 
     // The status screen.
@@ -389,4 +332,86 @@ impl Selftest {
         s += if self.ok { "PASS\n" } else { "FAIL\n" };
         s
     }
+}
+
+/// One fine-tuning step on the backend the profile selects, on the decoded camera frames
+/// (or the synthetic source's when the camera gave none).
+#[cfg(feature = "finetune")]
+fn finetune_step(
+    cfg: &DeviceConfig,
+    manifest: &edgeclr_artifact::Manifest,
+    model: &Path,
+    decoded: &[(u64, RgbImage)],
+    size: usize,
+) -> Result<Outcome> {
+    use crate::finetune::trainer::{Sample, Trainer, TrainerConfig};
+    let Some(recipe) = edgeclr_learn::export::recipe_of(manifest)? else {
+        return Ok(Outcome::Skipped("the model carries no burn weights (export without them)".into()));
+    };
+    let selected = crate::finetune::select_backend(cfg.finetune.device)?;
+    // Without camera frames (that check failed) the backend is still tested, on the
+    // synthetic source's frames.
+    let synthetic: Vec<(u64, RgbImage)> = if decoded.len() < 2 {
+        let settings = CaptureSettings {
+            width: 320,
+            height: 240,
+            fps: 30.0,
+            as_fast_as_possible: true,
+            max_frames: Some(8),
+            looped: false,
+        };
+        let mut src = crate::source::synthetic::SyntheticSource::new(settings);
+        let mut v = Vec::new();
+        while let Ok(f) = crate::source::FrameSource::next_frame(&mut src) {
+            v.push((f.id, f.to_rgb()?));
+        }
+        v
+    } else {
+        Vec::new()
+    };
+    let images: Vec<Sample> = decoded
+        .iter()
+        .chain(&synthetic)
+        .take(8)
+        .map(|(id, f)| Sample {
+            frame_id: *id * 100,
+            image: Arc::new(crate::frame::downscale(f, 2 * size)),
+        })
+        .collect();
+    if images.len() < 2 {
+        bail!("fewer than two decoded frames to train on");
+    }
+    let head = model.join(ArtifactKind::BurnHead.file_name());
+    let mut t = Trainer::new(
+        &recipe,
+        &model.join(ArtifactKind::BurnEncoder.file_name()),
+        head.exists().then_some(head.as_path()),
+        size,
+        TrainerConfig {
+            batch: images.len(),
+            ..cfg.finetune.trainer.clone()
+        },
+        &selected.device,
+    )?;
+    let r = t.step(&images);
+    if !r.loss.is_finite() {
+        bail!("{}: non-finite loss {}", selected.description, r.loss);
+    }
+    Ok(Outcome::Ran(
+        format!("{}: loss {:.4}, {:.0} ms for {} frames", selected.description, r.loss, r.ms, images.len()),
+        serde_json::json!({"backend": selected.description, "loss": r.loss, "ms": r.ms, "batch": images.len()}),
+    ))
+}
+
+#[cfg(not(feature = "finetune"))]
+fn finetune_step(
+    _: &DeviceConfig,
+    _: &edgeclr_artifact::Manifest,
+    _: &Path,
+    _: &[(u64, RgbImage)],
+    _: usize,
+) -> Result<Outcome> {
+    Ok(Outcome::Skipped(
+        "this edgeclr-device is built without the `finetune` feature (inference only)".into(),
+    ))
 }

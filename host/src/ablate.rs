@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use edgeclr_models::checkpoint::write_atomic;
-use edgeclr_models::head::HeadKind;
+use edgeclr_artifact::atomic::write_atomic;
+use edgeclr_learn::head::HeadKind;
 use serde_json::json;
 use tracing::info;
 
@@ -79,8 +79,8 @@ fn rows(table: Table) -> Vec<(&'static str, Box<dyn Fn(&mut PretrainArgs)>)> {
 /// kNN on the projection `z = g(f(x))` of a finished row (the paper's h-vs-z comparison).
 fn knn_on_projection(row: &PretrainArgs) -> Result<crate::eval::knn::Accuracy> {
     use burn::module::Module;
-    use edgeclr_models::checkpoint::CheckpointDir;
-    use edgeclr_models::device::select_device;
+    use edgeclr_learn::checkpoint::CheckpointDir;
+    use edgeclr_learn::device::select_device;
 
     use crate::data::{self, Split};
     use crate::eval::{features, knn};

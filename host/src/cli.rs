@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use edgeclr_models::device::DeviceChoice;
-use edgeclr_models::encoder::{Architecture, Stem};
-use edgeclr_models::head::HeadKind;
-use edgeclr_models::optim::LrScaling;
+use edgeclr_learn::device::DeviceChoice;
+use edgeclr_learn::encoder::{Architecture, Stem};
+use edgeclr_learn::head::HeadKind;
+use edgeclr_learn::optim::LrScaling;
 
 use crate::data::DatasetKind;
 

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::SimclrConfig;
-use edgeclr_models::augment::AugmentConfig;
-use edgeclr_models::device::DeviceChoice;
-use edgeclr_models::loss::{LossConfig, MarginLossConfig, NtLogisticLossConfig, NtXentLossConfig};
-use edgeclr_models::optim::{LarsConfig, LrScaling, OptimizerConfig};
+use edgeclr_learn::SimclrConfig;
+use edgeclr_learn::augment::AugmentConfig;
+use edgeclr_learn::device::DeviceChoice;
+use edgeclr_learn::loss::{LossConfig, MarginLossConfig, NtLogisticLossConfig, NtXentLossConfig};
+use edgeclr_learn::optim::{LarsConfig, LrScaling, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{LossKind, OptimizerKind, PretrainArgs};

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::checkpoint::write_atomic;
-use edgeclr_models::embed::{self, Embedder};
+use edgeclr_artifact::atomic::write_atomic;
+use edgeclr_runtime::embed::{self, Embedder};
 use rayon::prelude::*;
 use tracing::info;
 
@@ -48,7 +48,7 @@ pub struct EmbedArgs {
 
 /// A whole `.npy` file: header for `descr`/`shape`, then the little-endian `data`.
 fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut out = edgeclr_models::npy::header(descr, shape);
+    let mut out = edgeclr_artifact::npy::header(descr, shape);
     out.extend_from_slice(data);
     out
 }

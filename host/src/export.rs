@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
-use edgeclr_models::RgbImage;
-use edgeclr_models::augment::AugmentConfig;
-use edgeclr_models::checkpoint::{CheckpointDir, save_weights};
-use edgeclr_models::embed::TractEmbedder;
-use edgeclr_models::encoder::ResNet;
-use edgeclr_models::export::manifest::{
+use edgeclr_artifact::RgbImage;
+use edgeclr_learn::augment::AugmentConfig;
+use edgeclr_learn::checkpoint::{CheckpointDir, save_weights};
+use edgeclr_runtime::embed::TractEmbedder;
+use edgeclr_learn::encoder::ResNet;
+use edgeclr_artifact::manifest::{
     Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, Source, sha256_file,
 };
-use edgeclr_models::export::{
+use edgeclr_learn::export::recipe::to_json;
+use edgeclr_learn::export::{
     Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity,
     write_artifacts,
 };
@@ -190,7 +191,7 @@ fn calibration_sets(
 /// or the head of its latest checkpoint for runs made before it was saved) — into `out`.
 fn finetune_weights(
     run: &Path,
-    recipe: &edgeclr_models::SimclrConfig,
+    recipe: &edgeclr_learn::SimclrConfig,
     out: &Path,
     device: &Device,
 ) -> Result<Vec<Artifact>> {
@@ -416,7 +417,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         producer: format!("edgeclr {}", env!("CARGO_PKG_VERSION")),
-        encoder: cfg.simclr.encoder.clone(),
+        encoder: to_json(&cfg.simclr.encoder),
         output_dim: net.output_dim(),
         input: InputSpec {
             size,
@@ -431,7 +432,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             model_version: format!("{run_name}-{}", &weights_sha256[..8]),
             weights_sha256,
         },
-        recipe: Some(cfg.simclr.clone()),
+        recipe: Some(to_json(&cfg.simclr)),
     };
     manifest.save(&args.out)?;
     if args.json {

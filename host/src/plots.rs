@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{Context, Result, anyhow};
-use edgeclr_models::checkpoint::write_atomic;
+use edgeclr_artifact::atomic::write_atomic;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 

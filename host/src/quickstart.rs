@@ -258,7 +258,7 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
                    "latency_p99_ms": device["latency_p99_ms"], "peak_rss_mib": device["peak_rss_mib"]},
         "seconds": started.elapsed().as_secs_f64(),
     });
-    edgeclr_models::checkpoint::write_atomic(
+    edgeclr_artifact::atomic::write_atomic(
         &out.join("quickstart.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;

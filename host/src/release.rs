@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::bundle::{
+use edgeclr_release::bundle::{
     self, BundleManifest, FORMAT_VERSION, InstallRoot, file_entry, read_signing_key,
     read_verifying_key,
 };
-use edgeclr_models::export::Manifest;
+use edgeclr_artifact::Manifest;
 use tracing::{info, warn};
 
 /// `edgeclr keygen`.
@@ -77,6 +77,15 @@ pub struct FlashArgs {
     /// Frame source for the self-test (default: the board profile's camera).
     #[arg(long)]
     pub selftest_source: Option<String>,
+    /// Status screen for the self-test (default: the board profile's), e.g. `none` for a board
+    /// without its screen attached.
+    #[arg(long)]
+    pub selftest_display: Option<String>,
+    /// `dir:` targets: the program that runs the board's binary on this machine, split on
+    /// spaces (`qemu-aarch64-static -L /usr/aarch64-linux-gnu` for an ARM bundle on x86).
+    /// Explicit rather than binfmt_misc, which needs root and a kernel that allows it.
+    #[arg(long)]
+    pub runner: Option<String>,
     /// Restart this systemd service before the self-test (ssh targets; empty to skip).
     #[arg(long, default_value = "edgeclr-device")]
     pub service: String,
@@ -189,7 +198,7 @@ fn stripped(bin: Vec<u8>) -> Result<Vec<u8>> {
 
 /// The systemd unit for a release installed under /opt/edgeclr.
 fn unit_for(board: &str) -> String {
-    edgeclr_models::boards::SYSTEMD_UNIT
+    edgeclr_artifact::boards::SYSTEMD_UNIT
         .lines()
         .map(|l| {
             if l.starts_with("ExecStart=") {
@@ -208,7 +217,7 @@ fn unit_for(board: &str) -> String {
 /// Runs `edgeclr bundle`.
 pub fn bundle(args: &BundleArgs) -> Result<()> {
     let (triple, profile) =
-        edgeclr_models::boards::board(&args.board).map_err(anyhow::Error::msg)?;
+        edgeclr_artifact::boards::board(&args.board).map_err(anyhow::Error::msg)?;
     let export = args
         .export
         .clone()
@@ -226,14 +235,13 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
     }
     let binary = match &args.device_binary {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no folder for the edgeclr binary")?
-            .join("edgeclr-device"),
+        None => default_device_binary(triple)?,
     };
     let bin = std::fs::read(&binary).with_context(|| {
         format!(
-            "reading the device binary {}; build it (`cargo build --release -p edgeclr-firmware`, or `cargo zigbuild --target {triple}` for the board) and pass --device-binary",
+            "reading the device binary {} for {triple}; build it with `.ci/build-arm` (aarch64: \
+             Debian's cross toolchain) or `cargo build --release -p edgeclr-firmware --target \
+             {triple}`, or pass --device-binary",
             binary.display()
         )
     })?;
@@ -250,7 +258,7 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
     let bin = if args.no_strip { bin } else { stripped(bin)? };
     let mut files: Vec<(String, Vec<u8>, u32)> = vec![("bin/edgeclr-device".into(), bin, 0o755)];
     let mut model_files: Vec<String> = model.artifacts.iter().map(|a| a.file.clone()).collect();
-    model_files.push(edgeclr_models::export::manifest::MANIFEST.into());
+    model_files.push(edgeclr_artifact::manifest::MANIFEST.into());
     for f in model_files {
         let bytes = std::fs::read(export.join(&f))?;
         files.push((format!("model/{f}"), bytes, 0o644));
@@ -287,7 +295,7 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
     let key = args.sign_key.as_deref().map(read_signing_key).transpose()?;
     let mut tar = Vec::new();
     bundle::write_tar(&mut tar, &manifest, &files, key.as_ref())?;
-    edgeclr_models::checkpoint::write_atomic(&args.out, &tar)?;
+    edgeclr_artifact::atomic::write_atomic(&args.out, &tar)?;
     println!(
         "bundle {} for {} ({triple}, glibc ≥ {}): {} files, {} bytes{} → {}",
         version,
@@ -454,9 +462,34 @@ impl Drop for Staging {
     }
 }
 
+/// The `edgeclr-device` built beside this `edgeclr` for `triple`: `target/<profile>/` for this
+/// machine's architecture, `target/<triple>/<profile>/` for another (a cross build into the
+/// same target folder), the `ship` profile when it is newer than `release`.
+fn default_device_binary(triple: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no folder for the edgeclr binary")?;
+    let target = dir.parent().context("no target folder above the edgeclr binary")?;
+    let (ship, release) = if triple.split('-').next() == Some(std::env::consts::ARCH) {
+        (target.join("ship/edgeclr-device"), dir.join("edgeclr-device"))
+    } else {
+        let folder = target.join(triple);
+        (folder.join("ship/edgeclr-device"), folder.join("release/edgeclr-device"))
+    };
+    // The `ship` profile (LTO, stripped) when it is the newer build.
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Ok(match (modified(&ship), modified(&release)) {
+        (Some(s), Some(r)) if s >= r => ship,
+        (Some(_), None) => ship,
+        _ => release,
+    })
+}
+
 /// Runs `edgeclr flash`.
 pub fn flash(args: &FlashArgs) -> Result<()> {
     let target: Target = args.to.parse().map_err(anyhow::Error::msg)?;
+    if args.runner.is_some() && !matches!(target, Target::Dir(_)) {
+        bail!("--runner applies to dir: targets; an ssh board runs its own binary");
+    }
     match &target {
         Target::Dir(root) => flash_dir(args, root),
         Target::Ssh { dest, port, root } => flash_ssh(
@@ -471,7 +504,7 @@ pub fn flash(args: &FlashArgs) -> Result<()> {
     }
 }
 
-fn selftest_command(bin: &str, root: &str, source: Option<&str>) -> Vec<String> {
+fn selftest_command(bin: &str, root: &str, source: Option<&str>, display: Option<&str>) -> Vec<String> {
     let mut v = vec![
         bin.to_string(),
         "selftest".into(),
@@ -486,6 +519,9 @@ fn selftest_command(bin: &str, root: &str, source: Option<&str>) -> Vec<String> 
     ];
     if let Some(s) = source {
         v.extend(["--source".into(), s.into()]);
+    }
+    if let Some(d) = display {
+        v.extend(["--display".into(), d.into()]);
     }
     v
 }
@@ -504,11 +540,17 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
     info!("staged {} for {}", m.version, m.board);
     root.switch(&m.version)?;
     let root_s = root_path.display().to_string();
-    let cmd = selftest_command(
+    let mut cmd: Vec<String> = args
+        .runner
+        .as_deref()
+        .map(|r| r.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    cmd.extend(selftest_command(
         &format!("{root_s}/current/bin/edgeclr-device"),
         &root_s,
         args.selftest_source.as_deref(),
-    );
+        args.selftest_display.as_deref(),
+    ));
     let out = Command::new(&cmd[0]).args(&cmd[1..]).output();
     let (ok, text) = match out {
         Ok(o) => (
@@ -641,7 +683,12 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
             );
         }
     }
-    let cmd = selftest_command(&current_bin, root, args.selftest_source.as_deref());
+    let cmd = selftest_command(
+        &current_bin,
+        root,
+        args.selftest_source.as_deref(),
+        args.selftest_display.as_deref(),
+    );
     let (ok, text) = ssh.run(&cmd.iter().map(|c| q(c)).collect::<Vec<_>>().join(" "))?;
     print!("{text}");
     if !ok {

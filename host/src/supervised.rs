@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use edgeclr_models::augment::AugmentConfig;
-use edgeclr_models::checkpoint::write_atomic;
-use edgeclr_models::device::{DeviceChoice, select_device};
-use edgeclr_models::encoder::{Architecture, EncoderConfig};
+use edgeclr_learn::augment::AugmentConfig;
+use edgeclr_artifact::atomic::write_atomic;
+use edgeclr_learn::device::{DeviceChoice, select_device};
+use edgeclr_learn::encoder::{Architecture, EncoderConfig};
 use serde_json::json;
 use tracing::info;
 

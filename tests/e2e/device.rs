@@ -186,7 +186,7 @@ fn corrupt_frames_are_skipped_and_bad_sources_named() {
     assert!(
         err.contains("/dev/video-missing")
             && (err.contains("v4l2-ctl --list-devices")
-                || err.contains("without the `v4l` feature")),
+                || err.contains("without the `camera` feature")),
         "{err}"
     );
     let out = run(
@@ -403,4 +403,50 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
         read_json(&fail.join("selftest.json"))["checks"][0]["ok"],
         false
     );
+}
+
+/// Every shipped board profile starts with the default build and a synthetic camera, and a
+/// screen that is not there (no `/dev/i2c-1`, no `/dev/fb0` on a CI machine) is logged once
+/// and the runtime goes on headless: embeddings never wait for a display.
+#[test]
+fn every_board_profile_starts_headless_when_its_screen_is_missing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let boards = repo_root().join("hardware/boards");
+    let mut names: Vec<String> = std::fs::read_dir(&boards)
+        .expect("hardware/boards")
+        .filter_map(|e| {
+            let p = e.expect("dir entry").path();
+            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["jetson-nano", "jetson-orin-nano", "rpi4", "rpi5", "x86-dev"],
+        "a new profile belongs in this test"
+    );
+    for name in &names {
+        let jsonl = tmp.path().join(format!("{name}.jsonl"));
+        let sink = format!("jsonl:{}", path(&jsonl));
+        let out = Command::new(binary("edgeclr-device"))
+            .args(["run", "--board", name, "--model", path(&model)])
+            .args(["--source", "synthetic", "--frames", "20", "--sink", &sink])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("spawn edgeclr-device");
+        assert_success(&out);
+        let lines = std::fs::read_to_string(&jsonl).expect("sink written").lines().count();
+        assert!(lines > 0, "{name}: no embeddings reached the sink");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let headless = stderr.matches("running headless").count();
+        let profile = std::fs::read_to_string(boards.join(format!("{name}.toml"))).expect("profile");
+        let has_screen = ["ssd1306:", "fb:"].iter().any(|t| profile.contains(&format!("target = \"{t}")));
+        let present = ["/dev/i2c-1", "/dev/fb0"].iter().any(|d| Path::new(d).exists());
+        if has_screen && !present {
+            assert_eq!(headless, 1, "{name}: the missing screen is logged once:\n{stderr}");
+        } else if !has_screen {
+            assert_eq!(headless, 0, "{name}: no screen configured:\n{stderr}");
+        }
+    }
 }

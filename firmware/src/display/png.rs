@@ -92,7 +92,7 @@ impl PngScreen {
 impl Screen for PngScreen {
     fn show(&mut self, s: &Status) -> Result<(), String> {
         let Ok(()) = draw_status(&mut self.canvas, s);
-        edgeclr_models::checkpoint::write_atomic(&self.path, &self.canvas.to_png())
+        edgeclr_artifact::atomic::write_atomic(&self.path, &self.canvas.to_png())
             .map_err(|e| e.to_string())
     }
 }

@@ -9,196 +9,54 @@
 //! with a `duty_cycle` share of the time. Every `update_every` steps it exports the encoder
 //! into a new slot ([`slots`]) with the same writer as `edgeclr export` (int8 re-calibrated on
 //! replay frames), measures it against the running model on the held-out frames
-//! ([`edgeclr_models::health`]) and promotes it only when it is no worse; the pipeline notices
+//! ([`edgeclr_runtime::health`]) and promotes it only when it is no worse; the pipeline notices
 //! the pointer move and hot-swaps ([`crate::live`]). A rejected candidate is deleted and
 //! training restarts from the running model's weights.
 
 pub mod negatives;
 pub mod replay;
-pub mod slots;
 pub mod trainer;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::RgbImage;
-use edgeclr_models::augment::{AugmentConfig, BatchBuilder};
-use edgeclr_models::checkpoint::CheckpointDir;
-use edgeclr_models::device::{DeviceChoice, select_device};
-use edgeclr_models::embed::Preprocess;
-use edgeclr_models::export::manifest::{Artifact, Source};
-use edgeclr_models::export::{ArtifactKind, Manifest, QuantConfig, write_artifacts};
-use edgeclr_models::health::{self, Health, Tolerance};
+use edgeclr_artifact::manifest::{Artifact, Source};
+use edgeclr_artifact::{ArtifactKind, Manifest, Preprocess, RgbImage};
+use edgeclr_learn::augment::{AugmentConfig, BatchBuilder};
+use edgeclr_learn::checkpoint::CheckpointDir;
+use edgeclr_learn::device::{DeviceChoice, SelectedDevice, select_device};
+use edgeclr_learn::export::recipe::to_json;
+use edgeclr_learn::export::{QuantConfig, recipe_of, write_artifacts};
+use edgeclr_runtime::health::{self, Health};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::ArtifactChoice;
+use crate::config::finetune::{FinetuneSection, TrainDevice};
+use crate::learner::{Decision, FinetuneReport, Learner, Offer, Progress};
 use crate::queue::{Receiver, Recv};
+use crate::slots::Slots;
 use crate::stats::Window;
 use replay::ReplayBuffer;
-use slots::Slots;
-use trainer::{Sample, Trainer, TrainerConfig};
+use trainer::{Sample, Trainer};
 
-/// `[finetune]` of a board profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FinetuneSection {
-    /// Fine-tune while running (`--finetune` turns it on).
-    pub enabled: bool,
-    /// `auto` (GPU through wgpu if present, else CPU), `cpu` or `wgpu`.
-    pub device: DeviceChoice,
-    /// CPU threads the trainer may use (its own rayon pool).
-    pub threads: usize,
-    /// Share of wall time spent training (0–1]; the rest it sleeps.
-    pub duty_cycle: f64,
-    /// Training resolution; default: the model's input size.
-    pub image_size: Option<usize>,
-    /// Frames kept for replay.
-    pub replay_capacity: usize,
-    /// Held-out frames for judging candidates.
-    pub holdout_capacity: usize,
-    /// Every n-th admitted frame goes to the held-out set.
-    pub holdout_every: u64,
-    /// Every n-th embedded frame is offered to the fine-tuner.
-    pub sample_every: u64,
-    /// Share of each batch taken from the newest live frames (the rest is replayed).
-    pub live_fraction: f64,
-    /// Steps between candidates.
-    pub update_every: u64,
-    /// Unreferenced slots kept besides current and previous.
-    pub keep_slots: usize,
-    /// The trainer.
-    pub trainer: TrainerConfig,
-    /// How much worse a candidate may be.
-    pub tolerance: Tolerance,
-    /// A labelled probe set (CIFAR-10 binary folder) for kNN in the candidate check.
-    pub probe: Option<PathBuf>,
-}
-
-impl Default for FinetuneSection {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            device: DeviceChoice::Auto,
-            threads: 1,
-            duty_cycle: 0.25,
-            image_size: None,
-            replay_capacity: 256,
-            holdout_capacity: 48,
-            holdout_every: 5,
-            sample_every: 2,
-            live_fraction: 0.25,
-            update_every: 25,
-            keep_slots: 1,
-            trainer: TrainerConfig::default(),
-            tolerance: Tolerance::default(),
-            probe: None,
-        }
-    }
-}
-
-impl FinetuneSection {
-    /// Checks ranges.
-    ///
-    /// # Errors
-    /// Names the field and its valid range.
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |f: &str, want: &str| Err(format!("[finetune] {f} must be {want}"));
-        if !(self.duty_cycle > 0.0 && self.duty_cycle <= 1.0) {
-            return bad("duty_cycle", "in (0, 1]");
-        }
-        if self.trainer.batch < 2 {
-            return bad("trainer.batch", "at least 2");
-        }
-        if self.replay_capacity < self.trainer.batch {
-            return bad("replay_capacity", "at least trainer.batch");
-        }
-        if self.holdout_capacity < 4 || self.holdout_every < 2 {
-            return bad("holdout_capacity / holdout_every", "≥ 4 / ≥ 2");
-        }
-        if self.sample_every == 0 || self.update_every == 0 || self.threads == 0 {
-            return bad("sample_every, update_every and threads", "≥ 1");
-        }
-        if !(0.0..=1.0).contains(&self.live_fraction) {
-            return bad("live_fraction", "in [0, 1]");
-        }
-        Ok(())
-    }
-}
-
-/// A frame offered by an embedding worker.
-#[derive(Debug)]
-pub struct Offer {
-    /// Stream frame id.
-    pub frame_id: u64,
-    /// The frame, downscaled to training scale.
-    pub image: Arc<RgbImage>,
-    /// Its embedding from the running model (replay admission key).
-    pub key: Vec<f32>,
-}
-
-/// One candidate's judgement.
-#[derive(Debug, Clone, Serialize)]
-pub struct Decision {
-    /// Trainer step.
-    pub step: u64,
-    /// Candidate version.
-    pub candidate: String,
-    /// Running version it was compared with.
-    pub running: String,
-    /// Promoted?
-    pub accepted: bool,
-    /// Why not.
-    pub reasons: Vec<String>,
-    /// Candidate health on the held-out frames.
-    pub candidate_health: Option<Health>,
-    /// Running model's health on the same frames.
-    pub running_health: Option<Health>,
-    /// The factory (shipped) model's health on the same frames, when it is not the running one.
-    pub factory_health: Option<Health>,
-    /// Export time, ms.
-    pub export_ms: f64,
-    /// Evaluation time, ms.
-    pub eval_ms: f64,
-}
-
-/// What fine-tuning did in a run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FinetuneReport {
-    /// Backend description.
-    pub backend: String,
-    /// Steps taken in this run.
-    pub steps: u64,
-    /// Step time p50, ms.
-    pub step_p50_ms: f32,
-    /// Mean loss of the first 10 steps of the run.
-    pub loss_first: f32,
-    /// Mean loss of the last 10 steps.
-    pub loss_last: f32,
-    /// Frames the embedding workers offered to the fine-tuner.
-    pub frames_offered: u64,
-    /// Replay entries at the end.
-    pub replay_len: usize,
-    /// Held-out entries at the end.
-    pub holdout_len: usize,
-    /// Candidates judged.
-    pub decisions: Vec<Decision>,
-    /// Share of wall time spent working.
-    pub busy_fraction: f64,
-}
-
-/// Live numbers for the status screen.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    /// Last loss.
-    pub loss: Option<f32>,
+/// The burn device for a profile's `[finetune] device`.
+///
+/// # Errors
+/// When `wgpu` is asked for and this build has no GPU backend or no adapter starts.
+pub fn select_backend(d: TrainDevice) -> Result<SelectedDevice> {
+    let choice = match d {
+        TrainDevice::Auto => DeviceChoice::Auto,
+        TrainDevice::Cpu => DeviceChoice::Cpu,
+        TrainDevice::Wgpu => DeviceChoice::Wgpu,
+    };
+    Ok(select_device(choice)?)
 }
 
 /// The fine-tuning worker.
@@ -273,7 +131,7 @@ pub fn health_of(
     augment: &AugmentConfig,
     probe: Option<&Probe>,
 ) -> Result<Health> {
-    let opened = edgeclr_models::embed::open(path)?;
+    let opened = edgeclr_runtime::embed::open(path)?;
     let e = &opened.embedder;
     let size = opened.manifest.input.size;
     let preprocess = Preprocess::from_manifest(&opened.manifest);
@@ -306,21 +164,6 @@ pub fn health_of(
     Ok(h)
 }
 
-/// The file the pipeline runs for `choice` in a slot folder.
-pub fn model_file(dir: &Path, manifest: &Manifest, choice: ArtifactChoice) -> PathBuf {
-    let kind = match choice {
-        ArtifactChoice::Int8 if manifest.artifact(ArtifactKind::OnnxInt8Qlinear).is_some() => {
-            ArtifactKind::OnnxInt8Qlinear
-        }
-        _ => edgeclr_models::embed::DEFAULT_PREFERENCE
-            .iter()
-            .copied()
-            .find(|k| manifest.artifact(*k).is_some())
-            .unwrap_or(ArtifactKind::OnnxFp32),
-    };
-    dir.join(kind.file_name())
-}
-
 impl Finetuner {
     /// Prepares fine-tuning from the current slot (or a checkpoint of an earlier run), with the
     /// shipped model in `factory` as the distillation teacher.
@@ -338,7 +181,7 @@ impl Finetuner {
             bail!("{} holds no model that loads", slots.root().display());
         };
         let dir = slots.dir(&current);
-        let recipe = manifest.recipe.clone().with_context(|| {
+        let recipe = recipe_of(&manifest)?.with_context(|| {
             format!(
                 "{} has no SimCLR recipe in its manifest: fine-tuning needs a model exported by edgeclr ≥ 0.1 with its burn weights (edgeclr export)",
                 dir.display()
@@ -351,7 +194,7 @@ impl Finetuner {
                 factory.display()
             );
         }
-        let selected = select_device(section.device)?;
+        let selected = select_backend(section.device)?;
         info!("fine-tuning on {}", selected.description);
         let size = section.image_size.unwrap_or(manifest.input.size);
         let checkpoints = CheckpointDir::new(slots.root().join("train"), 2);
@@ -382,7 +225,7 @@ impl Finetuner {
             }
         };
         let preprocess = Preprocess::from_manifest(&manifest);
-        let section_augment = section.trainer.augment(size, &recipe);
+        let section_augment = trainer::augment(&section.trainer, size, &recipe);
         let probe = match &section.probe {
             Some(p) => Some(read_probe(p, &preprocess)?),
             None => None,
@@ -407,11 +250,6 @@ impl Finetuner {
             augment: section_augment,
             progress: Arc::default(),
         })
-    }
-
-    /// Every n-th frame to offer.
-    pub fn sample_every(&self) -> u64 {
-        self.section.sample_every
     }
 
     /// Exports the trainer's encoder into a new complete slot; returns its name.
@@ -457,7 +295,7 @@ impl Finetuner {
                 weights_sha256,
                 model_version: version,
             },
-            recipe: Some(self.trainer.recipe().clone()),
+            recipe: Some(to_json(self.trainer.recipe())),
             ..self.base.clone()
         };
         manifest.save(&dir)?;
@@ -555,7 +393,7 @@ impl Finetuner {
 
     /// Runs until `stop`: admits offered frames, trains at the duty cycle, exports and judges
     /// candidates, promotes the good ones. Checkpoints the trainer when it stops.
-    pub fn run(mut self, offers: &Receiver<Offer>, stop: &AtomicBool) -> FinetuneReport {
+    fn work(mut self, offers: &Receiver<Offer>, stop: &AtomicBool) -> FinetuneReport {
         let started = Instant::now();
         let mut report = FinetuneReport {
             backend: self.backend.clone(),
@@ -712,57 +550,33 @@ impl Finetuner {
     }
 }
 
-/// Every `every`-th frame of a recording, downscaled to training scale for `size`-px models
-/// (short side `2·size`), with its frame id.
-///
-/// # Errors
-/// When the recording cannot be opened, a frame does not decode, or it holds no frame.
-pub fn recording_frames(
-    spec: &crate::source::SourceSpec,
-    size: usize,
-    every: usize,
-) -> Result<Vec<(u64, RgbImage)>> {
-    let mut src = crate::source::open(spec, crate::source::CaptureSettings::replay())?;
-    let mut frames = Vec::new();
-    while let Ok(f) = src.next_frame() {
-        if f.id as usize % every.max(1) == 0 {
-            frames.push((f.id, downscale(&f.to_rgb()?, 2 * size)));
-        }
+impl Learner for Finetuner {
+    fn sample_every(&self) -> u64 {
+        self.section.sample_every
     }
-    if frames.is_empty() {
-        bail!("{spec} has no frames");
-    }
-    Ok(frames)
-}
 
-/// Downscales `img` so its short side is `side` (area-averaging), for the replay buffer.
-pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
-    let (w, h) = (img.width(), img.height());
-    let short = w.min(h);
-    if short <= side {
-        return img.clone();
+    fn train_side(&self) -> usize {
+        self.train_side
     }
-    let (nw, nh) = ((w * side).div_ceil(short), (h * side).div_ceil(short));
-    let src = image::RgbImage::from_raw(w as u32, h as u32, img.as_bytes().to_vec())
-        .expect("sizes match");
-    let small = image::imageops::resize(
-        &src,
-        nw as u32,
-        nh as u32,
-        image::imageops::FilterType::Triangle,
-    );
-    RgbImage::new(nw, nh, small.into_raw()).expect("sizes match")
+
+    fn progress(&self) -> Arc<Mutex<Progress>> {
+        self.progress.clone()
+    }
+
+    fn run(self: Box<Self>, offers: &Receiver<Offer>, stop: &AtomicBool) -> FinetuneReport {
+        self.work(offers, stop)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::SourceSpec;
-    use edgeclr_models::SimclrConfig;
-    use edgeclr_models::checkpoint::save_weights;
-    use edgeclr_models::encoder::{Architecture, EncoderConfig};
-    use edgeclr_models::export::FoldedResNet;
-    use edgeclr_models::export::manifest::{FORMAT_VERSION, InputSpec};
+    use edgeclr_learn::SimclrConfig;
+    use edgeclr_learn::checkpoint::save_weights;
+    use edgeclr_learn::encoder::{Architecture, EncoderConfig};
+    use edgeclr_learn::export::FoldedResNet;
+    use edgeclr_artifact::manifest::{FORMAT_VERSION, InputSpec};
 
     const SIZE: usize = 16;
 
@@ -787,7 +601,7 @@ mod tests {
     fn write_model(
         dir: &Path,
         net: &FoldedResNet,
-        model: Option<(&SimclrConfig, &edgeclr_models::Simclr)>,
+        model: Option<(&SimclrConfig, &edgeclr_learn::Simclr)>,
         version: &str,
     ) {
         std::fs::create_dir_all(dir).expect("dir");
@@ -811,12 +625,12 @@ mod tests {
         Manifest {
             format_version: FORMAT_VERSION,
             producer: "test".into(),
-            encoder: EncoderConfig::new(Architecture::Resnet8),
+            encoder: to_json(&EncoderConfig::new(Architecture::Resnet8)),
             output_dim: net.output_dim(),
             input: InputSpec {
                 size: SIZE,
                 layout: "NCHW".into(),
-                normalize: edgeclr_models::augment::normalize::Normalize::CIFAR10,
+                normalize: edgeclr_artifact::normalize::Normalize::CIFAR10,
             },
             artifacts,
             quantization: None,
@@ -826,7 +640,7 @@ mod tests {
                 weights_sha256: String::new(),
                 model_version: version.into(),
             },
-            recipe: model.map(|(r, _)| r.clone()),
+            recipe: model.map(|(r, _)| to_json(r)),
         }
         .save(dir)
         .expect("manifest");
@@ -837,7 +651,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let device = burn::tensor::Device::flex();
         let recipe = SimclrConfig {
-            encoder: EncoderConfig::new(Architecture::Resnet8),
+            encoder: to_json(&EncoderConfig::new(Architecture::Resnet8)),
             ..SimclrConfig::default()
         };
         let model = recipe.init_model(&device);

@@ -10,82 +10,31 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use edgeclr_models::augment::{AugmentConfig, BatchBuilder};
-use edgeclr_models::checkpoint::{CheckpointDir, TrainState, load_weights, save_weights};
-use edgeclr_models::encoder::ResNet;
-use edgeclr_models::loss::{ContrastMask, NtXentLoss, NtXentLossConfig, l2_normalize};
-use edgeclr_models::optim::OptimizerConfig;
-use edgeclr_models::{RgbImage, Simclr, SimclrConfig};
+use edgeclr_learn::augment::{AugmentConfig, BatchBuilder};
+use edgeclr_learn::checkpoint::{CheckpointDir, TrainState, load_weights, save_weights};
+use edgeclr_learn::encoder::ResNet;
+use edgeclr_learn::loss::{ContrastMask, NtXentLoss, NtXentLossConfig, l2_normalize};
+use edgeclr_learn::optim::OptimizerConfig;
+use edgeclr_learn::{RgbImage, Simclr, SimclrConfig};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::negatives::NegativeQueue;
+pub use crate::config::finetune::TrainerConfig;
 
-/// What the trainer learns and how (`[finetune]` in the board profile holds these too).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainerConfig {
-    /// Frames per step (two views each).
-    pub batch: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    /// NT-Xent temperature.
-    pub temperature: f64,
-    /// Residual blocks trained at the end of the encoder; the stem and earlier blocks are
-    /// frozen.
-    pub trainable_blocks: usize,
-    /// Normalise with running BatchNorm statistics in the trained blocks too.
-    pub freeze_bn_stats: bool,
-    /// Weight of `1 − cos(h, h_host)` (0 disables distillation).
-    pub distill_weight: f64,
-    /// Frames of one stream at most this many frame ids apart count as temporal neighbours.
-    pub temporal_window: u64,
-    /// Temporal neighbours are extra positives (else they are only removed from the negatives).
-    pub temporal_positives: bool,
-    /// Projections kept as extra negatives.
-    pub queue_size: usize,
-    /// Queued projections older than this many steps are dropped.
-    pub queue_max_age: u64,
-    /// Colour distortion strength of the camera-frame augmentations.
-    pub color_strength: f32,
-    /// Seed of the augmentation RNG.
-    pub seed: u64,
-}
-
-impl Default for TrainerConfig {
-    fn default() -> Self {
-        Self {
-            batch: 32,
-            lr: 1e-4,
-            temperature: 0.2,
-            trainable_blocks: 1,
-            freeze_bn_stats: true,
-            distill_weight: 1.0,
-            temporal_window: 3,
-            temporal_positives: true,
-            queue_size: 256,
-            queue_max_age: 20,
-            color_strength: 0.5,
-            seed: 0,
-        }
+/// The camera-frame augmentations at `size`: the paper's ImageNet recipe (crop, flip,
+/// colour distortion, grayscale, blur) with a crop floor of 20 % of the frame — at 32–64 px
+/// an 8 % crop of a street scene is a handful of pixels — and the encoder's normalisation.
+pub fn augment(config: &TrainerConfig, size: usize, recipe: &SimclrConfig) -> AugmentConfig {
+    let mut a = AugmentConfig::default()
+        .with_image_size(size)
+        .with_color_strength(config.color_strength);
+    if let Some(c) = a.crop.as_mut() {
+        c.min_area = 0.2;
     }
-}
-
-impl TrainerConfig {
-    /// The camera-frame augmentations at `size`: the paper's ImageNet recipe (crop, flip,
-    /// colour distortion, grayscale, blur) with a crop floor of 20 % of the frame — at 32–64 px
-    /// an 8 % crop of a street scene is a handful of pixels — and the encoder's normalisation.
-    pub fn augment(&self, size: usize, recipe: &SimclrConfig) -> AugmentConfig {
-        let mut a = AugmentConfig::default()
-            .with_image_size(size)
-            .with_color_strength(self.color_strength);
-        if let Some(c) = a.crop.as_mut() {
-            c.min_area = 0.2;
-        }
-        a.normalize = recipe.augment.normalize;
-        a
-    }
+    a.normalize = recipe.augment.normalize;
+    a
 }
 
 /// One training frame.
@@ -394,7 +343,7 @@ impl Trainer {
 mod tests {
     use super::*;
     use burn::module::Param;
-    use edgeclr_models::encoder::{Architecture, EncoderConfig};
+    use edgeclr_learn::encoder::{Architecture, EncoderConfig};
 
     fn recipe() -> SimclrConfig {
         SimclrConfig {

@@ -90,7 +90,7 @@ fn assemble(path: &Path, rows_path: &Path, n: usize, dim: usize) -> std::io::Res
     let tmp = path.with_extension("npy.tmp");
     {
         let mut out = BufWriter::new(File::create(&tmp)?);
-        out.write_all(&edgeclr_models::npy::header("<f4", &[n, dim]))?;
+        out.write_all(&edgeclr_artifact::npy::header("<f4", &[n, dim]))?;
         let mut rows = File::open(rows_path)?;
         let mut buf = vec![0u8; 1 << 16];
         loop {

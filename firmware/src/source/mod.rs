@@ -2,12 +2,15 @@
 //! (cargo feature `v4l`), `mjpeg:FILE` replay, `folder:DIR` of images, `synthetic`.
 
 pub mod folder;
+pub mod recording;
 pub mod replay;
 pub mod synthetic;
-#[cfg(feature = "v4l")]
+#[cfg(feature = "camera")]
 pub mod v4l;
 
 use std::path::PathBuf;
+
+pub use recording::recording_frames;
 
 use crate::error::SourceError;
 use crate::frame::Frame;
@@ -129,12 +132,12 @@ pub fn open(
         SourceSpec::Mjpeg(p) => Box::new(replay::MjpegReplay::open(p, settings)?),
         SourceSpec::Folder(p) => Box::new(folder::FolderSource::open(p, settings)?),
         SourceSpec::Synthetic => Box::new(synthetic::SyntheticSource::new(settings)),
-        #[cfg(feature = "v4l")]
+        #[cfg(feature = "camera")]
         SourceSpec::V4l(p) => Box::new(v4l::V4lSource::open(p, settings)?),
-        #[cfg(not(feature = "v4l"))]
+        #[cfg(not(feature = "camera"))]
         SourceSpec::V4l(p) => {
             return Err(SourceError::Invalid(format!(
-                "{}: this edgeclr-device was built without the `v4l` feature; rebuild with default features (needs libclang) or use mjpeg:FILE",
+                "{}: this edgeclr-device was built without the `camera` feature (V4L2); rebuild with default features (needs libclang) or use mjpeg:FILE",
                 p.display()
             )));
         }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::RgbImage;
+use edgeclr_artifact::RgbImage;
 
 use super::{LabeledImages, Split};
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use edgeclr_models::RgbImage;
+use edgeclr_artifact::RgbImage;
 use image::imageops::FilterType;
 use rayon::prelude::*;
 use tracing::warn;

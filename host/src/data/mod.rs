@@ -5,7 +5,7 @@ pub mod folder;
 pub mod stl10;
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::RgbImage;
+use edgeclr_artifact::RgbImage;
 use std::path::Path;
 
 /// Which on-disk format `--data` points at.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use edgeclr_models::RgbImage;
+use edgeclr_artifact::RgbImage;
 
 use super::{LabeledImages, Split, UNLABELED};
 

@@ -2,9 +2,9 @@
 //! running statistics), L2-normalised.
 
 use burn::tensor::{Device, Tensor};
-use edgeclr_models::RgbImage;
-use edgeclr_models::augment::{AugmentConfig, stack_chw};
-use edgeclr_models::encoder::ResNet;
+use edgeclr_artifact::RgbImage;
+use edgeclr_learn::augment::{AugmentConfig, stack_chw};
+use edgeclr_learn::encoder::ResNet;
 use rayon::prelude::*;
 
 /// Row-major `[n, dim]` features.
@@ -28,7 +28,7 @@ impl Features {
     }
 }
 
-pub use edgeclr_models::loss::l2_normalize;
+pub use edgeclr_learn::loss::l2_normalize;
 
 /// Embeds `images` with `encoder` (an inference-mode module on `device`), in chunks.
 pub fn extract(

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use edgeclr_models::checkpoint::{load_weights, write_atomic};
-use edgeclr_models::device::{DeviceChoice, select_device};
-use edgeclr_models::encoder::ResNet;
+use edgeclr_learn::checkpoint::{load_weights, write_atomic};
+use edgeclr_learn::device::{DeviceChoice, select_device};
+use edgeclr_learn::encoder::ResNet;
 use serde_json::json;
 use tracing::info;
 

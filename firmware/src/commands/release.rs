@@ -1,0 +1,94 @@
+//! `edgeclr-device release`: the install-root operations `edgeclr flash` runs on the board.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use edgeclr_release::bundle::{InstallRoot, read_verifying_key};
+
+/// `edgeclr-device release`.
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: ReleaseAction,
+    /// The install root (`releases/`, `current`, `previous`, `trusted.pub`).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// `stage`: the bundle tarball.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// `stage`: a public key the bundle must be signed with (besides `ROOT/trusted.pub`).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// `switch`, `abandon`: the release version.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// `prune`: releases to keep.
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+}
+
+/// Install-root actions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReleaseAction {
+    /// Unpack and verify a bundle into releases/<version> (current unchanged).
+    Stage,
+    /// Make a staged release current.
+    Switch,
+    /// Undo a release that failed its health check.
+    Abandon,
+    /// Swap current and previous.
+    Rollback,
+    /// Delete old releases.
+    Prune,
+    /// Print current and previous.
+    Status,
+}
+
+pub fn run(args: &ReleaseArgs) -> Result<()> {
+    let root = InstallRoot::new(&args.root);
+    let version = || {
+        args.version
+            .clone()
+            .context("--version is required for this action")
+    };
+    match args.action {
+        ReleaseAction::Stage => {
+            let bundle = args
+                .bundle
+                .as_ref()
+                .context("--bundle is required for stage")?;
+            let key = args.key.as_deref().map(read_verifying_key).transpose()?;
+            let m = root.stage(bundle, key.as_ref())?;
+            println!("staged {}", m.version);
+        }
+        ReleaseAction::Switch => {
+            let v = version()?;
+            root.switch(&v)?;
+            println!("current {v}");
+        }
+        ReleaseAction::Abandon => {
+            let v = version()?;
+            root.abandon(&v)?;
+            println!(
+                "abandoned {v}; current {}",
+                root.current().unwrap_or_default()
+            );
+        }
+        ReleaseAction::Rollback => {
+            let (from, to) = root.rollback()?;
+            println!("rolled back {from} -> {to}");
+        }
+        ReleaseAction::Prune => {
+            for r in root.prune(args.keep) {
+                println!("pruned {r}");
+            }
+        }
+        ReleaseAction::Status => println!(
+            "{}",
+            serde_json::json!({"current": root.current(), "previous": root.previous()})
+        ),
+    }
+    Ok(())
+}
+

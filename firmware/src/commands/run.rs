@@ -1,0 +1,296 @@
+//! `edgeclr-device run`: the board's main job — camera → embeddings → sinks, with the status
+//! screen, model slots that follow `current`, and on-device fine-tuning when built with it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use edgeclr_runtime::embed::{self, Embedder, Preprocess};
+use tracing::info;
+
+use super::model_path;
+use super::profile::ProfileArgs;
+use crate::config::finetune::TrainDevice;
+use crate::config::{ArtifactChoice, DeviceConfig};
+use crate::display::{self, DisplaySpec};
+use crate::live::LiveModel;
+use crate::pipeline;
+use crate::sink::{self, SinkSpec, SinkWorker};
+use crate::slots::{self, Slots};
+use crate::source::{self, CaptureSettings, SourceSpec};
+
+/// `edgeclr-device run`: a board profile, then `--config`, then flags.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Export folder from `edgeclr export` (or one model file in it).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Frame source: v4l:/dev/videoN, mjpeg:FILE (`-` = stdin), folder:DIR, synthetic.
+    #[arg(long)]
+    pub source: Option<SourceSpec>,
+    /// Embedding sink, repeatable: jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT.
+    #[arg(long)]
+    pub sink: Vec<SinkSpec>,
+    /// Status screen: none, png:FILE, fb:/dev/fbN, ssd1306:/dev/i2c-N.
+    #[arg(long)]
+    pub display: Option<DisplaySpec>,
+    /// fp32 or int8 model.
+    #[arg(long, value_enum)]
+    pub artifact: Option<ArtifactChoice>,
+    /// Embedding threads.
+    #[arg(long)]
+    pub embed_workers: Option<usize>,
+    /// Stop after N frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Stop after S seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Replay recordings as fast as possible instead of at their frame rate.
+    #[arg(long)]
+    pub as_fast_as_possible: bool,
+    /// Write the final report (JSON) here too.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Replay a recording in a loop (until --frames or --duration).
+    #[arg(long = "loop")]
+    pub looped: bool,
+    /// State directory: model slots (current/previous), fine-tuning checkpoints, decisions log.
+    /// With it, `--model` is installed as a slot on first use and the run follows `current`.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Fine-tune on the stream (needs --state).
+    #[arg(long)]
+    pub finetune: bool,
+    /// Fine-tuning backend: auto, cpu or wgpu.
+    #[arg(long, value_parser = clap::value_parser!(TrainDevice))]
+    pub finetune_device: Option<TrainDevice>,
+    /// Share of time spent fine-tuning, (0, 1].
+    #[arg(long)]
+    pub duty_cycle: Option<f64>,
+    /// Steps between candidate models.
+    #[arg(long)]
+    pub update_every: Option<u64>,
+    /// Frames per fine-tuning step.
+    #[arg(long)]
+    pub finetune_batch: Option<usize>,
+    /// Weight of the distillation term toward the shipped encoder (0 disables it).
+    #[arg(long)]
+    pub distill_weight: Option<f64>,
+}
+
+/// The profile, then `--config`, then the flags; validated.
+///
+/// # Errors
+/// An unknown board, a malformed file, an out-of-range value, or `--finetune` without
+/// `--state`.
+pub fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
+    let mut cfg = args.profile.load()?;
+    if let Some(s) = &args.source {
+        cfg.source.spec = s.clone();
+    }
+    if !args.sink.is_empty() {
+        cfg.sink.outputs = args.sink.clone();
+    }
+    if let Some(d) = &args.display {
+        cfg.display.target = d.clone();
+    }
+    if let Some(a) = args.artifact {
+        cfg.runtime.artifact = a;
+    }
+    if let Some(w) = args.embed_workers {
+        cfg.runtime.embed_workers = w;
+    }
+    let ft = &mut cfg.finetune;
+    ft.enabled |= args.finetune;
+    if let Some(d) = args.finetune_device {
+        ft.device = d;
+    }
+    if let Some(d) = args.duty_cycle {
+        ft.duty_cycle = d;
+    }
+    if let Some(k) = args.update_every {
+        ft.update_every = k;
+    }
+    if let Some(w) = args.distill_weight {
+        ft.trainer.distill_weight = w;
+    }
+    if let Some(b) = args.finetune_batch {
+        ft.trainer.batch = b;
+        ft.replay_capacity = ft.replay_capacity.max(b);
+    }
+    if ft.enabled && args.state.is_none() {
+        bail!(
+            "--finetune needs --state DIR: where model slots, fine-tuning checkpoints and decisions are kept (/var/lib/edgeclr on a board)"
+        );
+    }
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    Ok(cfg)
+}
+
+/// Runs the stream until the source ends, `--frames`/`--duration`, or SIGINT/SIGTERM.
+///
+/// # Errors
+/// A model, source or sink that cannot be opened, named.
+pub fn run(args: RunArgs) -> Result<()> {
+    let mut cfg = resolve(&args)?;
+    info!(
+        "resolved config:\n{}",
+        toml::to_string(&cfg).unwrap_or_default()
+    );
+    // With a state directory the run follows the `current` slot; `--model` is installed as a
+    // slot the first time its version is seen (first start, or a newly flashed bundle).
+    let slots = match &args.state {
+        Some(state) => {
+            let slots = Slots::open(state)
+                .with_context(|| format!("opening --state {}", state.display()))?;
+            let shipped = slots::verify(&args.model)
+                .map_err(|e| anyhow::anyhow!("--model {}: {e}", args.model.display()))?;
+            let name = slots::slot_name(&shipped.source.model_version);
+            if slots::verify(&slots.dir(&name)).is_err() {
+                let installed = slots.install(&args.model).map_err(anyhow::Error::msg)?;
+                info!("installed {} as slot {installed}", args.model.display());
+            }
+            Some(slots)
+        }
+        None => None,
+    };
+    // The faster artifact measured by `selftest` on this board, unless --artifact is given.
+    if let (Some(st), None) = (&args.state, args.artifact) {
+        if let Ok(text) = std::fs::read_to_string(st.join("artifact")) {
+            match text.trim() {
+                "fp32" => cfg.runtime.artifact = ArtifactChoice::Fp32,
+                "int8" => cfg.runtime.artifact = ArtifactChoice::Int8,
+                other => tracing::warn!(
+                    "{}: unknown artifact `{other}`",
+                    st.join("artifact").display()
+                ),
+            }
+            info!(
+                "artifact {:?} (measured faster here by selftest)",
+                cfg.runtime.artifact
+            );
+        }
+    }
+    let model_file = match &slots {
+        Some(s) => {
+            let (name, manifest) = s
+                .loadable()
+                .with_context(|| format!("no model in {} loads", s.root().display()))?;
+            slots::model_file(&s.dir(&name), &manifest, cfg.runtime.artifact)
+        }
+        None => model_path(&args.model, cfg.runtime.artifact),
+    };
+    let opened = embed::open(&model_file)
+        .with_context(|| format!("loading model {}", model_file.display()))?;
+    let m = &opened.manifest;
+    info!(
+        "model {} ({:?}, {}×{} → {})",
+        m.source.model_version,
+        opened.kind,
+        m.input.size,
+        m.input.size,
+        opened.embedder.dim()
+    );
+    let settings = CaptureSettings {
+        width: cfg.source.width,
+        height: cfg.source.height,
+        fps: cfg.source.fps,
+        as_fast_as_possible: args.as_fast_as_possible,
+        max_frames: args.frames,
+        looped: args.looped,
+    };
+    let src = source::open(&cfg.source.spec, settings)
+        .with_context(|| format!("opening source {}", cfg.source.spec))?;
+    info!("source {}", src.describe());
+    let mut sinks = Vec::new();
+    for spec in &cfg.sink.outputs {
+        let s = sink::open(spec).with_context(|| format!("opening sink {spec}"))?;
+        sinks.push(SinkWorker::spawn(s, cfg.sink.capacity));
+    }
+    // A screen is a side consumer: one that cannot open never stops the embeddings.
+    let screen = display::open(&cfg.display.target).unwrap_or_else(|e| {
+        tracing::warn!("display {}: {e}; running headless", String::from(cfg.display.target.clone()));
+        None
+    });
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
+    }
+    let options = pipeline::Options {
+        queue_capacity: cfg.runtime.queue_capacity,
+        embed_workers: cfg.runtime.embed_workers,
+        duration: args.duration.map(Duration::from_secs_f64),
+        refresh: Duration::from_millis(cfg.display.refresh_ms.max(50)),
+        memory_budget_mib: cfg.runtime.memory_budget_mib,
+        systemd: std::env::var_os("NOTIFY_SOCKET").is_some(),
+        // A recording replayed as fast as possible is embedded frame by frame; live
+        // sources (cameras, pipes, paced replay) drop the oldest frame instead.
+        lossless: args.as_fast_as_possible
+            && match &cfg.source.spec {
+                SourceSpec::Mjpeg(p) => p.as_os_str() != "-",
+                SourceSpec::Folder(_) => true,
+                _ => false,
+            },
+    };
+    let finetuner = match (&slots, cfg.finetune.enabled) {
+        (Some(s), true) => Some(learner(&cfg, &args.model, s)?),
+        _ => None,
+    };
+    let preprocess = Preprocess::from_manifest(m);
+    let live = Arc::new(LiveModel::new(opened.embedder, &m.source.model_version));
+    let report = pipeline::run(
+        src,
+        &live,
+        preprocess,
+        sinks,
+        screen,
+        &options,
+        shutdown,
+        pipeline::Extras {
+            slots: slots.map(|s| (s, cfg.runtime.artifact)),
+            finetune: finetuner,
+        },
+    );
+    let json = serde_json::to_string(&report)?;
+    if let Some(p) = &args.report {
+        edgeclr_artifact::atomic::write_atomic(p, json.as_bytes())?;
+    }
+    // Stdout may carry the jsonl sink: the report goes to stderr unless written to a file.
+    if args.report.is_none() {
+        eprintln!("{json}");
+    }
+    Ok(())
+}
+
+
+/// The on-device fine-tuner for this run.
+#[cfg(feature = "finetune")]
+fn learner(
+    cfg: &DeviceConfig,
+    factory: &std::path::Path,
+    slots: &Slots,
+) -> Result<Box<dyn crate::learner::Learner>> {
+    Ok(Box::new(crate::finetune::Finetuner::new(
+        cfg.finetune.clone(),
+        factory,
+        slots.clone(),
+        cfg.runtime.artifact,
+    )?))
+}
+
+#[cfg(not(feature = "finetune"))]
+fn learner(
+    _: &DeviceConfig,
+    _: &std::path::Path,
+    _: &Slots,
+) -> Result<Box<dyn crate::learner::Learner>> {
+    bail!(
+        "--finetune (or [finetune] enabled in the profile): this edgeclr-device is built without \
+         the `finetune` feature; use a default build, or run without fine-tuning"
+    )
+}

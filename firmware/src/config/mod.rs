@@ -1,0 +1,171 @@
+//! `edgeclr-device` configuration: a board profile (built in from `hardware/boards/*.toml`,
+//! or `--config FILE` in the same shape), then CLI overrides; validated into the runtime
+//! settings and logged resolved. Unknown keys are errors.
+
+pub mod finetune;
+
+use serde::{Deserialize, Serialize};
+
+use self::finetune::FinetuneSection;
+use crate::display::DisplaySpec;
+use crate::sink::SinkSpec;
+use crate::source::SourceSpec;
+
+/// `[board]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSection {
+    /// Profile name.
+    pub name: String,
+    /// What the profile describes.
+    pub description: String,
+    /// Whether a wgpu adapter is expected (fine-tuning on the GPU).
+    pub gpu_expected: bool,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// `v4l:/dev/videoN`, `mjpeg:FILE`, `folder:DIR` or `synthetic`.
+    pub spec: SourceSpec,
+    /// Requested width.
+    pub width: u32,
+    /// Requested height.
+    pub height: u32,
+    /// Requested or replay frame rate.
+    pub fps: f64,
+}
+
+/// Which exported file to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactChoice {
+    /// fp32 (ONNX, else NNEF).
+    Fp32,
+    /// int8 QLinearConv ONNX.
+    Int8,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Frames held between capture and embedding (drop-oldest).
+    pub queue_capacity: usize,
+    /// Embedding threads (one tract state each).
+    pub embed_workers: usize,
+    /// Peak RSS that triggers a warning.
+    pub memory_budget_mib: u64,
+    /// fp32 or int8.
+    pub artifact: ArtifactChoice,
+}
+
+/// `[sink]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// Where embeddings go.
+    pub outputs: Vec<SinkSpec>,
+    /// Embeddings each sink may lag behind before dropping.
+    pub capacity: usize,
+}
+
+/// `[display]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplaySection {
+    /// `none`, `png:FILE`, `fb:/dev/fbN`, `ssd1306:/dev/i2c-N`.
+    pub target: DisplaySpec,
+    /// Refresh period.
+    pub refresh_ms: u64,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Board identity.
+    pub board: BoardSection,
+    /// Camera.
+    pub source: SourceSection,
+    /// Threads and budgets.
+    pub runtime: RuntimeSection,
+    /// Outputs.
+    pub sink: SinkSection,
+    /// Status screen.
+    pub display: DisplaySection,
+    /// On-device fine-tuning (off unless `enabled` or `--finetune`).
+    #[serde(default)]
+    pub finetune: FinetuneSection,
+}
+
+impl DeviceConfig {
+    /// The built-in profile `name`.
+    ///
+    /// # Errors
+    /// Names the known boards when `name` is not one.
+    pub fn board(name: &str) -> Result<Self, String> {
+        let (_, text) = edgeclr_artifact::boards::board(name)?;
+        Self::parse(text, &format!("built-in board {name}"))
+    }
+
+    /// Parses a TOML profile; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// The TOML error (unknown keys included) with the origin.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("{origin}: {e}"))
+    }
+
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// The offending key and a valid value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.runtime.queue_capacity == 0 {
+            return Err("runtime.queue_capacity = 0; use ≥ 1 (2 keeps latency low)".into());
+        }
+        if self.runtime.embed_workers == 0 {
+            return Err("runtime.embed_workers = 0; use ≥ 1".into());
+        }
+        if self.sink.capacity == 0 {
+            return Err("sink.capacity = 0; use ≥ 1".into());
+        }
+        if !(self.source.fps > 0.0) {
+            return Err(format!(
+                "source.fps = {}; use a positive rate",
+                self.source.fps
+            ));
+        }
+        self.finetune.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_board_parses_and_validates() {
+        for (name, _, _) in edgeclr_artifact::boards::BOARDS {
+            let c = DeviceConfig::board(name).expect(name);
+            assert_eq!(&c.board.name, name);
+            c.validate().expect(name);
+        }
+        let err = DeviceConfig::board("pi-zero").expect_err("unknown");
+        assert!(err.contains("rpi5"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = edgeclr_artifact::boards::BOARDS[0]
+            .2
+            .replace("refresh_ms = 500", "refresh_ms = 500\nbrightness = 3");
+        let err = DeviceConfig::parse(&text, "test.toml").expect_err("unknown key");
+        assert!(
+            err.contains("test.toml") && err.contains("brightness"),
+            "{err}"
+        );
+    }
+}

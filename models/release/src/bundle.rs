@@ -1,0 +1,686 @@
+//! Release bundles: one tarball with everything a board runs — the `edgeclr-device` binary,
+//! the exported model (tract files, burn weights, manifest), the board profile and the systemd
+//! unit — plus `MANIFEST.json` listing every file with its sha256 and mode, optionally signed
+//! with ed25519 (`MANIFEST.sig`, over the exact manifest bytes).
+//!
+//! Shared by the host (`edgeclr bundle`, `edgeclr flash`) and the board
+//! (`edgeclr-device verify-release`), so both sides check a release with the same code:
+//! [`unpack`] refuses absolute paths, `..`, links and special files, and [`verify_dir`] refuses
+//! a missing, extra, modified or re-moded file and a missing or wrong signature when a key is
+//! trusted.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use edgeclr_artifact::atomic::{Pointers, fsync_dir};
+use edgeclr_artifact::manifest::sha256_bytes;
+
+/// The bundle manifest's file name.
+pub const MANIFEST: &str = "MANIFEST.json";
+/// The detached signature's file name (hex of 64 bytes).
+pub const SIGNATURE: &str = "MANIFEST.sig";
+/// Version of the bundle layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What is wrong with a bundle or release.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A path in the tarball or manifest could escape the release folder.
+    #[error("unsafe path `{0}` in the bundle (absolute, `..`, or empty); refusing it")]
+    UnsafePath(String),
+    /// A tar entry that is not a plain file or folder.
+    #[error("`{0}` is a {1} in the bundle; only plain files and folders are allowed")]
+    EntryType(String, &'static str),
+    /// A file differs from the manifest.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Signature missing or wrong.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// The manifest cannot be read.
+    #[error("{path}: {reason}")]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// I/O on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One file of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleFile {
+    /// Relative path inside the release (`bin/edgeclr-device`, `model/encoder.onnx`, …).
+    pub path: String,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+    /// Unix permission bits (`0o755`, `0o644`).
+    pub mode: u32,
+    /// Size.
+    pub bytes: u64,
+}
+
+/// `MANIFEST.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Release version (the folder name under `releases/`).
+    pub version: String,
+    /// Board profile name.
+    pub board: String,
+    /// Target triple of `bin/edgeclr-device`.
+    pub target_triple: String,
+    /// Highest `GLIBC_x.y` symbol version the binary needs (none for static binaries).
+    pub min_glibc: Option<String>,
+    /// Git revision the host was built from, when known.
+    pub git_revision: Option<String>,
+    /// The model version inside.
+    pub model_version: String,
+    /// `edgeclr <version>`.
+    pub producer: String,
+    /// Every file, sorted by path.
+    pub files: Vec<BundleFile>,
+}
+
+/// Checks that `path` is relative and stays inside its folder.
+///
+/// # Errors
+/// [`BundleError::UnsafePath`].
+pub fn check_path(path: &str) -> Result<PathBuf, BundleError> {
+    let p = Path::new(path);
+    let ok = !path.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && p.components().any(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(p.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect())
+    } else {
+        Err(BundleError::UnsafePath(path.into()))
+    }
+}
+
+/// Extracts the tarball `reader` into the existing empty folder `dest`: plain files (with
+/// their mode, at most 0o755) and folders only, every path checked with [`check_path`].
+///
+/// # Errors
+/// The first unsafe path or entry type, or an I/O error; `dest` may then hold part of the
+/// bundle (callers extract into a staging folder and delete it on error).
+pub fn unpack(reader: impl Read, dest: &Path) -> Result<(), BundleError> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(io(dest))? {
+        let mut entry = entry.map_err(io(dest))?;
+        let raw = entry
+            .path()
+            .map_err(io(dest))?
+            .to_string_lossy()
+            .into_owned();
+        let rel = check_path(&raw)?;
+        let kind = entry.header().entry_type();
+        let target = dest.join(&rel);
+        if kind.is_dir() {
+            fs::create_dir_all(&target).map_err(io(&target))?;
+            continue;
+        }
+        if !kind.is_file() {
+            let what = if kind.is_symlink() {
+                "symbolic link"
+            } else if kind.is_hard_link() {
+                "hard link"
+            } else {
+                "special file"
+            };
+            return Err(BundleError::EntryType(raw, what));
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let mode = entry.header().mode().map_err(io(&target))? & 0o755;
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(io(&target))?;
+        fs::write(&target, &bytes).map_err(io(&target))?;
+        set_mode(&target, mode)?;
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), BundleError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
+fn mode_of(path: &Path) -> Result<u32, BundleError> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(fs::symlink_metadata(path)
+        .map_err(io(path))?
+        .permissions()
+        .mode()
+        & 0o777)
+}
+
+/// Every file under `dir`, as relative paths; links are reported as errors.
+fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) -> Result<(), BundleError> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+        let rel = path
+            .strip_prefix(base)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        if meta.file_type().is_symlink() {
+            return Err(BundleError::EntryType(rel, "symbolic link"));
+        } else if meta.is_dir() {
+            walk(&path, base, out)?;
+        } else {
+            out.insert(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Reads `MANIFEST.json` of a release folder.
+///
+/// # Errors
+/// When it is missing or malformed.
+pub fn read_manifest(dir: &Path) -> Result<(BundleManifest, Vec<u8>), BundleError> {
+    let path = dir.join(MANIFEST);
+    let bytes = fs::read(&path).map_err(|e| BundleError::Manifest {
+        path: path.clone(),
+        reason: format!("cannot read ({e}); is this an edgeclr bundle?"),
+    })?;
+    let m = serde_json::from_slice(&bytes).map_err(|e| BundleError::Manifest {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok((m, bytes))
+}
+
+/// Verifies an unpacked release: the signature over `MANIFEST.json` when `key` is given (an
+/// unsigned or mis-signed release is refused), then every listed file's sha256 and mode, and
+/// that nothing unlisted is present.
+///
+/// # Errors
+/// The first problem, naming the file.
+pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<BundleManifest, BundleError> {
+    let (manifest, bytes) = read_manifest(dir)?;
+    if let Some(key) = key {
+        let sig_path = dir.join(SIGNATURE);
+        let hex = fs::read_to_string(&sig_path).map_err(|_| {
+            BundleError::Signature(
+                "the bundle is unsigned but this board trusts a key; sign it with `edgeclr bundle --sign-key KEY`".into(),
+            )
+        })?;
+        let sig = parse_hex::<64>(hex.trim())
+            .map(|b| Signature::from_bytes(&b))
+            .ok_or_else(|| {
+                BundleError::Signature(format!("{} is not 64 hex bytes", sig_path.display()))
+            })?;
+        key.verify(&bytes, &sig).map_err(|_| {
+            BundleError::Signature("MANIFEST.json is not signed by the trusted key (tampered, or signed with another key)".into())
+        })?;
+    }
+    let mut present = BTreeSet::new();
+    walk(dir, dir, &mut present)?;
+    present.remove(MANIFEST);
+    present.remove(SIGNATURE);
+    for f in &manifest.files {
+        let rel = check_path(&f.path)?;
+        let path = dir.join(&rel);
+        let data =
+            fs::read(&path).map_err(|e| BundleError::Mismatch(format!("{}: {e}", f.path)))?;
+        let sha = sha256_bytes(&data);
+        if sha != f.sha256 {
+            return Err(BundleError::Mismatch(format!(
+                "{}: sha256 {} differs from the manifest's {} (modified or truncated in transit)",
+                f.path,
+                &sha[..16],
+                &f.sha256[..16.min(f.sha256.len())]
+            )));
+        }
+        let mode = mode_of(&path)?;
+        if mode != f.mode {
+            return Err(BundleError::Mismatch(format!(
+                "{}: mode {mode:o} differs from the manifest's {:o}",
+                f.path, f.mode
+            )));
+        }
+        present.remove(&rel.to_string_lossy().into_owned());
+    }
+    if let Some(extra) = present.into_iter().next() {
+        return Err(BundleError::Mismatch(format!(
+            "{extra}: not listed in the manifest"
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Writes the tarball: `files` (relative path, bytes, mode) plus the manifest and, with
+/// `key`, its signature. Entries carry fixed owner and time, so equal inputs give equal bytes.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_tar(
+    out: impl std::io::Write,
+    manifest: &BundleManifest,
+    files: &[(String, Vec<u8>, u32)],
+    key: Option<&SigningKey>,
+) -> Result<(), std::io::Error> {
+    let mut tar = tar::Builder::new(out);
+    let mut add = |path: &str, bytes: &[u8], mode: u32| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, path, bytes)
+    };
+    let json = serde_json::to_vec_pretty(manifest)?;
+    add(MANIFEST, &json, 0o644)?;
+    if let Some(k) = key {
+        add(SIGNATURE, hex(&k.sign(&json).to_bytes()).as_bytes(), 0o644)?;
+    }
+    for (path, bytes, mode) in files {
+        add(path, bytes, *mode)?;
+    }
+    tar.into_inner()?.flush()
+}
+
+/// The manifest entry of a file.
+pub fn file_entry(path: &str, bytes: &[u8], mode: u32) -> BundleFile {
+    BundleFile {
+        path: path.into(),
+        sha256: sha256_bytes(bytes),
+        mode,
+        bytes: bytes.len() as u64,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A new signing key from 32 bytes of OS randomness: `(secret hex, public hex)`.
+pub fn keygen() -> (String, String) {
+    let mut seed = [0u8; 32];
+    rand::fill(&mut seed);
+    let key = SigningKey::from_bytes(&seed);
+    (hex(&seed), hex(key.verifying_key().as_bytes()))
+}
+
+/// Reads a secret key file written by [`keygen`] (hex).
+///
+/// # Errors
+/// When unreadable or not 32 hex bytes.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, BundleError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    parse_hex::<32>(text.trim())
+        .map(|b| SigningKey::from_bytes(&b))
+        .ok_or_else(|| {
+            BundleError::Signature(format!(
+                "{} is not a secret key (64 hex characters); make one with `edgeclr keygen`",
+                path.display()
+            ))
+        })
+}
+
+/// Reads a public key file (hex).
+///
+/// # Errors
+/// When unreadable or not a valid key.
+pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, BundleError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    parse_hex::<32>(text.trim())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| {
+            BundleError::Signature(format!(
+                "{} is not a public key (64 hex characters from `edgeclr keygen`)",
+                path.display()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: &[(String, Vec<u8>, u32)]) -> BundleManifest {
+        BundleManifest {
+            format_version: FORMAT_VERSION,
+            version: "v1".into(),
+            board: "x86-dev".into(),
+            target_triple: "x86_64-unknown-linux-gnu".into(),
+            min_glibc: None,
+            git_revision: None,
+            model_version: "m".into(),
+            producer: "test".into(),
+            files: files.iter().map(|(p, b, m)| file_entry(p, b, *m)).collect(),
+        }
+    }
+
+    fn files() -> Vec<(String, Vec<u8>, u32)> {
+        vec![
+            (
+                "bin/edgeclr-device".into(),
+                b"\x7fELF binary".to_vec(),
+                0o755,
+            ),
+            ("model/manifest.json".into(), b"{}".to_vec(), 0o644),
+        ]
+    }
+
+    #[test]
+    fn paths_that_escape_are_refused() {
+        for bad in ["/etc/passwd", "../x", "a/../../x", "", "..", "a/.."] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_path("./a/b").expect("ok"), PathBuf::from("a/b"));
+    }
+
+    #[test]
+    fn signed_round_trip_and_every_tampering_is_caught() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (secret, public) = keygen();
+        std::fs::write(tmp.path().join("k"), &secret).expect("k");
+        std::fs::write(tmp.path().join("k.pub"), &public).expect("pub");
+        let sk = read_signing_key(&tmp.path().join("k")).expect("sk");
+        let pk = read_verifying_key(&tmp.path().join("k.pub")).expect("pk");
+        let f = files();
+        let mut tar = Vec::new();
+        write_tar(&mut tar, &manifest(&f), &f, Some(&sk)).expect("tar");
+        let mut again = Vec::new();
+        write_tar(&mut again, &manifest(&f), &f, Some(&sk)).expect("tar");
+        assert_eq!(tar, again, "bundles are byte-reproducible");
+        let dir = tmp.path().join("r");
+        std::fs::create_dir(&dir).expect("dir");
+        unpack(tar.as_slice(), &dir).expect("unpack");
+        assert_eq!(verify_dir(&dir, Some(&pk)).expect("verifies").version, "v1");
+        // Another key: refused.
+        let (_, other) = keygen();
+        std::fs::write(tmp.path().join("o.pub"), other).expect("pub");
+        let opk = read_verifying_key(&tmp.path().join("o.pub")).expect("pk");
+        assert!(matches!(
+            verify_dir(&dir, Some(&opk)),
+            Err(BundleError::Signature(_))
+        ));
+        // A changed file, a changed mode, an extra file, a missing signature.
+        let bin = dir.join("bin/edgeclr-device");
+        std::fs::write(&bin, b"\x7fELF evil!!").expect("write");
+        assert!(
+            matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("sha256"))
+        );
+        std::fs::write(&bin, b"\x7fELF binary").expect("write");
+        set_mode(&bin, 0o777).expect("chmod");
+        assert!(
+            matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("mode"))
+        );
+        set_mode(&bin, 0o755).expect("chmod");
+        std::fs::write(dir.join("model/extra"), b"x").expect("write");
+        assert!(
+            matches!(verify_dir(&dir, None), Err(BundleError::Mismatch(m)) if m.contains("not listed"))
+        );
+        std::fs::remove_file(dir.join("model/extra")).expect("rm");
+        std::fs::remove_file(dir.join(SIGNATURE)).expect("rm");
+        assert!(verify_dir(&dir, None).is_ok());
+        assert!(
+            matches!(verify_dir(&dir, Some(&pk)), Err(BundleError::Signature(m)) if m.contains("unsigned"))
+        );
+    }
+
+    #[test]
+    fn crafted_tarballs_cannot_write_outside() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let craft = |name: &[u8], kind: tar::EntryType| -> Vec<u8> {
+            // Raw header: tar::Builder itself refuses `..`, so write the name bytes directly.
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_size(if kind.is_file() { 3 } else { 0 });
+            h.set_mode(0o644);
+            h.set_entry_type(kind);
+            if kind.is_symlink() {
+                h.set_link_name("/etc").expect("link");
+            }
+            h.set_cksum();
+            let mut out = h.as_bytes().to_vec();
+            if kind.is_file() {
+                out.extend_from_slice(b"bad");
+                out.resize(1024, 0);
+            }
+            out.extend_from_slice(&[0u8; 1024]);
+            out
+        };
+        for (name, kind) in [
+            (&b"../escape"[..], tar::EntryType::Regular),
+            (b"/tmp/abs", tar::EntryType::Regular),
+            (b"a/../../b", tar::EntryType::Regular),
+            (b"link", tar::EntryType::Symlink),
+        ] {
+            let dest = tmp.path().join("dest");
+            let _ = std::fs::remove_dir_all(&dest);
+            std::fs::create_dir(&dest).expect("dir");
+            let err = unpack(craft(name, kind).as_slice(), &dest).expect_err("refused");
+            assert!(
+                matches!(err, BundleError::UnsafePath(_) | BundleError::EntryType(..)),
+                "{err}"
+            );
+            assert!(!tmp.path().join("escape").exists() && !Path::new("/tmp/abs").exists());
+            assert_eq!(
+                std::fs::read_dir(&dest).expect("dest").count(),
+                0,
+                "nothing written"
+            );
+        }
+    }
+}
+
+/// The folders of an install root on a board:
+/// `ROOT/releases/<version>/`, `ROOT/current -> releases/<version>`, `ROOT/previous`,
+/// `ROOT/trusted.pub` (optional: the key every bundle must be signed with).
+#[derive(Debug, Clone)]
+pub struct InstallRoot {
+    root: PathBuf,
+    releases: Pointers,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
+    fsync_dir(dir).map_err(io(dir))
+}
+
+impl InstallRoot {
+    /// The install root at `root` (created on first install).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            releases: Pointers::new(root, "releases"),
+        }
+    }
+
+    /// `ROOT/releases`.
+    pub fn releases(&self) -> PathBuf {
+        self.releases.folder()
+    }
+
+    fn pointer(&self, name: &str) -> Option<String> {
+        self.releases.get(name)
+    }
+
+    /// The current release's version.
+    pub fn current(&self) -> Option<String> {
+        self.pointer("current")
+    }
+
+    /// The previous release's version.
+    pub fn previous(&self) -> Option<String> {
+        self.pointer("previous")
+    }
+
+    /// The trusted public key, if the board holds one.
+    ///
+    /// # Errors
+    /// When `trusted.pub` exists but is not a key.
+    pub fn trusted_key(&self) -> Result<Option<VerifyingKey>, BundleError> {
+        let p = self.root.join("trusted.pub");
+        if p.exists() {
+            read_verifying_key(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn point(&self, name: &str, version: &str) -> Result<(), BundleError> {
+        self.releases
+            .set(name, version)
+            .map_err(io(&self.root.join(name)))
+    }
+
+    /// Unpacks and verifies the bundle `tarball` into `releases/<version>/` without touching
+    /// `current`: staged in `releases/.incoming-*`, verified (signature with `key`, or the
+    /// board's `trusted.pub`; every sha256 and mode), fsynced, then renamed into place.
+    /// Returns the verified manifest.
+    ///
+    /// # Errors
+    /// Anything wrong with the bundle; the staging folder is deleted and nothing else changed.
+    pub fn stage(
+        &self,
+        tarball: &Path,
+        key: Option<&VerifyingKey>,
+    ) -> Result<BundleManifest, BundleError> {
+        let releases = self.releases();
+        fs::create_dir_all(&releases).map_err(io(&releases))?;
+        let staging = releases.join(format!(".incoming-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let trusted = self.trusted_key()?;
+        let result = (|| {
+            let file = fs::File::open(tarball).map_err(io(tarball))?;
+            unpack(std::io::BufReader::new(file), &staging)?;
+            let m = verify_dir(&staging, key.or(trusted.as_ref()))?;
+            check_path(&m.version)?;
+            if m.version.contains('/') {
+                return Err(BundleError::UnsafePath(m.version.clone()));
+            }
+            let mut files = BTreeSet::new();
+            walk(&staging, &staging, &mut files)?;
+            for f in files {
+                let p = staging.join(f);
+                fs::File::open(&p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io(&p))?;
+            }
+            let dest = releases.join(&m.version);
+            if dest.exists() {
+                if self.current().as_deref() == Some(m.version.as_str()) {
+                    return Err(BundleError::Mismatch(format!(
+                        "release {} is already current; bundle again with a new --version",
+                        m.version
+                    )));
+                }
+                fs::remove_dir_all(&dest).map_err(io(&dest))?;
+            }
+            fs::rename(&staging, &dest).map_err(io(&dest))?;
+            fsync_dir(&releases)?;
+            Ok(m)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    /// Makes `version` current; the old current becomes `previous`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn switch(&self, version: &str) -> Result<(), BundleError> {
+        self.releases
+            .promote(version)
+            .map_err(io(&self.root.join("current")))
+    }
+
+    /// Swaps `current` and `previous`, returning `(from, to)`.
+    ///
+    /// # Errors
+    /// When there is no previous release.
+    pub fn rollback(&self) -> Result<(String, String), BundleError> {
+        let (Some(cur), Some(prev)) = (self.current(), self.previous()) else {
+            return Err(BundleError::Mismatch(format!(
+                "{} has no previous release to roll back to",
+                self.root.display()
+            )));
+        };
+        self.point("previous", &cur)?;
+        self.point("current", &prev)?;
+        Ok((cur, prev))
+    }
+
+    /// After a failed start: `current` goes back to `previous` (or is removed when there was
+    /// none) and the failed release is deleted.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn abandon(&self, failed: &str) -> Result<(), BundleError> {
+        match self.previous().filter(|p| p != failed) {
+            Some(prev) => self.point("current", &prev)?,
+            None => {
+                let _ = fs::remove_file(self.root.join("current"));
+                fsync_dir(&self.root)?;
+            }
+        }
+        let _ = fs::remove_dir_all(self.releases().join(failed));
+        Ok(())
+    }
+
+    /// Deletes all but the newest `keep` releases (never current or previous); returns what
+    /// was deleted.
+    pub fn prune(&self, keep: usize) -> Vec<String> {
+        let pinned = [self.current(), self.previous()];
+        let mut removed = Vec::new();
+        for (i, name) in self.releases.newest_first().into_iter().enumerate() {
+            if i >= keep
+                && !pinned.iter().flatten().any(|p| *p == name)
+                && fs::remove_dir_all(self.releases.dir(&name)).is_ok()
+            {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+}

@@ -1,0 +1,17 @@
+//! # edgeclr-runtime — running an exported encoder
+//!
+//! The board's inference path and `edgeclr embed`'s: open an export folder through its
+//! manifest (checksums verified, input size from the contract), run the ONNX/NNEF file with
+//! tract ([`tract`], one state per core), behind the [`embed::Embedder`] seam; keep tract's
+//! crashing Intel AMX kernels out of the process ([`isa`]); and judge an embedding space
+//! without labels ([`health`]) before a fine-tuned model may replace the running one.
+//! No learning framework is linked: `edgeclr-learn` depends on this crate for its parity
+//! checks, never the reverse.
+
+pub mod embed;
+pub mod health;
+pub mod isa;
+pub mod tract;
+
+pub use embed::{EmbedError, Embedder, Opened, Preprocess, open};
+pub use tract::{ModelFormat, TractEmbedder, TractModel};
