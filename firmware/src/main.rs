@@ -880,6 +880,12 @@ fn info_cmd() -> Result<()> {
     }
     let d = select_device(DeviceChoice::Auto)?;
     println!("auto backend: {}", d.description);
+    let isa = embed::isa::apply();
+    println!(
+        "tract CPU kernels: {} (Intel AMX {})",
+        isa.tract_isa,
+        if isa.amx_in_use { "in use" } else { "kept out" }
+    );
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! Inputs are normalised CHW floats at the model's input size (the manifest says which
 //! normalisation; [`crate::augment::AugmentConfig::eval_view`] produces them).
 
+pub mod isa;
 pub mod tract;
 
 use std::path::{Path, PathBuf};

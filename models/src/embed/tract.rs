@@ -128,6 +128,7 @@ impl TractModel {
     /// [`EmbedError::Load`] for a truncated or foreign file or an input shape other than
     /// `[1|N, 3, size, size]`.
     pub fn load_bytes(bytes: &[u8], size: usize, path: &Path) -> Result<Self, EmbedError> {
+        super::isa::apply();
         let model = match ModelFormat::sniff(bytes) {
             ModelFormat::Onnx => {
                 let proto = pb::ModelProto::decode(bytes).map_err(|e| {

@@ -18,6 +18,7 @@ fn tract_err(what: &str) -> impl FnOnce(TractError) -> ExportError + '_ {
 /// [`ExportError::Tract`] when the graph cannot be decoded, typed or serialised (int8 ONNX
 /// graphs cannot: tract 0.23.9 has no NNEF serialiser for `QuantizeLinearU8`).
 pub fn from_onnx(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
+    crate::embed::isa::apply();
     let proto = pb::ModelProto::decode(onnx)
         .map_err(|e| ExportError::Tract(format!("decoding the ONNX graph: {e}")))?;
     let model = tract_onnx::onnx()
