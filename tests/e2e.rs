@@ -14,6 +14,8 @@ mod export;
 mod finetune;
 #[path = "e2e/flash.rs"]
 mod flash;
+#[path = "e2e/isa.rs"]
+mod isa;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;
 #[path = "e2e/ssh.rs"]

@@ -66,6 +66,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         "model {} ({:?}, {}×{}, h = {})",
         m.source.model_version, opened.kind, m.input.size, m.input.size, m.output_dim
     );
+    let isa = edgeclr_runtime::isa::apply();
+    info!(tract_isa = %isa.tract_isa, amx = isa.amx_in_use, "tract CPU kernels");
     let kind = args
         .dataset
         .unwrap_or_else(|| DatasetKind::detect(&args.data));

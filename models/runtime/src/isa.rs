@@ -57,7 +57,7 @@ pub fn apply() -> &'static IsaReport {
         if amx_in_use {
             tracing::warn!(
                 "tract may use its Intel AMX kernels ({ALLOW_AMX_VAR} is set); they over-read packed \
-                 inputs and can crash (models/src/embed/isa.rs)"
+                 inputs and can crash (models/runtime/src/isa.rs)"
             );
         }
         IsaReport {
