@@ -202,7 +202,6 @@ pub fn downscale(img: &RgbImage, side: usize) -> RgbImage {
     RgbImage::new(nw, nh, small.into_raw()).expect("sizes match")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

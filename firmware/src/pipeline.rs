@@ -518,9 +518,9 @@ impl Report {
 mod tests {
     use std::path::Path;
 
-    use edgeclr_runtime::embed::TractEmbedder;
     use edgeclr_learn::encoder::{Architecture, EncoderConfig};
     use edgeclr_learn::export::onnx::{self, Batch};
+    use edgeclr_runtime::embed::TractEmbedder;
 
     use super::*;
     use crate::sink::memory::MemorySink;

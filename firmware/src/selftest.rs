@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use edgeclr_artifact::ArtifactKind;
 use edgeclr_artifact::RgbImage;
 use edgeclr_runtime::embed::{self, Embedder, Preprocess};
-use edgeclr_artifact::ArtifactKind;
 use serde::Serialize;
 
 use crate::config::{ArtifactChoice, DeviceConfig};
@@ -346,7 +346,9 @@ fn finetune_step(
 ) -> Result<Outcome> {
     use crate::finetune::trainer::{Sample, Trainer, TrainerConfig};
     let Some(recipe) = edgeclr_learn::export::recipe_of(manifest)? else {
-        return Ok(Outcome::Skipped("the model carries no burn weights (export without them)".into()));
+        return Ok(Outcome::Skipped(
+            "the model carries no burn weights (export without them)".into(),
+        ));
     };
     let selected = crate::finetune::select_backend(cfg.finetune.device)?;
     // Without camera frames (that check failed) the backend is still tested, on the
@@ -398,7 +400,13 @@ fn finetune_step(
         bail!("{}: non-finite loss {}", selected.description, r.loss);
     }
     Ok(Outcome::Ran(
-        format!("{}: loss {:.4}, {:.0} ms for {} frames", selected.description, r.loss, r.ms, images.len()),
+        format!(
+            "{}: loss {:.4}, {:.0} ms for {} frames",
+            selected.description,
+            r.loss,
+            r.ms,
+            images.len()
+        ),
         serde_json::json!({"backend": selected.description, "loss": r.loss, "ms": r.ms, "batch": images.len()}),
     ))
 }

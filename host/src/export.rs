@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use edgeclr_artifact::RgbImage;
-use edgeclr_learn::augment::AugmentConfig;
-use edgeclr_learn::checkpoint::{CheckpointDir, save_weights};
-use edgeclr_runtime::embed::TractEmbedder;
-use edgeclr_learn::encoder::ResNet;
 use edgeclr_artifact::manifest::{
     Agreement, Drift, FORMAT_VERSION, InputSpec, KnnDrift, Source, sha256_file,
 };
+use edgeclr_learn::augment::AugmentConfig;
+use edgeclr_learn::checkpoint::{CheckpointDir, save_weights};
+use edgeclr_learn::encoder::ResNet;
 use edgeclr_learn::export::recipe::to_json;
 use edgeclr_learn::export::{
     Artifact, ArtifactKind, CalibrationMethod, Manifest, QuantConfig, WeightGranularity,
     write_artifacts,
 };
+use edgeclr_runtime::embed::TractEmbedder;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use tracing::{info, warn};

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use edgeclr_artifact::Manifest;
 use edgeclr_release::bundle::{
     self, BundleManifest, FORMAT_VERSION, InstallRoot, file_entry, read_signing_key,
     read_verifying_key,
 };
-use edgeclr_artifact::Manifest;
 use tracing::{info, warn};
 
 /// `edgeclr keygen`.
@@ -468,12 +468,20 @@ impl Drop for Staging {
 fn default_device_binary(triple: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("no folder for the edgeclr binary")?;
-    let target = dir.parent().context("no target folder above the edgeclr binary")?;
+    let target = dir
+        .parent()
+        .context("no target folder above the edgeclr binary")?;
     let (ship, release) = if triple.split('-').next() == Some(std::env::consts::ARCH) {
-        (target.join("ship/edgeclr-device"), dir.join("edgeclr-device"))
+        (
+            target.join("ship/edgeclr-device"),
+            dir.join("edgeclr-device"),
+        )
     } else {
         let folder = target.join(triple);
-        (folder.join("ship/edgeclr-device"), folder.join("release/edgeclr-device"))
+        (
+            folder.join("ship/edgeclr-device"),
+            folder.join("release/edgeclr-device"),
+        )
     };
     // The `ship` profile (LTO, stripped) when it is the newer build.
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -504,7 +512,12 @@ pub fn flash(args: &FlashArgs) -> Result<()> {
     }
 }
 
-fn selftest_command(bin: &str, root: &str, source: Option<&str>, display: Option<&str>) -> Vec<String> {
+fn selftest_command(
+    bin: &str,
+    root: &str,
+    source: Option<&str>,
+    display: Option<&str>,
+) -> Vec<String> {
     let mut v = vec![
         bin.to_string(),
         "selftest".into(),

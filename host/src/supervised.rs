@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use edgeclr_learn::augment::AugmentConfig;
 use edgeclr_artifact::atomic::write_atomic;
+use edgeclr_learn::augment::AugmentConfig;
 use edgeclr_learn::device::{DeviceChoice, select_device};
 use edgeclr_learn::encoder::{Architecture, EncoderConfig};
 use serde_json::json;

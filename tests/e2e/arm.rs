@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use e2e::{
-    assert_success, binary, clip, cosine, exported_model, path, read_json, read_npy_f32,
-    repo_root, run,
+    assert_success, binary, clip, cosine, exported_model, path, read_json, read_npy_f32, repo_root,
+    run,
 };
 
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
@@ -51,8 +51,14 @@ fn rpi5_profile(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo_root().join("hardware/boards/rpi5.toml"))
         .expect("rpi5 profile")
         .replace("target = \"ssd1306:/dev/i2c-1\"", "target = \"none\"")
-        .replace("spec = \"v4l:/dev/video0\"", &format!("spec = \"mjpeg:{}\"", path(&clip())));
-    assert!(text.contains("target = \"none\"") && text.contains("mjpeg:"), "rpi5.toml changed shape");
+        .replace(
+            "spec = \"v4l:/dev/video0\"",
+            &format!("spec = \"mjpeg:{}\"", path(&clip())),
+        );
+    assert!(
+        text.contains("target = \"none\"") && text.contains("mjpeg:"),
+        "rpi5.toml changed shape"
+    );
     let p = dir.join("rpi5-ci.toml");
     std::fs::write(&p, text).expect("write profile");
     p
@@ -62,13 +68,26 @@ fn rpi5_profile(dir: &Path) -> PathBuf {
 fn embed_clip(profile: &Path, model: &Path, npy: &Path, arm: bool) -> Output {
     let sink = format!("npy:{}", path(npy));
     let args = [
-        "run", "--config", path(profile), "--model", path(model), "--frames", "20",
-        "--as-fast-as-possible", "--sink", &sink, "--embed-workers", "1",
+        "run",
+        "--config",
+        path(profile),
+        "--model",
+        path(model),
+        "--frames",
+        "20",
+        "--as-fast-as-possible",
+        "--sink",
+        &sink,
+        "--embed-workers",
+        "1",
     ];
     if arm {
         qemu(&args)
     } else {
-        Command::new(binary("edgeclr-device")).args(args).output().expect("spawn")
+        Command::new(binary("edgeclr-device"))
+            .args(args)
+            .output()
+            .expect("spawn")
     }
 }
 
@@ -79,8 +98,15 @@ fn arm_binary_self_tests_and_embeds_the_clip_like_x86() {
     let profile = rpi5_profile(tmp.path());
     let out_dir = tmp.path().join("selftest");
     let out = qemu(&[
-        "selftest", "--config", path(&profile), "--model", path(&model), "--frames", "10",
-        "--out", path(&out_dir),
+        "selftest",
+        "--config",
+        path(&profile),
+        "--model",
+        path(&model),
+        "--frames",
+        "10",
+        "--out",
+        path(&out_dir),
     ]);
     assert_success(&out);
     let report = read_json(&out_dir.join("selftest.json"));
@@ -124,8 +150,19 @@ fn rpi5_bundle_takes_the_arm_binary_and_flashes_through_qemu() {
     let bundle = |extra: &[&str]| {
         let out = dir.join("rpi5.tar");
         let mut args = vec![
-            "bundle", "--run", path(dir), "--export", path(&export), "--board", "rpi5",
-            "--version", "arm1", "--out", path(&out), "--sign-key", path(&key),
+            "bundle",
+            "--run",
+            path(dir),
+            "--export",
+            path(&export),
+            "--board",
+            "rpi5",
+            "--version",
+            "arm1",
+            "--out",
+            path(&out),
+            "--sign-key",
+            path(&key),
         ];
         args.extend_from_slice(extra);
         (run("edgeclr", &args), out)
@@ -146,8 +183,17 @@ fn rpi5_bundle_takes_the_arm_binary_and_flashes_through_qemu() {
     let out = run(
         "edgeclr",
         &[
-            "flash", "--bundle", path(&tar), "--to", &to, "--selftest-source", &source,
-            "--selftest-display", "none", "--runner", &runner,
+            "flash",
+            "--bundle",
+            path(&tar),
+            "--to",
+            &to,
+            "--selftest-source",
+            &source,
+            "--selftest-display",
+            "none",
+            "--runner",
+            &runner,
         ],
     );
     assert_success(&out);

@@ -436,15 +436,26 @@ fn every_board_profile_starts_headless_when_its_screen_is_missing() {
             .output()
             .expect("spawn edgeclr-device");
         assert_success(&out);
-        let lines = std::fs::read_to_string(&jsonl).expect("sink written").lines().count();
+        let lines = std::fs::read_to_string(&jsonl)
+            .expect("sink written")
+            .lines()
+            .count();
         assert!(lines > 0, "{name}: no embeddings reached the sink");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let headless = stderr.matches("running headless").count();
-        let profile = std::fs::read_to_string(boards.join(format!("{name}.toml"))).expect("profile");
-        let has_screen = ["ssd1306:", "fb:"].iter().any(|t| profile.contains(&format!("target = \"{t}")));
-        let present = ["/dev/i2c-1", "/dev/fb0"].iter().any(|d| Path::new(d).exists());
+        let profile =
+            std::fs::read_to_string(boards.join(format!("{name}.toml"))).expect("profile");
+        let has_screen = ["ssd1306:", "fb:"]
+            .iter()
+            .any(|t| profile.contains(&format!("target = \"{t}")));
+        let present = ["/dev/i2c-1", "/dev/fb0"]
+            .iter()
+            .any(|d| Path::new(d).exists());
         if has_screen && !present {
-            assert_eq!(headless, 1, "{name}: the missing screen is logged once:\n{stderr}");
+            assert_eq!(
+                headless, 1,
+                "{name}: the missing screen is logged once:\n{stderr}"
+            );
         } else if !has_screen {
             assert_eq!(headless, 0, "{name}: no screen configured:\n{stderr}");
         }

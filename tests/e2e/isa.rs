@@ -61,7 +61,10 @@ fn int8_embed_never_crashes_and_keeps_amx_out() {
     for i in 0..RUNS {
         let out = embed_int8(&model, &npy, false);
         assert_success(&out);
-        assert!(!reported_amx(&out), "run {i}: the guard left AMX in tract's kernels");
+        assert!(
+            !reported_amx(&out),
+            "run {i}: the guard left AMX in tract's kernels"
+        );
         let bytes = std::fs::read(&npy).expect("embeddings written");
         // Same file, same input, same kernels: the same bytes every time.
         match &first {
@@ -73,7 +76,10 @@ fn int8_embed_never_crashes_and_keeps_amx_out() {
     // CI on an AMX machine sets EDGECLR_EXPECT_AMX=1 (.ci/run reads lscpu): there, not
     // exercising the AMX path is a failure, not a pass.
     if std::env::var("EDGECLR_EXPECT_AMX").as_deref() == Ok("1") {
-        assert!(amx, "EDGECLR_EXPECT_AMX=1 but /proc/cpuinfo lists no amx_int8");
+        assert!(
+            amx,
+            "EDGECLR_EXPECT_AMX=1 but /proc/cpuinfo lists no amx_int8"
+        );
     }
     if !amx {
         eprintln!(
@@ -95,6 +101,10 @@ fn int8_embed_never_crashes_and_keeps_amx_out() {
     }
     eprintln!(
         "AMX CPU: {RUNS} guarded runs clean; one unguarded run {}",
-        if crashed { "crashed (the bug the guard avoids)" } else { "used the AMX kernels" }
+        if crashed {
+            "crashed (the bug the guard avoids)"
+        } else {
+            "used the AMX kernels"
+        }
     );
 }

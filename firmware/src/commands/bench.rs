@@ -241,7 +241,6 @@ fn bench_finetune(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-
 #[cfg(not(feature = "finetune"))]
 fn bench_finetune(_: &BenchArgs) -> Result<()> {
     bail!("bench --finetune: this edgeclr-device is built without the `finetune` feature")

@@ -108,7 +108,6 @@ pub fn run(args: &FinetuneBenchArgs) -> Result<()> {
     Ok(())
 }
 
-
 #[cfg(not(feature = "finetune"))]
 pub fn run(_: &FinetuneBenchArgs) -> Result<()> {
     anyhow::bail!("finetune-bench: this edgeclr-device is built without the `finetune` feature")

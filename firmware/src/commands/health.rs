@@ -42,7 +42,8 @@ pub fn run(args: &HealthArgs) -> Result<()> {
     let frames = source::recording_frames(&args.source, size, args.every)?;
     let images: Vec<&edgeclr_artifact::RgbImage> = frames.iter().map(|(_, f)| f).collect();
     let recipe = edgeclr_learn::export::recipe_of(&manifest)?.unwrap_or_default();
-    let augment = finetune::trainer::augment(&finetune::trainer::TrainerConfig::default(), size, &recipe);
+    let augment =
+        finetune::trainer::augment(&finetune::trainer::TrainerConfig::default(), size, &recipe);
     let probe = match &args.probe {
         Some(p) => Some(finetune::read_probe(
             p,
@@ -63,7 +64,6 @@ pub fn run(args: &HealthArgs) -> Result<()> {
     );
     Ok(())
 }
-
 
 /// Health needs the augmentations of the learning crate.
 #[cfg(not(feature = "finetune"))]

@@ -13,7 +13,11 @@ pub fn run() -> Result<()> {
     println!(
         "tract CPU kernels: {} (Intel AMX {})",
         report.tract_isa,
-        if report.amx_in_use { "in use" } else { "kept out" }
+        if report.amx_in_use {
+            "in use"
+        } else {
+            "kept out"
+        }
     );
     println!(
         "features: camera={} finetune={} gpu={} ssd1306={}",

@@ -26,4 +26,3 @@ pub(crate) fn model_path(model: &Path, artifact: ArtifactChoice) -> PathBuf {
         _ => model.to_path_buf(),
     }
 }
-

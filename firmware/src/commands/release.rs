@@ -45,6 +45,10 @@ pub enum ReleaseAction {
     Status,
 }
 
+/// Runs one install-root action and prints its outcome.
+///
+/// # Errors
+/// A missing argument for the action, or the install root's error.
 pub fn run(args: &ReleaseArgs) -> Result<()> {
     let root = InstallRoot::new(&args.root);
     let version = || {
@@ -91,4 +95,3 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
     }
     Ok(())
 }
-

@@ -25,4 +25,3 @@ pub fn run(args: &RollbackArgs) -> Result<()> {
     println!("rolled back: {from} -> {to} (a running edgeclr-device switches at its next refresh)");
     Ok(())
 }
-

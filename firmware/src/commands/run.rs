@@ -24,6 +24,7 @@ use crate::source::{self, CaptureSettings, SourceSpec};
 /// `edgeclr-device run`: a board profile, then `--config`, then flags.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// The board profile.
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// Export folder from `edgeclr export` (or one model file in it).
@@ -214,7 +215,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     // A screen is a side consumer: one that cannot open never stops the embeddings.
     let screen = display::open(&cfg.display.target).unwrap_or_else(|e| {
-        tracing::warn!("display {}: {e}; running headless", String::from(cfg.display.target.clone()));
+        tracing::warn!(
+            "display {}: {e}; running headless",
+            String::from(cfg.display.target.clone())
+        );
         None
     });
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -266,7 +270,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     Ok(())
 }
-
 
 /// The on-device fine-tuner for this run.
 #[cfg(feature = "finetune")]

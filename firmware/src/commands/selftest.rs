@@ -13,6 +13,7 @@ use crate::source::SourceSpec;
 /// `edgeclr-device selftest`.
 #[derive(Debug, clap::Args)]
 pub struct SelftestArgs {
+    /// The board profile.
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// Model folder; with --state, the current slot is tested instead when one exists.
@@ -81,4 +82,3 @@ pub fn run(args: &SelftestArgs) -> ExitCode {
         }
     }
 }
-

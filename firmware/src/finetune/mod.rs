@@ -41,7 +41,7 @@ use crate::config::ArtifactChoice;
 use crate::config::finetune::{FinetuneSection, TrainDevice};
 use crate::learner::{Decision, FinetuneReport, Learner, Offer, Progress};
 use crate::queue::{Receiver, Recv};
-use crate::slots::Slots;
+use crate::slots::{self, Slots, model_file};
 use crate::stats::Window;
 use replay::ReplayBuffer;
 use trainer::{Sample, Trainer};
@@ -571,12 +571,12 @@ impl Learner for Finetuner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceSpec;
+    use crate::source::{SourceSpec, recording_frames};
+    use edgeclr_artifact::manifest::{FORMAT_VERSION, InputSpec};
     use edgeclr_learn::SimclrConfig;
     use edgeclr_learn::checkpoint::save_weights;
     use edgeclr_learn::encoder::{Architecture, EncoderConfig};
     use edgeclr_learn::export::FoldedResNet;
-    use edgeclr_artifact::manifest::{FORMAT_VERSION, InputSpec};
 
     const SIZE: usize = 16;
 
@@ -651,7 +651,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let device = burn::tensor::Device::flex();
         let recipe = SimclrConfig {
-            encoder: to_json(&EncoderConfig::new(Architecture::Resnet8)),
+            encoder: EncoderConfig::new(Architecture::Resnet8),
             ..SimclrConfig::default()
         };
         let model = recipe.init_model(&device);
@@ -662,7 +662,7 @@ mod tests {
         assert_eq!(slots.install(&factory).expect("install"), "base");
         let section = FinetuneSection {
             enabled: true,
-            device: DeviceChoice::Cpu,
+            device: TrainDevice::Cpu,
             ..FinetuneSection::default()
         };
         let ft = Finetuner::new(section, &factory, slots.clone(), ArtifactChoice::Fp32)

@@ -18,7 +18,7 @@ use edgeclr_learn::optim::OptimizerConfig;
 use edgeclr_learn::{RgbImage, Simclr, SimclrConfig};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::negatives::NegativeQueue;
 pub use crate::config::finetune::TrainerConfig;
@@ -132,7 +132,7 @@ impl Trainer {
                 .with_temperature(config.temperature)
                 .init(),
             queue: NegativeQueue::new(config.queue_size, config.queue_max_age),
-            views: BatchBuilder::new(config.augment(size, recipe)),
+            views: BatchBuilder::new(augment(&config, size, recipe)),
             recipe: recipe.clone(),
             config,
             device: device.clone(),

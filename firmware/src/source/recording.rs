@@ -29,4 +29,3 @@ pub fn recording_frames(
     }
     Ok(frames)
 }
-

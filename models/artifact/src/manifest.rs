@@ -23,7 +23,6 @@ pub const FORMAT_VERSION: u32 = 1;
 /// What an exported file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum ArtifactKind {
     /// fp32 ONNX, input `[1, 3, P, P]`.
     OnnxFp32,

@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use edgeclr_runtime::embed::{Embedder, TractEmbedder};
 use edgeclr_learn::export::{ArtifactKind, Manifest};
+use edgeclr_runtime::embed::{Embedder, TractEmbedder};
 use rayon::prelude::*;
 
 fn median(mut v: Vec<f64>) -> f64 {

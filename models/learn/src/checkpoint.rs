@@ -10,7 +10,6 @@
 //! checkpoints beyond `keep` are pruned after the pointer moves.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;

@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use edgeclr_artifact::atomic::{Pointers, fsync_dir};
+use edgeclr_artifact::atomic::{self, Pointers};
 use edgeclr_artifact::manifest::sha256_bytes;
 
 /// The bundle manifest's file name.
@@ -521,7 +521,7 @@ pub struct InstallRoot {
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
-    fsync_dir(dir).map_err(io(dir))
+    atomic::fsync_dir(dir).map_err(io(dir))
 }
 
 impl InstallRoot {

@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use edgeclr_artifact::manifest::MANIFEST;
 pub use edgeclr_artifact::preprocess::Preprocess;
 pub use edgeclr_artifact::similarity::cosine;
-use edgeclr_artifact::manifest::MANIFEST;
 use edgeclr_artifact::{ArtifactError, ArtifactKind, Manifest};
 
 pub use crate::tract::{ModelFormat, TractEmbedder, TractModel};
@@ -148,4 +148,3 @@ pub trait Embedder: Send {
     /// the runtime fails.
     fn embed(&mut self, chw: &[f32]) -> Result<Vec<f32>, EmbedError>;
 }
-

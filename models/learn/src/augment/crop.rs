@@ -75,4 +75,3 @@ pub fn sample_crop(cfg: &CropConfig, width: usize, height: usize, rng: &mut impl
         height: h,
     }
 }
-

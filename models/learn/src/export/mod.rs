@@ -7,16 +7,16 @@
 //! pretraining (Chen et al., 2020, §2.1).
 
 pub mod nnef;
-pub mod recipe;
 pub mod onnx;
 pub mod quantize;
+pub mod recipe;
 
 mod error;
 
-pub use error::ExportError;
-pub use recipe::{encoder_of, recipe_of};
 pub use edgeclr_artifact::manifest::{self, Artifact, ArtifactKind, Manifest};
+pub use error::ExportError;
 pub use quantize::{Calibration, CalibrationMethod, QuantConfig, WeightGranularity};
+pub use recipe::{encoder_of, recipe_of};
 
 /// A convolution with its BatchNorm folded in: `y = conv(x, weight) + bias`.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use edgeclr_artifact::manifest::{MANIFEST, Manifest};
 use edgeclr_artifact::ArtifactError;
+use edgeclr_artifact::manifest::{MANIFEST, Manifest};
 
 use super::ExportError;
 use crate::SimclrConfig;

@@ -13,8 +13,8 @@ use super::manifest::{Agreement, sha256_bytes};
 use super::onnx::{self, Batch};
 use super::quantize::{self, ActivationParams, RangeCollector, quantize_weights};
 use super::*;
-use edgeclr_runtime::embed::{EmbedError, Embedder, TractEmbedder, cosine};
 use crate::encoder::{Architecture, EncoderConfig, ResNet, Stem};
+use edgeclr_runtime::embed::{EmbedError, Embedder, TractEmbedder, cosine};
 
 /// A small encoder whose BatchNorms hold non-trivial running statistics and affine
 /// parameters (a few train-mode forwards on the autodiff device), in inference mode.
@@ -358,7 +358,8 @@ fn manifest_checks_checksums_and_names() {
     let opened = edgeclr_runtime::embed::open(dir.path()).expect("opens the folder");
     assert_eq!(opened.kind, kind);
     assert_eq!(opened.embedder.dim(), 128);
-    let opened = edgeclr_runtime::embed::open(&dir.path().join("encoder.onnx")).expect("opens the file");
+    let opened =
+        edgeclr_runtime::embed::open(&dir.path().join("encoder.onnx")).expect("opens the file");
     assert_eq!(opened.manifest, manifest);
     // A file the manifest does not list.
     std::fs::write(dir.path().join("other.onnx"), &bytes).expect("write");
