@@ -8,6 +8,7 @@
 //!   a software Vulkan adapter over flex (about 10× slower), and burn's wgpu runtime panics
 //!   when no adapter exists, so the adapters are probed first.
 
+#[cfg(feature = "wgpu")]
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
