@@ -49,5 +49,8 @@ for v in $variants; do
     "$triple" "$name" "${feats[*]:-default}" "$bytes" "$crates" >> "$out.tmp"
 done
 printf '\n]\n' >> "$out.tmp"
+# `-p edgeclr-firmware` builds for x86 replaced target/release/edgeclr-device with their
+# variant; put the workspace build (what the tests and `./edgeclr-device` run) back.
+case " $variants" in *" x86_64:"*) .ci/build >&2 ;; esac
 mv "$out.tmp" "$out"
 echo "results: $out"

@@ -12,6 +12,7 @@ mod plots;
 mod pretrain;
 mod quickstart;
 mod release;
+mod ssh;
 mod supervised;
 
 use std::process::ExitCode;

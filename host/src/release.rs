@@ -11,10 +11,13 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use edgeclr_artifact::Manifest;
-use edgeclr_release::bundle::{
-    self, BundleManifest, FORMAT_VERSION, InstallRoot, file_entry, read_signing_key,
-    read_verifying_key,
+use edgeclr_release::InstallRoot;
+use edgeclr_release::bundle::{self, BundleManifest, FORMAT_VERSION, file_entry};
+use edgeclr_release::keys::{
+    self, fingerprint, key_hex, read_signing_key, read_verifying_key, write_secret_key,
 };
+
+use crate::ssh::{Ssh, Target, sh_quote};
 use tracing::{info, warn};
 
 /// `edgeclr keygen`.
@@ -50,6 +53,10 @@ pub struct BundleArgs {
     /// Sign with this secret key (`edgeclr keygen`).
     #[arg(long)]
     pub sign_key: Option<PathBuf>,
+    /// Key rotation: boards that verify this bundle against their current key (the one
+    /// `--sign-key` belongs to) trust this public key from then on.
+    #[arg(long, requires = "sign_key")]
+    pub rotate_key: Option<PathBuf>,
     /// Ship the binary with its debug information (by default it is stripped with llvm-strip
     /// or strip when one is installed: ~800 MB → ~100 MB for a release build).
     #[arg(long)]
@@ -71,9 +78,14 @@ pub struct FlashArgs {
     /// SSH known_hosts file (host keys are always checked).
     #[arg(long)]
     pub known_hosts: Option<PathBuf>,
-    /// Public key the bundle must be signed with (the board's ROOT/trusted.pub also applies).
+    /// A public key the bundle must also be signed with, checked here before anything is
+    /// uploaded. Never sent to the board: the board's ROOT/trusted.pub always decides.
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// First install only: the board trusts no key yet, make it trust this one (written to
+    /// ROOT/trusted.pub; refused when the board already trusts another key).
+    #[arg(long)]
+    pub trust_on_first_use: Option<PathBuf>,
     /// Frame source for the self-test (default: the board profile's camera).
     #[arg(long)]
     pub selftest_source: Option<String>,
@@ -102,14 +114,11 @@ pub struct FlashArgs {
 
 /// Runs `edgeclr keygen`.
 pub fn keygen(args: &KeygenArgs) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let (secret, public) = bundle::keygen();
+    let (secret, public) = keys::keygen();
     if args.out.exists() {
         bail!("{} exists; refusing to overwrite a key", args.out.display());
     }
-    std::fs::write(&args.out, format!("{secret}\n"))
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o600))?;
+    write_secret_key(&args.out, &secret)?;
     let public_path = PathBuf::from(format!("{}.pub", args.out.display()));
     std::fs::write(&public_path, format!("{public}\n"))?;
     println!(
@@ -169,11 +178,13 @@ fn git_revision() -> Option<String> {
 
 /// `bin` without symbols and debug information, via `llvm-strip` (any architecture) or
 /// `strip`; the input unchanged (with a warning) when neither works.
-fn stripped(bin: Vec<u8>) -> Result<Vec<u8>> {
-    let dir = Staging::new()?;
+fn stripped(bin: Vec<u8>, arch: &str) -> Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
     let (input, output) = (dir.path().join("in"), dir.path().join("out"));
     std::fs::write(&input, &bin)?;
-    for tool in ["llvm-strip", "strip"] {
+    // The host's `strip` reads only its own architecture: a cross binutils strip for the rest.
+    let cross = format!("{arch}-linux-gnu-strip");
+    for tool in ["llvm-strip", cross.as_str(), "strip"] {
         let ok = Command::new(tool)
             .arg("-o")
             .arg(&output)
@@ -255,7 +266,11 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         ),
         None => bail!("{} is not an ELF executable", binary.display()),
     }
-    let bin = if args.no_strip { bin } else { stripped(bin)? };
+    let bin = if args.no_strip {
+        bin
+    } else {
+        stripped(bin, want)?
+    };
     let mut files: Vec<(String, Vec<u8>, u32)> = vec![("bin/edgeclr-device".into(), bin, 0o755)];
     let mut model_files: Vec<String> = model.artifacts.iter().map(|a| a.file.clone()).collect();
     model_files.push(edgeclr_artifact::manifest::MANIFEST.into());
@@ -291,6 +306,12 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         model_version: model.source.model_version.clone(),
         producer: format!("edgeclr {}", env!("CARGO_PKG_VERSION")),
         files: files.iter().map(|(p, b, m)| file_entry(p, b, *m)).collect(),
+        rotate_key: args
+            .rotate_key
+            .as_deref()
+            .map(read_verifying_key)
+            .transpose()?
+            .map(|k| key_hex(&k)),
     };
     let key = args.sign_key.as_deref().map(read_signing_key).transpose()?;
     let mut tar = Vec::new();
@@ -307,159 +328,6 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-/// A flash target.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// A local folder acting as the board's install root.
-    Dir(PathBuf),
-    /// `user@host`, port, remote root.
-    Ssh {
-        /// `user@host`.
-        dest: String,
-        /// Port.
-        port: u16,
-        /// Install root on the board.
-        root: String,
-    },
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(p) = s.strip_prefix("dir:") {
-            return Ok(Self::Dir(PathBuf::from(p)));
-        }
-        let rest = s
-            .strip_prefix("ssh://")
-            .ok_or_else(|| format!("--to {s}: use dir:ROOT or ssh://USER@HOST[:PORT][/ROOT]"))?;
-        let (hostpart, root) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].to_string()),
-            None => (rest, "/opt/edgeclr".to_string()),
-        };
-        let (dest, port) = match hostpart.rsplit_once(':') {
-            Some((d, p)) => (
-                d,
-                p.parse::<u16>()
-                    .map_err(|_| format!("--to {s}: bad port `{p}`"))?,
-            ),
-            None => (hostpart, 22),
-        };
-        if !dest.contains('@') || dest.starts_with('@') || dest.ends_with('@') {
-            return Err(format!("--to {s}: name the user, ssh://USER@HOST"));
-        }
-        Ok(Self::Ssh {
-            dest: dest.into(),
-            port,
-            root,
-        })
-    }
-}
-
-/// Single-quotes `s` for a POSIX shell.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-struct Ssh<'a> {
-    dest: &'a str,
-    port: u16,
-    args: &'a FlashArgs,
-}
-
-impl Ssh<'_> {
-    fn common(&self, port_flag: &str) -> Vec<String> {
-        let mut v = vec![
-            port_flag.into(),
-            self.port.to_string(),
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            "ConnectTimeout=10".into(),
-        ];
-        if let Some(k) = &self.args.known_hosts {
-            v.extend(["-o".into(), format!("UserKnownHostsFile={}", k.display())]);
-        }
-        if let Some(i) = &self.args.identity {
-            v.extend(["-i".into(), i.display().to_string()]);
-        }
-        v
-    }
-
-    /// Runs `command` on the board; returns (success, stdout + stderr).
-    fn run(&self, command: &str) -> Result<(bool, String)> {
-        let out = Command::new("ssh")
-            .args(self.common("-p"))
-            .arg(self.dest)
-            .arg(command)
-            .output()
-            .context("running ssh (install openssh-client)")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((out.status.success(), text))
-    }
-
-    fn must(&self, command: &str, what: &str) -> Result<String> {
-        let (ok, text) = self.run(command)?;
-        if !ok {
-            bail!("{what} failed on {}: {}", self.dest, text.trim());
-        }
-        Ok(text)
-    }
-
-    fn upload(&self, local: &Path, remote: &str) -> Result<()> {
-        let mut limit = Vec::new();
-        if let Some(l) = self.args.limit_kbps {
-            limit = vec!["-l".to_string(), l.to_string()];
-        }
-        let out = Command::new("scp")
-            .args(self.common("-P"))
-            .args(limit)
-            .arg("-q")
-            .arg(local)
-            .arg(format!("{}:{remote}", self.dest))
-            .output()
-            .context("running scp (install openssh-client)")?;
-        if !out.status.success() {
-            bail!(
-                "upload of {} to {}:{remote} failed: {}",
-                local.display(),
-                self.dest,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-}
-
-/// A scratch folder removed on drop.
-struct Staging(PathBuf);
-
-impl Staging {
-    fn new() -> Result<Self> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("edgeclr-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(Self(p))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The `edgeclr-device` built beside this `edgeclr` for `triple`: `target/<profile>/` for this
@@ -498,18 +366,42 @@ pub fn flash(args: &FlashArgs) -> Result<()> {
     if args.runner.is_some() && !matches!(target, Target::Dir(_)) {
         bail!("--runner applies to dir: targets; an ssh board runs its own binary");
     }
-    match &target {
-        Target::Dir(root) => flash_dir(args, root),
-        Target::Ssh { dest, port, root } => flash_ssh(
+    match target {
+        Target::Dir(root) => flash_dir(args, &root),
+        Target::Ssh(t) => flash_ssh(
             args,
             &Ssh {
-                dest,
-                port: *port,
-                args,
+                target: t,
+                known_hosts: args.known_hosts.clone(),
+                identity: args.identity.clone(),
+                limit_kbps: args.limit_kbps,
             },
-            root,
         ),
     }
+}
+
+/// Unpacks `bundle` into a fresh scratch folder and verifies it against every key in `keys`
+/// (all must hold), here on the host, before anything reaches a board.
+fn verify_here(
+    bundle: &Path,
+    keys: &[&ed25519_dalek::VerifyingKey],
+) -> Result<(tempfile::TempDir, BundleManifest)> {
+    let staging = tempfile::Builder::new()
+        .prefix("edgeclr-flash-")
+        .tempdir()?;
+    let file =
+        std::fs::File::open(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let check = || -> Result<BundleManifest, bundle::BundleError> {
+        bundle::unpack(std::io::BufReader::new(file), staging.path())?;
+        let mut m = bundle::verify_dir(staging.path(), None)?;
+        for k in keys {
+            m = bundle::verify_dir(staging.path(), Some(k))?;
+        }
+        Ok(m)
+    };
+    let m = check()
+        .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", bundle.display()))?;
+    Ok((staging, m))
 }
 
 fn selftest_command(
@@ -547,9 +439,28 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
         return Ok(());
     }
     let key = args.key.as_deref().map(read_verifying_key).transpose()?;
-    let m = root
+    if let Some(path) = &args.trust_on_first_use {
+        let k = read_verifying_key(path)?;
+        if matches!(root.trusted_key(), Err(bundle::BundleError::Untrusted(_))) {
+            // Trust a key only for a bundle it signed: a refused bundle leaves no key behind.
+            verify_here(&args.bundle, &[&k])?;
+        }
+        if root.trust_on_first_use(&k)? {
+            println!(
+                "trusting key {} ({}) on first use: {}",
+                fingerprint(&k),
+                path.display(),
+                root.trusted_path().display()
+            );
+        }
+    }
+    let staged = root
         .stage(&args.bundle, key.as_ref())
         .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display()))?;
+    if let Some(fp) = &staged.rotated_to {
+        println!("the board now trusts key {fp} (rotated by this bundle)");
+    }
+    let m = staged.manifest;
     info!("staged {} for {}", m.version, m.board);
     root.switch(&m.version)?;
     let root_s = root_path.display().to_string();
@@ -599,7 +510,8 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
+fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
+    let root = ssh.target.root.as_str();
     let q = |s: &str| sh_quote(s);
     let current_bin = format!("{root}/current/bin/edgeclr-device");
     if args.rollback {
@@ -610,24 +522,32 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         print!("{text}");
         return Ok(());
     }
-    // Read the bundle here first: refuse a crafted, broken or (with --key) mis-signed bundle
-    // before touching the board.
-    let key = args.key.as_deref().map(read_verifying_key).transpose()?;
-    let staging = Staging::new()?;
-    let m = {
-        let file = std::fs::File::open(&args.bundle)
-            .with_context(|| format!("reading {}", args.bundle.display()))?;
-        bundle::unpack(std::io::BufReader::new(file), staging.path())
-            .and_then(|()| bundle::verify_dir(staging.path(), key.as_ref()))
-            .map_err(|e| {
-                anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display())
-            })?
-    };
+    // The board's trusted.pub decides. Read it first and check the bundle against it here
+    // (and against --key): on a first install the bundle's own binary does the staging, so
+    // nothing from an unverified bundle may reach the board.
+    let anchor = trust_anchor(args, ssh)?;
+    let extra = args.key.as_deref().map(read_verifying_key).transpose()?;
+    let keys: Vec<_> = std::iter::once(&anchor.key).chain(extra.as_ref()).collect();
+    let (staging, m) = verify_here(&args.bundle, &keys)?;
     let version = m.version.clone();
     ssh.must(
         &format!("mkdir -p {}/incoming {}/bootstrap", q(root), q(root)),
         "preparing the install root",
     )?;
+    if let Some(path) = &anchor.first_use {
+        let trusted = format!("{root}/trusted.pub");
+        ssh.upload(path, &format!("{trusted}.part"))?;
+        ssh.must(
+            &format!("mv {0}.part {0}", q(&trusted)),
+            "installing the trusted key",
+        )?;
+        println!(
+            "trusting key {} ({}) on first use: {}:{trusted}",
+            fingerprint(&anchor.key),
+            path.display(),
+            ssh.target.dest()
+        );
+    }
     // The installer on the board: the current release's binary, else (first install) the
     // bundle's own, uploaded on its own.
     let (has_current, _) = ssh.run(&format!("test -x {}", q(&current_bin)))?;
@@ -659,17 +579,9 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         &format!("mv {0}.part {0}", q(&remote_tar)),
         "finishing the upload",
     )?;
-    let key_arg = match &args.key {
-        Some(k) => {
-            let remote_key = format!("{root}/incoming/{version}.pub");
-            ssh.upload(k, &remote_key)?;
-            format!(" --key {}", q(&remote_key))
-        }
-        None => String::new(),
-    };
-    ssh.must(
+    let staged = ssh.must(
         &format!(
-            "{} release stage --root {} --bundle {}{key_arg}; s=$?; rm -f {}; exit $s",
+            "{} release stage --root {} --bundle {}; s=$?; rm -f {}; exit $s",
             q(&installer),
             q(root),
             q(&remote_tar),
@@ -677,6 +589,7 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         ),
         "verifying the bundle on the board (nothing changed)",
     )?;
+    print!("{staged}");
     ssh.must(
         &format!(
             "{} release switch --root {} --version {}",
@@ -716,7 +629,7 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         )?;
         bail!(
             "release {version} failed its self-test on {} and was rolled back",
-            ssh.dest
+            ssh.target.dest()
         );
     }
     let text = ssh.must(
@@ -729,40 +642,64 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh<'_>, root: &str) -> Result<()> {
         "pruning",
     )?;
     print!("{text}");
-    println!("flashed {version} to {}:{root}", ssh.dest);
+    println!("flashed {version} to {}:{root}", ssh.target.dest());
     Ok(())
+}
+
+/// The key the board trusts (or will, on first use) and, for a first use, the file to install.
+struct Anchor {
+    key: ed25519_dalek::VerifyingKey,
+    first_use: Option<PathBuf>,
+}
+
+/// Reads the board's `ROOT/trusted.pub` over ssh and reconciles it with
+/// `--trust-on-first-use`.
+fn trust_anchor(args: &FlashArgs, ssh: &Ssh) -> Result<Anchor> {
+    let trusted = format!("{}/trusted.pub", ssh.target.root);
+    let text = ssh.must(
+        &format!(
+            "if [ -e {0} ]; then cat {0}; else echo NO-TRUSTED-KEY; fi",
+            sh_quote(&trusted)
+        ),
+        "reading the board's trusted key",
+    )?;
+    let board = match text.trim() {
+        "NO-TRUSTED-KEY" => None,
+        t => Some(
+            keys::parse_verifying_key(t)
+                .with_context(|| format!("{}:{trusted} is not a public key", ssh.target.dest()))?,
+        ),
+    };
+    let tofu = args
+        .trust_on_first_use
+        .as_deref()
+        .map(|p| read_verifying_key(p).map(|k| (k, p.to_path_buf())))
+        .transpose()?;
+    match (board, tofu) {
+        (Some(b), Some((t, _))) if b != t => bail!(
+            "{}:{trusted} already trusts key {}, not {}; a new key reaches a board only in a bundle signed with the current one (`edgeclr bundle --rotate-key`); nothing was changed",
+            ssh.target.dest(),
+            fingerprint(&b),
+            fingerprint(&t)
+        ),
+        (Some(b), _) => Ok(Anchor {
+            key: b,
+            first_use: None,
+        }),
+        (None, Some((t, path))) => Ok(Anchor {
+            key: t,
+            first_use: Some(path),
+        }),
+        (None, None) => bail!(
+            "{}:{trusted} is missing: the board trusts no release key; pass --trust-on-first-use KEY.pub once (nothing was changed)",
+            ssh.target.dest()
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_parse_with_defaults_and_errors() {
-        assert_eq!(
-            "dir:/tmp/b".parse::<Target>(),
-            Ok(Target::Dir("/tmp/b".into()))
-        );
-        assert_eq!(
-            "ssh://pi@board.local:2222/srv/edgeclr".parse::<Target>(),
-            Ok(Target::Ssh {
-                dest: "pi@board.local".into(),
-                port: 2222,
-                root: "/srv/edgeclr".into()
-            })
-        );
-        assert_eq!(
-            "ssh://pi@10.0.0.2".parse::<Target>(),
-            Ok(Target::Ssh {
-                dest: "pi@10.0.0.2".into(),
-                port: 22,
-                root: "/opt/edgeclr".into()
-            })
-        );
-        assert!("ssh://board".parse::<Target>().is_err());
-        assert!("scp:x".parse::<Target>().is_err());
-        assert!("ssh://a@b:x".parse::<Target>().is_err());
-    }
 
     #[test]
     fn glibc_and_elf_are_read_from_the_binary() {
@@ -773,6 +710,5 @@ mod tests {
         assert_eq!(elf_arch(&b), Some("aarch64"));
         assert_eq!(min_glibc(&b).as_deref(), Some("2.34"));
         assert_eq!(elf_arch(b"#!/bin/sh"), None);
-        assert_eq!(sh_quote("a'b"), "'a'\\''b'");
     }
 }

@@ -283,7 +283,7 @@ fn a_finetune_step_on_wgpu_matches_the_cpu() {
     let info = run("edgeclr-device", &["info"]);
     assert_success(&info);
     if !String::from_utf8_lossy(&info.stdout).contains("wgpu adapter:") {
-        println!("skipped: wgpu finds no adapter here (install mesa-vulkan-drivers)");
+        e2e::skip("wgpu finds no adapter here (install mesa-vulkan-drivers)");
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

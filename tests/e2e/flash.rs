@@ -99,7 +99,7 @@ fn flash_to_a_directory_board_deploys_refuses_rolls_back_and_prunes() {
     assert_eq!(current(&s.board).as_deref(), Some("v1"));
     assert_eq!(releases(&s.board), ["v1"], "nothing staged survives");
 
-    // Unsigned while the board trusts a key: refused.
+    // Unsigned: refused.
     let unsigned = s.bundle("v2u", &[]);
     let out = s.flash(&unsigned, &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsigned"));
@@ -177,4 +177,164 @@ fn quickstart_runs_the_whole_path_on_the_shipped_data() {
     assert_eq!(s["device"]["frames"], 20);
     assert!(out.join("status.png").exists() && out.join("plots/loss.png").exists());
     assert_eq!(current(&out.join("board")).as_deref(), Some("quickstart"));
+}
+
+/// A second key pair, as another party (or an attacker) would have.
+fn other_key(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    assert_success(&run("edgeclr", &["keygen", "--out", path(&key)]));
+    key
+}
+
+fn pub_of(key: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pub", key.display()))
+}
+
+/// Issue 14: the board's trusted.pub is the one authority. A host-side `--key` adds a check
+/// and never replaces it; the first key is installed only explicitly; later keys only by a
+/// bundle the current key signed.
+#[test]
+fn the_board_key_alone_decides_what_installs() {
+    let s = setup();
+    let trusted_before = std::fs::read(s.board.join("trusted.pub")).expect("trusted");
+    assert_success(&s.flash(&s.signed("v1"), &[]));
+
+    // A bundle signed by another key, flashed with that key as --key: refused, nothing changed.
+    let other = other_key(&s.dir, "other");
+    let foreign = s.bundle("v-foreign", &["--sign-key", path(&other)]);
+    let out = s.flash(&foreign, &["--key", path(&pub_of(&other))]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("before any change") && err.contains("signature"),
+        "{err}"
+    );
+    assert_eq!(current(&s.board).as_deref(), Some("v1"));
+    assert_eq!(releases(&s.board), ["v1"]);
+    assert_eq!(
+        std::fs::read(s.board.join("trusted.pub")).expect("trusted"),
+        trusted_before
+    );
+
+    // Rotation signed by a foreign key (announcing itself): refused, the key is unchanged.
+    let hijack = s.bundle(
+        "v-hijack",
+        &[
+            "--sign-key",
+            path(&other),
+            "--rotate-key",
+            path(&pub_of(&other)),
+        ],
+    );
+    assert!(!s.flash(&hijack, &[]).status.success());
+    assert_eq!(
+        std::fs::read(s.board.join("trusted.pub")).expect("trusted"),
+        trusted_before
+    );
+
+    // Rotation signed by the current key: accepted and reported; then only the new key works.
+    let next = other_key(&s.dir, "next");
+    let rotating = s.bundle(
+        "v2",
+        &[
+            "--sign-key",
+            path(&s.key),
+            "--rotate-key",
+            path(&pub_of(&next)),
+        ],
+    );
+    let out = s.flash(&rotating, &[]);
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("now trusts key"));
+    assert_eq!(
+        std::fs::read_to_string(s.board.join("trusted.pub")).expect("trusted"),
+        std::fs::read_to_string(pub_of(&next)).expect("next.pub")
+    );
+    assert_eq!(
+        std::fs::read(s.board.join("trusted.pub.previous")).expect("previous"),
+        trusted_before
+    );
+    assert!(!s.flash(&s.signed("v3-old-key"), &[]).status.success());
+    let v3 = s.bundle("v3", &["--sign-key", path(&next)]);
+    assert_success(&s.flash(&v3, &[]));
+    assert_eq!(current(&s.board).as_deref(), Some("v3"));
+}
+
+#[test]
+fn a_board_without_a_trusted_key_installs_nothing_until_told() {
+    let s = setup();
+    let fresh = s.dir.join("fresh");
+    let to = format!("dir:{}", path(&fresh));
+    let source = format!("mjpeg:{}", path(&clip()));
+    let v1 = s.signed("v1");
+    let flash = |extra: &[&str]| {
+        let mut args = vec![
+            "flash",
+            "--bundle",
+            path(&v1),
+            "--to",
+            &to,
+            "--selftest-source",
+            &source,
+        ];
+        args.extend_from_slice(extra);
+        run("edgeclr", &args)
+    };
+    let out = flash(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("trusted.pub") && err.contains("--trust-on-first-use"),
+        "{err}"
+    );
+    assert!(current(&fresh).is_none() && releases(&fresh).is_empty());
+    // Trusting another key than the bundle's on first use does not install it either.
+    let other = other_key(&s.dir, "other");
+    let out = flash(&["--trust-on-first-use", path(&pub_of(&other))]);
+    assert!(!out.status.success());
+    assert!(current(&fresh).is_none());
+    assert!(
+        !fresh.join("trusted.pub").exists(),
+        "a refused bundle leaves no key behind"
+    );
+    // The bundle's key, explicitly: written, said, installed.
+    let mut fresh2 = fresh.clone();
+    fresh2.set_file_name("fresh2");
+    let to2 = format!("dir:{}", path(&fresh2));
+    let out = run(
+        "edgeclr",
+        &[
+            "flash",
+            "--bundle",
+            path(&v1),
+            "--to",
+            &to2,
+            "--selftest-source",
+            &source,
+            "--trust-on-first-use",
+            path(&pub_of(&s.key)),
+        ],
+    );
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("on first use"));
+    assert_eq!(current(&fresh2).as_deref(), Some("v1"));
+}
+
+#[test]
+fn ssh_destinations_cannot_smuggle_options() {
+    let s = setup();
+    let marker = s.dir.join("pwned");
+    let v1 = s.signed("v1");
+    for to in [
+        format!("ssh://-oProxyCommand=touch {}@127.0.0.1", path(&marker)),
+        format!("ssh://pi@-oProxyCommand=touch {}", path(&marker)),
+    ] {
+        let out = run("edgeclr", &["flash", "--bundle", path(&v1), "--to", &to]);
+        assert!(!out.status.success(), "{to} was accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--to"),
+            "{to}"
+        );
+    }
+    assert!(!marker.exists(), "a command ran");
 }

@@ -156,7 +156,7 @@ fn wgpu_backend_runs_pretrain_and_reports_its_adapter() {
     );
     let stderr = String::from_utf8_lossy(&result.stderr);
     if !result.status.success() && stderr.contains("no usable wgpu adapter") {
-        eprintln!("SKIPPED: no wgpu adapter on this machine (install mesa-vulkan-drivers)");
+        e2e::skip("no wgpu adapter on this machine (install mesa-vulkan-drivers)");
         return;
     }
     assert_success(&result);

@@ -140,7 +140,7 @@ fn current(root: &Path) -> Option<String> {
 fn flash_over_ssh_to_a_real_sshd_on_loopback() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let Some(sshd) = start_sshd(tmp.path()) else {
-        println!("skipped: no sshd (install openssh-server; .ci/run does)");
+        e2e::skip("no sshd (install openssh-server; .ci/run does)");
         return;
     };
     let export = exported_model(tmp.path());
@@ -151,7 +151,23 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
         sshd.port,
         path(&board)
     );
-    let bundle = |version: &str, extra: &[&str]| bundle(tmp.path(), &export, version, extra);
+    let key = tmp.path().join("release.key");
+    assert_success(&run("edgeclr", &["keygen", "--out", path(&key)]));
+    let signed = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["--sign-key".to_string(), path(&key).to_string()];
+        v.extend(extra.iter().map(ToString::to_string));
+        v
+    };
+    let bundle = |version: &str, extra: &[&str]| {
+        let args = signed(extra);
+        bundle(
+            tmp.path(),
+            &export,
+            version,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+    let trust = format!("{}.pub", path(&key));
     let source = format!("mjpeg:{}", path(&clip()));
     let flash_args = |b: &Path| -> Vec<String> {
         [
@@ -183,10 +199,22 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
         )
     };
 
-    // Healthy first deploy (the bundle's own binary bootstraps the install).
+    // A board that trusts no key refuses before anything is uploaded.
     let v1 = bundle("v1", &[]);
     let out = flash(&v1);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--trust-on-first-use"));
+    assert!(!board.join("releases").exists() && !board.join("bootstrap").exists());
+    // Healthy first deploy, trusting the release key explicitly (the bundle's own binary
+    // bootstraps the install, after the host checked it against that key).
+    let mut first = flash_args(&v1);
+    first.extend(["--trust-on-first-use".into(), trust.clone()]);
+    let out = run(
+        "edgeclr",
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("on first use"));
     assert_eq!(current(&board).as_deref(), Some("v1"));
     assert_eq!(read_json(&board.join("state/selftest.json"))["ok"], true);
 

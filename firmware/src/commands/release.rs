@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use edgeclr_release::bundle::{InstallRoot, read_verifying_key};
+use edgeclr_release::InstallRoot;
+use edgeclr_release::keys::{fingerprint, read_verifying_key};
 
 /// `edgeclr-device release`.
 #[derive(Debug, clap::Args)]
@@ -17,7 +18,8 @@ pub struct ReleaseArgs {
     /// `stage`: the bundle tarball.
     #[arg(long)]
     pub bundle: Option<PathBuf>,
-    /// `stage`: a public key the bundle must be signed with (besides `ROOT/trusted.pub`).
+    /// `stage`: a public key the bundle must also be signed with (`ROOT/trusted.pub` always
+    /// applies); `trust`: the key to trust on first use.
     #[arg(long)]
     pub key: Option<PathBuf>,
     /// `switch`, `abandon`: the release version.
@@ -43,6 +45,9 @@ pub enum ReleaseAction {
     Prune,
     /// Print current and previous.
     Status,
+    /// First install: trust `--key` when the board trusts no key yet (refused when it trusts
+    /// another).
+    Trust,
 }
 
 /// Runs one install-root action and prints its outcome.
@@ -63,8 +68,11 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
                 .as_ref()
                 .context("--bundle is required for stage")?;
             let key = args.key.as_deref().map(read_verifying_key).transpose()?;
-            let m = root.stage(bundle, key.as_ref())?;
-            println!("staged {}", m.version);
+            let staged = root.stage(bundle, key.as_ref())?;
+            println!("staged {}", staged.manifest.version);
+            if let Some(fp) = staged.rotated_to {
+                println!("rotated the trusted key to {fp}");
+            }
         }
         ReleaseAction::Switch => {
             let v = version()?;
@@ -86,6 +94,15 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
         ReleaseAction::Prune => {
             for r in root.prune(args.keep) {
                 println!("pruned {r}");
+            }
+        }
+        ReleaseAction::Trust => {
+            let path = args.key.as_deref().context("--key is required for trust")?;
+            let key = read_verifying_key(path)?;
+            if root.trust_on_first_use(&key)? {
+                println!("trusting key {} on first use", fingerprint(&key));
+            } else {
+                println!("already trusting key {}", fingerprint(&key));
             }
         }
         ReleaseAction::Status => println!(

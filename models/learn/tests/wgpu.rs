@@ -91,6 +91,11 @@ fn wgpu_matches_flex() {
         .filter_map(|l| l.strip_prefix("RESULT "))
         .collect();
     if result.iter().any(|l| l.starts_with("skip")) {
+        // `.ci/run` installs lavapipe and sets EDGECLR_NO_SKIP=1: there a missing adapter fails.
+        assert!(
+            std::env::var("EDGECLR_NO_SKIP").as_deref() != Ok("1"),
+            "no wgpu adapter, but EDGECLR_NO_SKIP=1 (.ci/run installed mesa-vulkan-drivers)"
+        );
         eprintln!(
             "SKIPPED wgpu_matches_flex: no wgpu adapter on this machine (install mesa-vulkan-drivers)"
         );

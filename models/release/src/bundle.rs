@@ -17,7 +17,6 @@ use std::path::{Component, Path, PathBuf};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use edgeclr_artifact::atomic::{self, Pointers};
 use edgeclr_artifact::manifest::sha256_bytes;
 
 /// The bundle manifest's file name.
@@ -42,6 +41,11 @@ pub enum BundleError {
     /// Signature missing or wrong.
     #[error("signature: {0}")]
     Signature(String),
+    /// The board trusts no release key yet.
+    #[error(
+        "{0} is missing: this board trusts no release key, so nothing can be installed; put the release public key there once (`edgeclr flash --trust-on-first-use KEY.pub`, or copy it)"
+    )]
+    Untrusted(PathBuf),
     /// The manifest cannot be read.
     #[error("{path}: {reason}")]
     Manifest {
@@ -61,7 +65,7 @@ pub enum BundleError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |source| BundleError::Io {
         path: path.to_path_buf(),
         source,
@@ -104,6 +108,10 @@ pub struct BundleManifest {
     pub producer: String,
     /// Every file, sorted by path.
     pub files: Vec<BundleFile>,
+    /// Key rotation: the public key (hex) that replaces the board's `trusted.pub` once this
+    /// manifest's signature has verified against the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_key: Option<String>,
 }
 
 /// Checks that `path` is relative and stays inside its folder.
@@ -184,7 +192,7 @@ fn mode_of(path: &Path) -> Result<u32, BundleError> {
 }
 
 /// Every file under `dir`, as relative paths; links are reported as errors.
-fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) -> Result<(), BundleError> {
+pub(crate) fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) -> Result<(), BundleError> {
     for entry in fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
@@ -323,11 +331,11 @@ pub fn file_entry(path: &str, bytes: &[u8], mode: u32) -> BundleFile {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(crate) fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N {
         return None;
     }
@@ -338,49 +346,10 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// A new signing key from 32 bytes of OS randomness: `(secret hex, public hex)`.
-pub fn keygen() -> (String, String) {
-    let mut seed = [0u8; 32];
-    rand::fill(&mut seed);
-    let key = SigningKey::from_bytes(&seed);
-    (hex(&seed), hex(key.verifying_key().as_bytes()))
-}
-
-/// Reads a secret key file written by [`keygen`] (hex).
-///
-/// # Errors
-/// When unreadable or not 32 hex bytes.
-pub fn read_signing_key(path: &Path) -> Result<SigningKey, BundleError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    parse_hex::<32>(text.trim())
-        .map(|b| SigningKey::from_bytes(&b))
-        .ok_or_else(|| {
-            BundleError::Signature(format!(
-                "{} is not a secret key (64 hex characters); make one with `edgeclr keygen`",
-                path.display()
-            ))
-        })
-}
-
-/// Reads a public key file (hex).
-///
-/// # Errors
-/// When unreadable or not a valid key.
-pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, BundleError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    parse_hex::<32>(text.trim())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or_else(|| {
-            BundleError::Signature(format!(
-                "{} is not a public key (64 hex characters from `edgeclr keygen`)",
-                path.display()
-            ))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{keygen, read_signing_key, read_verifying_key};
 
     fn manifest(files: &[(String, Vec<u8>, u32)]) -> BundleManifest {
         BundleManifest {
@@ -393,6 +362,7 @@ mod tests {
             model_version: "m".into(),
             producer: "test".into(),
             files: files.iter().map(|(p, b, m)| file_entry(p, b, *m)).collect(),
+            rotate_key: None,
         }
     }
 
@@ -419,7 +389,7 @@ mod tests {
     fn signed_round_trip_and_every_tampering_is_caught() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (secret, public) = keygen();
-        std::fs::write(tmp.path().join("k"), &secret).expect("k");
+        crate::keys::write_secret_key(&tmp.path().join("k"), &secret).expect("k");
         std::fs::write(tmp.path().join("k.pub"), &public).expect("pub");
         let sk = read_signing_key(&tmp.path().join("k")).expect("sk");
         let pk = read_verifying_key(&tmp.path().join("k.pub")).expect("pk");
@@ -508,179 +478,5 @@ mod tests {
                 "nothing written"
             );
         }
-    }
-}
-
-/// The folders of an install root on a board:
-/// `ROOT/releases/<version>/`, `ROOT/current -> releases/<version>`, `ROOT/previous`,
-/// `ROOT/trusted.pub` (optional: the key every bundle must be signed with).
-#[derive(Debug, Clone)]
-pub struct InstallRoot {
-    root: PathBuf,
-    releases: Pointers,
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
-    atomic::fsync_dir(dir).map_err(io(dir))
-}
-
-impl InstallRoot {
-    /// The install root at `root` (created on first install).
-    pub fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_path_buf(),
-            releases: Pointers::new(root, "releases"),
-        }
-    }
-
-    /// `ROOT/releases`.
-    pub fn releases(&self) -> PathBuf {
-        self.releases.folder()
-    }
-
-    fn pointer(&self, name: &str) -> Option<String> {
-        self.releases.get(name)
-    }
-
-    /// The current release's version.
-    pub fn current(&self) -> Option<String> {
-        self.pointer("current")
-    }
-
-    /// The previous release's version.
-    pub fn previous(&self) -> Option<String> {
-        self.pointer("previous")
-    }
-
-    /// The trusted public key, if the board holds one.
-    ///
-    /// # Errors
-    /// When `trusted.pub` exists but is not a key.
-    pub fn trusted_key(&self) -> Result<Option<VerifyingKey>, BundleError> {
-        let p = self.root.join("trusted.pub");
-        if p.exists() {
-            read_verifying_key(&p).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn point(&self, name: &str, version: &str) -> Result<(), BundleError> {
-        self.releases
-            .set(name, version)
-            .map_err(io(&self.root.join(name)))
-    }
-
-    /// Unpacks and verifies the bundle `tarball` into `releases/<version>/` without touching
-    /// `current`: staged in `releases/.incoming-*`, verified (signature with `key`, or the
-    /// board's `trusted.pub`; every sha256 and mode), fsynced, then renamed into place.
-    /// Returns the verified manifest.
-    ///
-    /// # Errors
-    /// Anything wrong with the bundle; the staging folder is deleted and nothing else changed.
-    pub fn stage(
-        &self,
-        tarball: &Path,
-        key: Option<&VerifyingKey>,
-    ) -> Result<BundleManifest, BundleError> {
-        let releases = self.releases();
-        fs::create_dir_all(&releases).map_err(io(&releases))?;
-        let staging = releases.join(format!(".incoming-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&staging);
-        fs::create_dir_all(&staging).map_err(io(&staging))?;
-        let trusted = self.trusted_key()?;
-        let result = (|| {
-            let file = fs::File::open(tarball).map_err(io(tarball))?;
-            unpack(std::io::BufReader::new(file), &staging)?;
-            let m = verify_dir(&staging, key.or(trusted.as_ref()))?;
-            check_path(&m.version)?;
-            if m.version.contains('/') {
-                return Err(BundleError::UnsafePath(m.version.clone()));
-            }
-            let mut files = BTreeSet::new();
-            walk(&staging, &staging, &mut files)?;
-            for f in files {
-                let p = staging.join(f);
-                fs::File::open(&p)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io(&p))?;
-            }
-            let dest = releases.join(&m.version);
-            if dest.exists() {
-                if self.current().as_deref() == Some(m.version.as_str()) {
-                    return Err(BundleError::Mismatch(format!(
-                        "release {} is already current; bundle again with a new --version",
-                        m.version
-                    )));
-                }
-                fs::remove_dir_all(&dest).map_err(io(&dest))?;
-            }
-            fs::rename(&staging, &dest).map_err(io(&dest))?;
-            fsync_dir(&releases)?;
-            Ok(m)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        result
-    }
-
-    /// Makes `version` current; the old current becomes `previous`.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn switch(&self, version: &str) -> Result<(), BundleError> {
-        self.releases
-            .promote(version)
-            .map_err(io(&self.root.join("current")))
-    }
-
-    /// Swaps `current` and `previous`, returning `(from, to)`.
-    ///
-    /// # Errors
-    /// When there is no previous release.
-    pub fn rollback(&self) -> Result<(String, String), BundleError> {
-        let (Some(cur), Some(prev)) = (self.current(), self.previous()) else {
-            return Err(BundleError::Mismatch(format!(
-                "{} has no previous release to roll back to",
-                self.root.display()
-            )));
-        };
-        self.point("previous", &cur)?;
-        self.point("current", &prev)?;
-        Ok((cur, prev))
-    }
-
-    /// After a failed start: `current` goes back to `previous` (or is removed when there was
-    /// none) and the failed release is deleted.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn abandon(&self, failed: &str) -> Result<(), BundleError> {
-        match self.previous().filter(|p| p != failed) {
-            Some(prev) => self.point("current", &prev)?,
-            None => {
-                let _ = fs::remove_file(self.root.join("current"));
-                fsync_dir(&self.root)?;
-            }
-        }
-        let _ = fs::remove_dir_all(self.releases().join(failed));
-        Ok(())
-    }
-
-    /// Deletes all but the newest `keep` releases (never current or previous); returns what
-    /// was deleted.
-    pub fn prune(&self, keep: usize) -> Vec<String> {
-        let pinned = [self.current(), self.previous()];
-        let mut removed = Vec::new();
-        for (i, name) in self.releases.newest_first().into_iter().enumerate() {
-            if i >= keep
-                && !pinned.iter().flatten().any(|p| *p == name)
-                && fs::remove_dir_all(self.releases.dir(&name)).is_ok()
-            {
-                removed.push(name);
-            }
-        }
-        removed
     }
 }
