@@ -5,7 +5,6 @@
 //! summary, `selftest.json` and JUnit XML. The exit code is non-zero when any check fails.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -344,6 +343,8 @@ fn finetune_step(
     decoded: &[(u64, RgbImage)],
     size: usize,
 ) -> Result<Outcome> {
+    use std::sync::Arc;
+
     use crate::finetune::trainer::{Sample, Trainer, TrainerConfig};
     let Some(recipe) = edgeclr_learn::export::recipe_of(manifest)? else {
         return Ok(Outcome::Skipped(

@@ -108,6 +108,10 @@ pub fn run(args: &FinetuneBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Fine-tuning benchmarks need the `finetune` feature.
+///
+/// # Errors
+/// Always, naming the missing feature.
 #[cfg(not(feature = "finetune"))]
 pub fn run(_: &FinetuneBenchArgs) -> Result<()> {
     anyhow::bail!("finetune-bench: this edgeclr-device is built without the `finetune` feature")

@@ -65,7 +65,10 @@ pub fn run(args: &HealthArgs) -> Result<()> {
     Ok(())
 }
 
-/// Health needs the augmentations of the learning crate.
+/// Health needs the augmentations of the learning crate (`finetune` feature).
+///
+/// # Errors
+/// Always, naming the missing feature.
 #[cfg(not(feature = "finetune"))]
 pub fn run(_: &HealthArgs) -> Result<()> {
     anyhow::bail!("health: this edgeclr-device is built without the `finetune` feature")
