@@ -292,10 +292,8 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         .version
         .clone()
         .unwrap_or_else(|| format!("{}-{created}", model.source.model_version));
-    bundle::check_path(&version).map_err(anyhow::Error::msg)?;
-    if version.contains('/') {
-        bail!("--version {version} must be one path component");
-    }
+    bundle::check_version(&version)
+        .map_err(|e| anyhow::anyhow!("--version {version}: {e}; use letters, digits and `._+-`"))?;
     let manifest = BundleManifest {
         format_version: FORMAT_VERSION,
         version: version.clone(),
@@ -393,13 +391,15 @@ fn verify_here(
         std::fs::File::open(bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let check = || -> Result<BundleManifest, bundle::BundleError> {
         bundle::unpack(std::io::BufReader::new(file), staging.path())?;
-        let mut m = bundle::verify_dir(staging.path(), None)?;
+        // Signatures first: nothing else of an unsigned bundle is looked at.
         for k in keys {
-            m = bundle::verify_dir(staging.path(), Some(k))?;
+            bundle::verify_dir(staging.path(), Some(k))?;
         }
-        Ok(m)
+        bundle::verify_dir(staging.path(), None)
     };
     let m = check()
+        .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", bundle.display()))?;
+    bundle::check_version(&m.version)
         .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", bundle.display()))?;
     Ok((staging, m))
 }
@@ -457,9 +457,6 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
     let staged = root
         .stage(&args.bundle, key.as_ref())
         .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display()))?;
-    if let Some(fp) = &staged.rotated_to {
-        println!("the board now trusts key {fp} (rotated by this bundle)");
-    }
     let m = staged.manifest;
     info!("staged {} for {}", m.version, m.board);
     root.switch(&m.version)?;
@@ -499,6 +496,9 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
             root.current().unwrap_or_else(|| "none".into())
         );
     }
+    if let Some(fp) = root.rotate(&m.version)? {
+        println!("the board now trusts key {fp} (rotated by this healthy release)");
+    }
     let pruned = root.prune(args.keep);
     println!(
         "flashed {} to {} (previous {}, pruned {:?})",
@@ -536,10 +536,16 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
     )?;
     if let Some(path) = &anchor.first_use {
         let trusted = format!("{root}/trusted.pub");
-        ssh.upload(path, &format!("{trusted}.part"))?;
+        let local = tempfile::NamedTempFile::new()?;
+        std::fs::write(local.path(), format!("{}\n", key_hex(&anchor.key)))?;
+        ssh.upload(local.path(), &format!("{trusted}.part"))?;
+        // `ln` creates the name only if it is absent: a key that appeared meanwhile wins.
         ssh.must(
-            &format!("mv {0}.part {0}", q(&trusted)),
-            "installing the trusted key",
+            &format!(
+                "ln {0}.part {0}; s=$?; rm -f {0}.part; exit $s",
+                q(&trusted)
+            ),
+            "installing the trusted key (is one there already?)",
         )?;
         println!(
             "trusting key {} ({}) on first use: {}:{trusted}",
@@ -600,7 +606,7 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
         "switching current",
     )?;
     if !args.service.is_empty() {
-        let (ok, text) = ssh.run(&format!("systemctl restart {}", q(&args.service)))?;
+        let (ok, text) = ssh.run(&format!("systemctl restart -- {}", q(&args.service)))?;
         if !ok {
             warn!(
                 "restarting {} failed ({}); running the self-test anyway",
@@ -634,12 +640,13 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
     }
     let text = ssh.must(
         &format!(
-            "{} release prune --root {} --keep {}",
+            "{0} release rotate --root {1} --version {2} && {0} release prune --root {1} --keep {3}",
             q(&current_bin),
             q(root),
+            q(&version),
             args.keep
         ),
-        "pruning",
+        "rotating the key (if asked) and pruning",
     )?;
     print!("{text}");
     println!("flashed {version} to {}:{root}", ssh.target.dest());

@@ -132,6 +132,12 @@ impl std::str::FromStr for Target {
             ));
         }
         let (host, port) = host_and_port(host, s)?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._/-".contains(c);
+        if !root.chars().all(plain) || root.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "--to {s}: the install root `{root}` may hold only letters, digits and `._/-` (no `..`)"
+            ));
+        }
         Ok(Self::Ssh(SshTarget {
             user: user.into(),
             host,
@@ -180,18 +186,22 @@ impl Ssh {
         v
     }
 
-    /// Runs `command` on the board; returns (success, stdout + stderr).
-    ///
-    /// # Errors
-    /// When ssh cannot be started.
-    pub fn run(&self, command: &str) -> Result<(bool, String)> {
-        let out = Command::new("ssh")
+    fn exec(&self, command: &str) -> Result<std::process::Output> {
+        Command::new("ssh")
             .args(self.common("-p"))
             .arg("--")
             .arg(self.target.dest())
             .arg(command)
             .output()
-            .context("running ssh (install openssh-client)")?;
+            .context("running ssh (install openssh-client)")
+    }
+
+    /// Runs `command` on the board; returns (success, stdout + stderr) for a person to read.
+    ///
+    /// # Errors
+    /// When ssh cannot be started.
+    pub fn run(&self, command: &str) -> Result<(bool, String)> {
+        let out = self.exec(command)?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -200,16 +210,22 @@ impl Ssh {
         Ok((out.status.success(), text))
     }
 
-    /// Runs `command` on the board; its output, or an error naming `what`.
+    /// Runs `command` on the board; its stdout alone (banners and warnings on stderr never
+    /// reach a parser), or an error naming `what` with stderr.
     ///
     /// # Errors
     /// When ssh fails or the command exits non-zero.
     pub fn must(&self, command: &str, what: &str) -> Result<String> {
-        let (ok, text) = self.run(command)?;
-        if !ok {
-            bail!("{what} failed on {}: {}", self.target.dest(), text.trim());
+        let out = self.exec(command)?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed on {}: {}{}",
+                self.target.dest(),
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        Ok(text)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Copies `local` to `remote` on the board.
@@ -302,6 +318,9 @@ mod tests {
             "ssh://board",
             "ssh://@host",
             "ssh://a@b:x",
+            "ssh://pi@host/opt/x$(reboot)",
+            "ssh://pi@host/opt/../etc",
+            "ssh://pi@host/opt/a b",
             "scp:x",
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad} was accepted");

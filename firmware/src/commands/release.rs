@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use edgeclr_release::InstallRoot;
-use edgeclr_release::keys::{fingerprint, read_verifying_key};
+use edgeclr_release::keys::read_verifying_key;
 
 /// `edgeclr-device release`.
 #[derive(Debug, clap::Args)]
@@ -19,10 +19,10 @@ pub struct ReleaseArgs {
     #[arg(long)]
     pub bundle: Option<PathBuf>,
     /// `stage`: a public key the bundle must also be signed with (`ROOT/trusted.pub` always
-    /// applies); `trust`: the key to trust on first use.
+    /// applies).
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// `switch`, `abandon`: the release version.
+    /// `switch`, `abandon`, `rotate`: the release version.
     #[arg(long)]
     pub version: Option<String>,
     /// `prune`: releases to keep.
@@ -45,9 +45,9 @@ pub enum ReleaseAction {
     Prune,
     /// Print current and previous.
     Status,
-    /// First install: trust `--key` when the board trusts no key yet (refused when it trusts
-    /// another).
-    Trust,
+    /// After a release passed its self-test: apply the key rotation its manifest asks for
+    /// (verified again against the current key).
+    Rotate,
 }
 
 /// Runs one install-root action and prints its outcome.
@@ -70,8 +70,8 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
             let key = args.key.as_deref().map(read_verifying_key).transpose()?;
             let staged = root.stage(bundle, key.as_ref())?;
             println!("staged {}", staged.manifest.version);
-            if let Some(fp) = staged.rotated_to {
-                println!("rotated the trusted key to {fp}");
+            if let Some(fp) = staged.rotates_to {
+                println!("rotates the trusted key to {fp} once healthy");
             }
         }
         ReleaseAction::Switch => {
@@ -96,13 +96,9 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
                 println!("pruned {r}");
             }
         }
-        ReleaseAction::Trust => {
-            let path = args.key.as_deref().context("--key is required for trust")?;
-            let key = read_verifying_key(path)?;
-            if root.trust_on_first_use(&key)? {
-                println!("trusting key {} on first use", fingerprint(&key));
-            } else {
-                println!("already trusting key {}", fingerprint(&key));
+        ReleaseAction::Rotate => {
+            if let Some(fp) = root.rotate(&version()?)? {
+                println!("the board now trusts key {fp}");
             }
         }
         ReleaseAction::Status => println!(

@@ -114,6 +114,25 @@ pub struct BundleManifest {
     pub rotate_key: Option<String>,
 }
 
+/// Checks that a release version is one plain path component (a folder under `releases/`).
+///
+/// # Errors
+/// [`BundleError::UnsafePath`].
+pub fn check_version(version: &str) -> Result<(), BundleError> {
+    let ok = !version.is_empty()
+        && version != "."
+        && version != ".."
+        && !version.starts_with('.')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(BundleError::UnsafePath(version.into()))
+    }
+}
+
 /// Checks that `path` is relative and stays inside its folder.
 ///
 /// # Errors
@@ -237,6 +256,12 @@ pub fn read_manifest(dir: &Path) -> Result<(BundleManifest, Vec<u8>), BundleErro
 /// The first problem, naming the file.
 pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<BundleManifest, BundleError> {
     let (manifest, bytes) = read_manifest(dir)?;
+    check_version(&manifest.version)?;
+    if let Some(hex) = &manifest.rotate_key {
+        crate::keys::parse_verifying_key(hex).ok_or_else(|| {
+            BundleError::Signature(format!("rotate_key `{hex}` is not a public key"))
+        })?;
+    }
     if let Some(key) = key {
         let sig_path = dir.join(SIGNATURE);
         let hex = fs::read_to_string(&sig_path).map_err(|_| {
@@ -268,7 +293,7 @@ pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<BundleManife
                 "{}: sha256 {} differs from the manifest's {} (modified or truncated in transit)",
                 f.path,
                 &sha[..16],
-                &f.sha256[..16.min(f.sha256.len())]
+                f.sha256.chars().take(16).collect::<String>()
             )));
         }
         let mode = mode_of(&path)?;

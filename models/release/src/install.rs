@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use edgeclr_artifact::atomic::{self, Pointers};
 
-use crate::bundle::{BundleError, BundleManifest, check_path, io, unpack, verify_dir, walk};
+use crate::bundle::{BundleError, BundleManifest, check_version, io, unpack, verify_dir, walk};
 use crate::keys::{fingerprint, key_hex, parse_verifying_key, read_verifying_key};
 
 /// The trust anchor's file name in an install root.
@@ -22,8 +22,9 @@ pub const TRUSTED: &str = "trusted.pub";
 pub struct Staged {
     /// Its verified manifest.
     pub manifest: BundleManifest,
-    /// The fingerprint of the key the board trusts from now on, when the bundle rotated it.
-    pub rotated_to: Option<String>,
+    /// The fingerprint of the key this release rotates to, once it has passed its self-test
+    /// ([`InstallRoot::rotate`]).
+    pub rotates_to: Option<String>,
 }
 
 /// The folders of an install root on a board:
@@ -114,25 +115,28 @@ impl InstallRoot {
             .map_err(|e| BundleError::Mismatch(e.to_string()))
     }
 
-    /// Key rotation asked for by a manifest that verified against the current key: the old
-    /// key is kept as `trusted.pub.previous`, the new one replaces `trusted.pub` atomically.
-    /// Returns the new key's fingerprint when it changed.
-    fn rotate(
-        &self,
-        m: &BundleManifest,
-        current: &VerifyingKey,
-    ) -> Result<Option<String>, BundleError> {
+    /// Key rotation, once the staged release `version` has proved healthy: its manifest is
+    /// verified again against the current key, and if it names another key that key replaces
+    /// `trusted.pub` atomically (the old one is kept as `trusted.pub.previous`). Returns the new
+    /// key's fingerprint when it changed.
+    ///
+    /// # Errors
+    /// A release that does not verify against the current key, or I/O errors.
+    pub fn rotate(&self, version: &str) -> Result<Option<String>, BundleError> {
+        check_version(version)?;
+        let current = self.trusted_key()?;
+        let m = verify_dir(&self.releases().join(version), Some(&current))?;
         let Some(hex) = &m.rotate_key else {
             return Ok(None);
         };
         let next = parse_verifying_key(hex).ok_or_else(|| {
             BundleError::Signature(format!("rotate_key `{hex}` is not a public key"))
         })?;
-        if next == *current {
+        if next == current {
             return Ok(None);
         }
         let previous = self.root.join(format!("{TRUSTED}.previous"));
-        atomic::write_atomic(&previous, format!("{}\n", key_hex(current)).as_bytes())
+        atomic::write_atomic(&previous, format!("{}\n", key_hex(&current)).as_bytes())
             .map_err(|e| BundleError::Mismatch(e.to_string()))?;
         self.write_trusted(&next)?;
         Ok(Some(fingerprint(&next)))
@@ -147,8 +151,8 @@ impl InstallRoot {
     /// Unpacks and verifies the bundle `tarball` into `releases/<version>/` without touching
     /// `current`: staged in a fresh `releases/.incoming-*` folder, verified (the signature
     /// against the board's `trusted.pub` — always — and against `also` too when given; every
-    /// sha256 and mode), fsynced, then renamed into place. A manifest that asks for key
-    /// rotation replaces `trusted.pub` after it verified against the current key.
+    /// sha256 and mode), fsynced, then renamed into place. Key rotation waits for
+    /// [`InstallRoot::rotate`], after the release passed its self-test.
     ///
     /// # Errors
     /// Anything wrong with the bundle or a board that trusts no key; the staging folder is
@@ -173,10 +177,6 @@ impl InstallRoot {
             if let Some(k) = also {
                 verify_dir(staging, Some(k))?;
             }
-            check_path(&m.version)?;
-            if m.version.contains('/') {
-                return Err(BundleError::UnsafePath(m.version.clone()));
-            }
             let mut files = BTreeSet::new();
             walk(staging, staging, &mut files)?;
             for f in files {
@@ -197,10 +197,15 @@ impl InstallRoot {
             }
             fs::rename(staging, &dest).map_err(io(&dest))?;
             fsync_dir(&releases)?;
-            let rotated_to = self.rotate(&m, &trusted)?;
+            let rotates_to = m
+                .rotate_key
+                .as_deref()
+                .and_then(parse_verifying_key)
+                .filter(|k| *k != trusted)
+                .map(|k| fingerprint(&k));
             Ok(Staged {
                 manifest: m,
-                rotated_to,
+                rotates_to,
             })
         })();
         // On success the folder was renamed away; on failure it goes with the TempDir.
@@ -213,6 +218,13 @@ impl InstallRoot {
     /// # Errors
     /// I/O errors.
     pub fn switch(&self, version: &str) -> Result<(), BundleError> {
+        check_version(version)?;
+        if !self.releases().join(version).is_dir() {
+            return Err(BundleError::Mismatch(format!(
+                "no staged release {version} in {}",
+                self.releases().display()
+            )));
+        }
         self.releases
             .promote(version)
             .map_err(io(&self.root.join("current")))
@@ -240,6 +252,7 @@ impl InstallRoot {
     /// # Errors
     /// I/O errors.
     pub fn abandon(&self, failed: &str) -> Result<(), BundleError> {
+        check_version(failed)?;
         match self.previous().filter(|p| p != failed) {
             Some(prev) => self.point("current", &prev)?,
             None => {
