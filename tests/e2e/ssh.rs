@@ -232,6 +232,8 @@ fn flash_over_ssh_to_a_real_sshd_on_loopback() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Host key verification failed"), "{err}");
 
     // Tampered: refused before anything on the board changes.
     let v2 = bundle("v2", &[]);

@@ -41,7 +41,9 @@ pub fn write_secret_key(path: &Path, secret_hex: &str) -> Result<(), BundleError
 /// # Errors
 /// When unreadable, readable by group or others, or not 32 hex bytes.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, BundleError> {
-    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
+    // One open: the mode checked is the mode of the file read.
+    let mut file = fs::File::open(path).map_err(io(path))?;
+    let mode = file.metadata().map_err(io(path))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(BundleError::Signature(format!(
             "{}: permissions {mode:04o} are too open for a secret key; `chmod 600 {}`",
@@ -49,7 +51,8 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, BundleError> {
             path.display()
         )));
     }
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(io(path))?;
     parse_hex::<32>(text.trim())
         .map(|b| SigningKey::from_bytes(&b))
         .ok_or_else(|| {
