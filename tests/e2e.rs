@@ -4,6 +4,8 @@
 mod ablate;
 #[path = "e2e/arm.rs"]
 mod arm;
+#[path = "e2e/bad_input.rs"]
+mod bad_input;
 #[path = "e2e/device.rs"]
 mod device;
 #[path = "e2e/eval.rs"]
@@ -18,5 +20,7 @@ mod flash;
 mod isa;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;
+#[path = "e2e/quality.rs"]
+mod quality;
 #[path = "e2e/ssh.rs"]
 mod ssh;

@@ -123,9 +123,13 @@ impl std::str::FromStr for Target {
             Some(i) => (&rest[..i], rest[i..].to_string()),
             None => (rest, "/opt/edgeclr".to_string()),
         };
-        let (user, host) = hostpart
-            .split_once('@')
-            .ok_or_else(|| format!("--to {s}: name the user, ssh://USER@HOST"))?;
+        let (user, host) = hostpart.split_once('@').ok_or_else(|| {
+            if hostpart.starts_with('-') {
+                format!("--to {s}: `{hostpart}` starts with `-` (ssh would read an option); use ssh://USER@HOST")
+            } else {
+                format!("--to {s}: name the user, ssh://USER@HOST")
+            }
+        })?;
         if !valid_user(user) {
             return Err(format!(
                 "--to {s}: `{user}` is not a user name (letters, digits, `._-`, not starting with `-`)"

@@ -72,6 +72,12 @@ impl std::str::FromStr for SinkSpec {
             "npy" if !rest.is_empty() => Ok(Self::Npy(rest.into())),
             "udp" if needs_port(rest) => Ok(Self::Udp(rest.into())),
             "tcp" if needs_port(rest) => Ok(Self::Tcp(rest.into())),
+            "udp" | "tcp" => Err(format!(
+                "sink `{s}`: {kind} needs HOST:PORT with a port from 0 to 65535, e.g. {kind}:192.168.1.10:9000"
+            )),
+            "jsonl" | "npy" => Err(format!(
+                "sink `{s}`: name the file, e.g. {kind}:embeddings.{kind} (jsonl:- for stdout)"
+            )),
             _ => Err(format!(
                 "unknown sink `{s}`; use jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT or tcp:HOST:PORT"
             )),

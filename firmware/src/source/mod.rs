@@ -2,6 +2,8 @@
 //! (cargo feature `v4l`), `mjpeg:FILE` replay, `folder:DIR` of images, `synthetic`.
 
 pub mod folder;
+#[cfg(test)]
+mod fuzz;
 pub mod recording;
 pub mod replay;
 pub mod synthetic;

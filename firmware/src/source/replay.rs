@@ -76,6 +76,15 @@ impl MjpegReplay {
                 path.display()
             )));
         }
+        let end = frames.last().map_or(0, |&(at, len)| at + len);
+        if find(&data, end, [0xFF, 0xD8]).is_some() {
+            tracing::warn!(
+                "{}: the last {} bytes are an incomplete frame (no FF D9 end marker; the recording was cut); replaying the {} complete frames",
+                path.display(),
+                data.len() - end,
+                frames.len()
+            );
+        }
         Ok(Self {
             path: path.into(),
             frames,

@@ -56,3 +56,45 @@ impl ArtifactError {
         move |source| Self::Io { path, source }
     }
 }
+
+/// `error` and its causes as one line for the user, `outer: inner: …`, skipping a cause whose
+/// text its parent already printed (errors that show their source in their own message).
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Shows {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening the model")]
+    struct Hides(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let shown = Shows {
+            path: "a.onnx",
+            source: io(),
+        };
+        assert_eq!(describe(&shown), "a.onnx: no such file");
+        assert_eq!(describe(&Hides(io())), "opening the model: no such file");
+    }
+}

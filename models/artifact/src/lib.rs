@@ -20,8 +20,10 @@ pub mod resize;
 pub mod similarity;
 
 mod error;
+#[cfg(test)]
+mod fuzz;
 
-pub use error::ArtifactError;
+pub use error::{ArtifactError, describe};
 pub use image::RgbImage;
 pub use manifest::{Artifact, ArtifactKind, Manifest};
 pub use preprocess::Preprocess;

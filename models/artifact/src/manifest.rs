@@ -283,6 +283,16 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Whether `name` is one normal path component: what an export writes, and all a loader may
+/// open (a manifest naming `../x` or `/etc/x` must not reach outside its folder).
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains('/')
+}
+
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -302,6 +312,19 @@ impl Manifest {
             path: path.clone(),
             reason: format!("malformed ({e}); export again with edgeclr export"),
         })?;
+        if let Some(bad) = manifest
+            .artifacts
+            .iter()
+            .find(|a| !is_plain_file_name(&a.file))
+        {
+            return Err(ArtifactError::Manifest {
+                path,
+                reason: format!(
+                    "artifact file `{}` is not a plain file name inside the export folder (no `/`, `..` or absolute paths); export again",
+                    bad.file
+                ),
+            });
+        }
         if manifest.format_version != FORMAT_VERSION {
             return Err(ArtifactError::Manifest {
                 path,
@@ -340,6 +363,12 @@ impl Manifest {
     /// [`ArtifactError::Io`] when missing, [`ArtifactError::Checksum`] when changed.
     pub fn verify(&self, dir: &Path, artifact: &Artifact) -> Result<PathBuf, ArtifactError> {
         let path = dir.join(&artifact.file);
+        if !is_plain_file_name(&artifact.file) {
+            return Err(ArtifactError::Manifest {
+                path,
+                reason: "not a plain file name inside the export folder".into(),
+            });
+        }
         let actual = sha256_file(&path)?;
         if actual != artifact.sha256 {
             return Err(ArtifactError::Checksum {

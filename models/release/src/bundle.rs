@@ -54,6 +54,16 @@ pub enum BundleError {
         /// What is wrong.
         reason: String,
     },
+    /// The tarball cannot be read as a bundle: truncated, garbled or another kind of file.
+    #[error(
+        "{bundle}: not a readable edgeclr bundle ({reason}); it is truncated or corrupt — copy it again, or rebuild it with `edgeclr bundle`"
+    )]
+    Corrupt {
+        /// The tarball.
+        bundle: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// I/O on a named path.
     #[error("{path}: {source}")]
     Io {
@@ -372,11 +382,11 @@ pub(crate) fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keys::{keygen, read_signing_key, read_verifying_key};
 
-    fn manifest(files: &[(String, Vec<u8>, u32)]) -> BundleManifest {
+    pub(crate) fn manifest(files: &[(String, Vec<u8>, u32)]) -> BundleManifest {
         BundleManifest {
             format_version: FORMAT_VERSION,
             version: "v1".into(),
@@ -391,7 +401,7 @@ mod tests {
         }
     }
 
-    fn files() -> Vec<(String, Vec<u8>, u32)> {
+    pub(crate) fn files() -> Vec<(String, Vec<u8>, u32)> {
         vec![
             (
                 "bin/edgeclr-device".into(),

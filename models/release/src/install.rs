@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use edgeclr_artifact::atomic::{self, Pointers};
 
-use crate::bundle::{BundleError, BundleManifest, check_version, io, unpack, verify_dir, walk};
+use crate::bundle::{
+    BundleError, BundleManifest, MANIFEST, check_version, io, unpack, verify_dir, walk,
+};
 use crate::keys::{fingerprint, key_hex, parse_verifying_key, read_verifying_key};
 
 /// The trust anchor's file name in an install root.
@@ -34,6 +36,23 @@ pub struct Staged {
 pub struct InstallRoot {
     root: PathBuf,
     releases: Pointers,
+}
+
+/// Errors that mean "these bytes are not a bundle" (I/O inside the scratch folder, an
+/// unreadable manifest) re-worded to name the tarball the user gave; the others (unsafe paths,
+/// signatures, mismatches) already say what is wrong.
+fn corrupt(tarball: &Path) -> impl Fn(BundleError) -> BundleError + '_ {
+    move |e| match e {
+        BundleError::Io { source, .. } => BundleError::Corrupt {
+            bundle: tarball.to_path_buf(),
+            reason: source.to_string(),
+        },
+        BundleError::Manifest { reason, .. } => BundleError::Corrupt {
+            bundle: tarball.to_path_buf(),
+            reason: format!("{MANIFEST}: {reason}"),
+        },
+        other => other,
+    }
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), BundleError> {
@@ -172,8 +191,8 @@ impl InstallRoot {
         let result = (|| {
             let staging = staging.path();
             let file = fs::File::open(tarball).map_err(io(tarball))?;
-            unpack(std::io::BufReader::new(file), staging)?;
-            let m = verify_dir(staging, Some(&trusted))?;
+            unpack(std::io::BufReader::new(file), staging).map_err(corrupt(tarball))?;
+            let m = verify_dir(staging, Some(&trusted)).map_err(corrupt(tarball))?;
             if let Some(k) = also {
                 verify_dir(staging, Some(k))?;
             }

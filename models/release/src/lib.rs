@@ -10,5 +10,8 @@ pub mod bundle;
 pub mod install;
 pub mod keys;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use bundle::{BundleError, BundleManifest};
 pub use install::{InstallRoot, Staged};

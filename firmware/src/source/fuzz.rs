@@ -1,0 +1,80 @@
+//! Bounded fuzzing (proptest, run by `cargo test`) of what a camera or a recording feeds the
+//! runtime: the MJPEG splitter and the JPEG decoder, on two real frames of the shipped clip
+//! with random byte edits, splices and cuts, and on random bytes. Nothing may panic; every
+//! split frame is an in-order, non-overlapping `FF D8 … FF D9` slice of the stream; a decoded
+//! frame's pixels match its size.
+
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+use super::replay::split_jpegs;
+use crate::frame::{Frame, PixelFormat};
+
+/// Inputs tried per property (docs/reliability.md reports them).
+const CASES: u32 = 1500;
+
+/// The first two frames of the shipped clip.
+static TWO_FRAMES: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let clip =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/camera/clip_320x240.mjpeg");
+    let bytes = std::fs::read(clip).expect("the shipped clip");
+    let frames = split_jpegs(&bytes);
+    frames[..2].concat()
+});
+
+/// Splits `stream`, checks the slices, decodes each.
+fn split_and_decode(stream: &[u8]) -> Result<(), TestCaseError> {
+    let mut from = 0;
+    for (id, f) in split_jpegs(stream).into_iter().enumerate() {
+        let at = f.as_ptr() as usize - stream.as_ptr() as usize;
+        prop_assert!(at >= from, "frame {} overlaps the previous one", id);
+        prop_assert!(f.len() >= 4 && f.starts_with(&[0xFF, 0xD8]) && f.ends_with(&[0xFF, 0xD9]));
+        from = at + f.len();
+        let frame = Frame {
+            id: id as u64,
+            captured: Instant::now(),
+            width: 0,
+            height: 0,
+            format: PixelFormat::Mjpeg,
+            data: f.to_vec(),
+        };
+        if let Ok(rgb) = frame.to_rgb() {
+            prop_assert_eq!(rgb.as_bytes().len(), rgb.width() * rgb.height() * 3);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn edited_streams_never_panic(
+        edits in prop::collection::vec((any::<Index>(), 1u8..), 1..8),
+        splice in prop::option::of((any::<Index>(), prop::collection::vec(any::<u8>(), 1..64))),
+        cut in prop::option::of(any::<Index>()),
+    ) {
+        let mut bytes = TWO_FRAMES.clone();
+        for (at, x) in &edits {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        if let Some((at, insert)) = &splice {
+            let i = at.index(bytes.len());
+            bytes.splice(i..i, insert.iter().copied());
+        }
+        if let Some(c) = cut {
+            bytes.truncate(c.index(bytes.len()));
+        }
+        split_and_decode(&bytes)?;
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(prop_oneof![any::<u8>(), Just(0xFF), Just(0xD8), Just(0xD9)], 0..4096)) {
+        split_and_decode(&bytes)?;
+    }
+}
