@@ -572,7 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn paced_frames_all_reach_the_sink_in_order() {
+    fn paced_frames_reach_the_sink_in_order_and_every_frame_is_accounted_for() {
         let settings = CaptureSettings {
             width: 64,
             height: 48,
@@ -607,7 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unpaced_source_overruns_the_queues_and_the_drops_add_up() {
+    fn an_unpaced_source_keeps_the_newest_frame_and_the_drops_add_up() {
         let settings = CaptureSettings {
             width: 320,
             height: 240,

@@ -10,7 +10,7 @@ use edgeclr_learn::head::HeadKind;
 use serde_json::json;
 use tracing::info;
 
-use crate::cli::{LossKind, PretrainArgs};
+use crate::pretrain::{LossKind, PretrainArgs};
 
 /// Which comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

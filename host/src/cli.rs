@@ -1,14 +1,8 @@
 //! Command-line interface (clap derive). Doc comments are the help text.
 
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
 
-use clap::{Args, Parser, Subcommand};
-use edgeclr_learn::device::DeviceChoice;
-use edgeclr_learn::encoder::{Architecture, Stem};
-use edgeclr_learn::head::HeadKind;
-use edgeclr_learn::optim::LrScaling;
-
-use crate::data::DatasetKind;
+use crate::pretrain::PretrainArgs;
 
 /// edgeclr: contrastive self-supervised learning (SimCLR) from the training host to the edge board.
 #[derive(Debug, Parser)]
@@ -48,135 +42,51 @@ pub enum Command {
     Flash(crate::release::FlashArgs),
 }
 
-/// Loss families of the paper's Table 4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LossKind {
-    /// NT-Xent (normalised temperature-scaled cross-entropy).
-    Ntxent,
-    /// NT-Logistic.
-    Ntlogistic,
-    /// Margin triplet.
-    Margin,
-}
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
 
-/// Optimizers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OptimizerKind {
-    /// LARS (the paper's).
-    Lars,
-    /// Adam.
-    Adam,
-    /// SGD with momentum 0.9.
-    Sgd,
-}
+    use clap::Parser;
 
-/// `edgeclr pretrain`: every flag can also be set in the `--config` TOML file; flags win.
-#[derive(Debug, Clone, Args)]
-pub struct PretrainArgs {
-    /// Dataset folder.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Dataset format.
-    #[arg(long, value_enum)]
-    pub dataset: Option<DatasetKind>,
-    /// TOML file with `[simclr.*]` and `[train]` tables.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Encoder architecture.
-    #[arg(long, value_parser = clap::value_parser!(Architecture))]
-    pub encoder: Option<Architecture>,
-    /// Width multiplier.
-    #[arg(long)]
-    pub width: Option<usize>,
-    /// Stem: cifar (3×3, no pool) or imagenet (7×7 + max-pool).
-    #[arg(long, value_parser = parse_stem)]
-    pub stem: Option<Stem>,
-    /// Projection head.
-    #[arg(long, value_parser = clap::value_parser!(HeadKind))]
-    pub head: Option<HeadKind>,
-    /// Linear layers of the MLP head.
-    #[arg(long)]
-    pub head_layers: Option<usize>,
-    /// Dimension of the projection z.
-    #[arg(long)]
-    pub proj_dim: Option<usize>,
-    /// Contrastive loss.
-    #[arg(long, value_enum)]
-    pub loss: Option<LossKind>,
-    /// Semi-hard negative mining (ntlogistic, margin).
-    #[arg(long)]
-    pub semi_hard: bool,
-    /// Temperature τ (ntxent, ntlogistic).
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Colour distortion strength s.
-    #[arg(long)]
-    pub color_strength: Option<f32>,
-    /// Gaussian blur on (p = 0.5).
-    #[arg(long, overrides_with = "no_blur")]
-    pub blur: bool,
-    /// Gaussian blur off.
-    #[arg(long)]
-    pub no_blur: bool,
-    /// View side in pixels.
-    #[arg(long)]
-    pub image_size: Option<usize>,
-    /// Images per batch (2× views).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Epochs.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Stop after this many steps in total (for smoke runs).
-    #[arg(long)]
-    pub max_steps: Option<usize>,
-    /// Optimizer.
-    #[arg(long, value_enum)]
-    pub optimizer: Option<OptimizerKind>,
-    /// Peak learning rate; default from --lr-scaling.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Batch-size scaling of the learning rate.
-    #[arg(long, value_parser = parse_scaling)]
-    pub lr_scaling: Option<LrScaling>,
-    /// Weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Warm-up epochs.
-    #[arg(long)]
-    pub warmup_epochs: Option<usize>,
-    /// Class-balanced subset of the training split.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Backend: auto (GPU if present, else CPU), cpu, wgpu.
-    #[arg(long, value_parser = clap::value_parser!(DeviceChoice))]
-    pub device: Option<DeviceChoice>,
-    /// Seed of initialisation, shuffling and augmentation.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// kNN monitor (k = 200, t = 0.1, test split scored) every N epochs; 0 disables.
-    #[arg(long)]
-    pub knn_every: Option<usize>,
-    /// Output run folder.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
-}
+    use super::{Cli, Command};
+    use crate::eval::{EvalArgs, Protocol};
+    use crate::export::ExportArgs;
+    use crate::pretrain::PretrainArgs;
+    use crate::release::{BundleArgs, FlashArgs};
 
-fn parse_stem(s: &str) -> Result<Stem, String> {
-    match s {
-        "cifar" => Ok(Stem::Cifar),
-        "imagenet" => Ok(Stem::Imagenet),
-        o => Err(format!("unknown stem `{o}`; use cifar or imagenet")),
+    fn parse(args: &[&str]) -> Command {
+        let argv = std::iter::once("edgeclr").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("parses").command
     }
-}
 
-fn parse_scaling(s: &str) -> Result<LrScaling, String> {
-    match s {
-        "linear" => Ok(LrScaling::Linear),
-        "sqrt" => Ok(LrScaling::Sqrt),
-        o => Err(format!("unknown lr scaling `{o}`; use linear or sqrt")),
+    /// What `quickstart` builds in code is what the same command line would parse to.
+    #[test]
+    fn typed_constructors_match_the_command_lines_defaults() {
+        let p = PathBuf::from;
+        let same = |parsed: Command, built: String| {
+            let parsed = format!("{parsed:?}");
+            assert!(parsed.ends_with(&format!("({built})")), "{parsed}\n{built}");
+        };
+        let built = PretrainArgs {
+            out: p("o"),
+            ..PretrainArgs::default()
+        };
+        same(parse(&["pretrain", "--out", "o"]), format!("{built:?}"));
+        let built = EvalArgs::new(p("r"), p("d"), Protocol::Knn);
+        let argv = ["eval", "--run", "r", "--data", "d", "--protocol", "knn"];
+        same(parse(&argv), format!("{built:?}"));
+        let built = ExportArgs::new(p("r"), p("o"));
+        same(
+            parse(&["export", "--run", "r", "--out", "o"]),
+            format!("{built:?}"),
+        );
+        let built = BundleArgs::new(p("r"), "rpi5", p("o"));
+        let argv = ["bundle", "--run", "r", "--board", "rpi5", "--out", "o"];
+        same(parse(&argv), format!("{built:?}"));
+        let built = FlashArgs::new(p("b"), "dir:x".into());
+        same(
+            parse(&["flash", "--bundle", "b", "--to", "dir:x"]),
+            format!("{built:?}"),
+        );
     }
 }

@@ -10,8 +10,8 @@ use edgeclr_learn::loss::{LossConfig, MarginLossConfig, NtLogisticLossConfig, Nt
 use edgeclr_learn::optim::{LarsConfig, LrScaling, OptimizerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{LossKind, OptimizerKind, PretrainArgs};
 use crate::data::DatasetKind;
+use crate::pretrain::{LossKind, OptimizerKind, PretrainArgs};
 
 /// Options of the training loop (the `[train]` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -63,7 +63,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub calib_dataset: Option<DatasetKind>,
     /// Calibration images (evenly spaced over the training split).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ExportArgs::IMAGES)]
     pub calib_n: usize,
     /// Activation ranges: `minmax` or `percentile:P` (e.g. percentile:99.99).
     #[arg(long, default_value = "minmax", value_parser = clap::value_parser!(CalibrationMethod))]
@@ -75,7 +75,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "both")]
     pub format: Format,
     /// Images for the parity/drift checks (held out from calibration: the test split).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ExportArgs::IMAGES)]
     pub check_n: usize,
     /// Labelled dataset for the kNN drift check (fp32 vs int8 top-1 on tract embeddings).
     #[arg(long)]
@@ -92,6 +92,33 @@ pub struct ExportArgs {
     /// Print the manifest as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ExportArgs {
+    /// `--calib-n` and `--check-n` defaults.
+    pub const IMAGES: usize = 256;
+
+    /// `edgeclr export --run RUN --out OUT` with every other flag at its default.
+    pub fn new(run: PathBuf, out: PathBuf) -> Self {
+        Self {
+            run,
+            out,
+            image_size: None,
+            int8: false,
+            calib_data: None,
+            calib_dataset: None,
+            calib_n: Self::IMAGES,
+            calib_method: CalibrationMethod::MinMax,
+            per_channel: false,
+            format: Format::Both,
+            check_n: Self::IMAGES,
+            knn_data: None,
+            knn_dataset: None,
+            knn_train_limit: None,
+            knn_test_limit: None,
+            json: false,
+        }
+    }
 }
 
 /// `n` images evenly spaced over `images` (deterministic, class-mixed for sorted data).

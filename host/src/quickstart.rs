@@ -8,10 +8,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use edgeclr_learn::device::DeviceChoice;
+use edgeclr_learn::encoder::Architecture;
 use serde_json::Value;
 
-use crate::cli::{Cli, Command as Sub};
+use crate::eval::{EvalArgs, Protocol};
+use crate::export::ExportArgs;
+use crate::pretrain::{OptimizerKind, PretrainArgs};
+use crate::release::{BundleArgs, FlashArgs};
 
 /// `edgeclr quickstart`.
 #[derive(Debug, clap::Args)]
@@ -31,12 +35,6 @@ pub struct QuickstartArgs {
     /// Frames the device runtime embeds from the (looped) clip.
     #[arg(long, default_value_t = 300)]
     pub frames: u64,
-}
-
-fn sub(args: &[&str]) -> Result<Sub> {
-    let mut argv = vec!["edgeclr"];
-    argv.extend_from_slice(args);
-    Ok(Cli::try_parse_from(argv)?.command)
 }
 
 fn read(path: &Path) -> Result<Value> {
@@ -82,52 +80,27 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
         1,
         "SimCLR pretraining of resnet8 on the shipped 1,000-image CIFAR-10 sample",
     );
-    let epochs = args.epochs.to_string();
-    let Sub::Pretrain(pa) = sub(&[
-        "pretrain",
-        "--data",
-        p(&args.data),
-        "--encoder",
-        "resnet8",
-        "--batch-size",
-        "32",
-        "--epochs",
-        &epochs,
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.001",
-        "--warmup-epochs",
-        "0",
-        "--device",
-        "cpu",
-        "--out",
-        p(out),
-    ])?
-    else {
-        unreachable!("parsed a pretrain command")
-    };
-    crate::pretrain::run(pa)?;
+    crate::pretrain::run(PretrainArgs {
+        data: Some(args.data.clone()),
+        encoder: Some(Architecture::Resnet8),
+        batch_size: Some(32),
+        epochs: Some(args.epochs),
+        optimizer: Some(OptimizerKind::Adam),
+        lr: Some(0.001),
+        warmup_epochs: Some(0),
+        device: Some(DeviceChoice::Cpu),
+        out: out.clone(),
+        ..PretrainArgs::default()
+    })?;
 
     stage(
         2,
         "kNN on the 500 shipped test images, trained vs random init",
     );
-    let Sub::Eval(ea) = sub(&[
-        "eval",
-        "--run",
-        p(out),
-        "--data",
-        p(&args.data),
-        "--protocol",
-        "knn",
-        "--device",
-        "cpu",
-    ])?
-    else {
-        unreachable!("parsed an eval command")
-    };
-    crate::eval::run(ea)?;
+    crate::eval::run(EvalArgs {
+        device: DeviceChoice::Cpu,
+        ..EvalArgs::new(out.clone(), args.data.clone(), Protocol::Knn)
+    })?;
     let knn = read(&out.join("eval-knn.json"))?;
 
     stage(
@@ -135,22 +108,12 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
         "export: fp32 ONNX/NNEF + int8 (calibrated on the sample), parity and drift",
     );
     let export = out.join("export");
-    let Sub::Export(xa) = sub(&[
-        "export",
-        "--run",
-        p(out),
-        "--out",
-        p(&export),
-        "--int8",
-        "--calib-n",
-        "128",
-        "--check-n",
-        "128",
-    ])?
-    else {
-        unreachable!("parsed an export command")
-    };
-    crate::export::run(xa)?;
+    crate::export::run(ExportArgs {
+        int8: true,
+        calib_n: 128,
+        check_n: 128,
+        ..ExportArgs::new(out.clone(), export.clone())
+    })?;
     let manifest = read(&export.join("manifest.json"))?;
 
     stage(
@@ -163,38 +126,16 @@ pub fn run(args: &QuickstartArgs) -> Result<()> {
     std::fs::create_dir_all(&board)?;
     std::fs::copy(out.join("signing.key.pub"), board.join("trusted.pub"))?;
     let tar = out.join("bundle-x86-dev.tar");
-    let Sub::Bundle(ba) = sub(&[
-        "bundle",
-        "--run",
-        p(out),
-        "--board",
-        "x86-dev",
-        "--version",
-        "quickstart",
-        "--out",
-        p(&tar),
-        "--sign-key",
-        p(&key),
-    ])?
-    else {
-        unreachable!("parsed a bundle command")
-    };
-    crate::release::bundle(&ba)?;
-    let to = format!("dir:{}", p(&board));
+    crate::release::bundle(&BundleArgs {
+        version: Some("quickstart".into()),
+        sign_key: Some(key.clone()),
+        ..BundleArgs::new(out.clone(), "x86-dev", tar.clone())
+    })?;
     let source = format!("mjpeg:{}", p(&args.clip));
-    let Sub::Flash(fa) = sub(&[
-        "flash",
-        "--bundle",
-        p(&tar),
-        "--to",
-        &to,
-        "--selftest-source",
-        &source,
-    ])?
-    else {
-        unreachable!("parsed a flash command")
-    };
-    crate::release::flash(&fa)?;
+    crate::release::flash(&FlashArgs {
+        selftest_source: Some(source.clone()),
+        ..FlashArgs::new(tar.clone(), format!("dir:{}", p(&board)))
+    })?;
     let selftest = read(&board.join("state/selftest.json"))?;
 
     stage(5, "the flashed device runtime on the shipped street clip");

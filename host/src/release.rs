@@ -63,6 +63,23 @@ pub struct BundleArgs {
     pub no_strip: bool,
 }
 
+impl BundleArgs {
+    /// `edgeclr bundle --run RUN --board BOARD --out OUT` with every other flag at its default.
+    pub fn new(run: PathBuf, board: &str, out: PathBuf) -> Self {
+        Self {
+            run,
+            board: board.into(),
+            export: None,
+            device_binary: None,
+            version: None,
+            out,
+            sign_key: None,
+            rotate_key: None,
+            no_strip: false,
+        }
+    }
+}
+
 /// `edgeclr flash`.
 #[derive(Debug, clap::Args)]
 pub struct FlashArgs {
@@ -99,10 +116,10 @@ pub struct FlashArgs {
     #[arg(long)]
     pub runner: Option<String>,
     /// Restart this systemd service before the self-test (ssh targets; empty to skip).
-    #[arg(long, default_value = "edgeclr-device")]
+    #[arg(long, default_value = FlashArgs::SERVICE)]
     pub service: String,
     /// Releases to keep.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = FlashArgs::KEEP)]
     pub keep: usize,
     /// Instead of flashing: make the previous release current again.
     #[arg(long)]
@@ -110,6 +127,32 @@ pub struct FlashArgs {
     /// Upload bandwidth limit in Kbit/s (scp -l), for slow or shared links.
     #[arg(long)]
     pub limit_kbps: Option<u32>,
+}
+
+impl FlashArgs {
+    /// `--service`'s default: the unit hardware/systemd ships.
+    pub const SERVICE: &str = "edgeclr-device";
+    /// `--keep`'s default.
+    pub const KEEP: usize = 3;
+
+    /// `edgeclr flash --bundle BUNDLE --to TO` with every other flag at its default.
+    pub fn new(bundle: PathBuf, to: String) -> Self {
+        Self {
+            bundle,
+            to,
+            identity: None,
+            known_hosts: None,
+            key: None,
+            trust_on_first_use: None,
+            selftest_source: None,
+            selftest_display: None,
+            runner: None,
+            service: Self::SERVICE.into(),
+            keep: Self::KEEP,
+            rollback: false,
+            limit_kbps: None,
+        }
+    }
 }
 
 /// Runs `edgeclr keygen`.

@@ -166,6 +166,14 @@ fn wgpu_backend_runs_pretrain_and_reports_its_adapter() {
         device.starts_with("wgpu: "),
         "device selection must name the adapter: {device}"
     );
+    // .ci/run installs Mesa's lavapipe: there the adapter must be Vulkan, not wgpu's GL
+    // fallback (which would hide a missing or broken Vulkan driver behind a green run).
+    if std::env::var("EDGECLR_NO_SKIP").as_deref() == Ok("1") {
+        assert!(
+            device.contains("Vulkan"),
+            "CI installs lavapipe (Vulkan) but wgpu ran on {device}"
+        );
+    }
     assert_eq!(results["steps"], 2);
     assert!(
         results["final_loss"].as_f64().is_some_and(f64::is_finite),

@@ -48,7 +48,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub protocol: Protocol,
     /// Fraction of training labels for `finetune` (class-balanced), e.g. 0.01 or 0.1.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = EvalArgs::LABELS_FRACTION)]
     pub labels_fraction: f64,
     /// Evaluate only an untrained encoder of the run's architecture.
     #[arg(long)]
@@ -60,7 +60,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub test_limit: Option<usize>,
     /// Fine-tuning epochs.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = EvalArgs::FINETUNE_EPOCHS)]
     pub finetune_epochs: usize,
     /// Backend.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(DeviceChoice))]
@@ -68,6 +68,30 @@ pub struct EvalArgs {
     /// Print the result as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+}
+
+impl EvalArgs {
+    /// `--labels-fraction`'s default.
+    pub const LABELS_FRACTION: f64 = 0.1;
+    /// `--finetune-epochs`' default.
+    pub const FINETUNE_EPOCHS: usize = 30;
+
+    /// `edgeclr eval --run RUN --data DATA --protocol P` with every other flag at its default.
+    pub fn new(run: PathBuf, data: PathBuf, protocol: Protocol) -> Self {
+        Self {
+            run,
+            data,
+            dataset: None,
+            protocol,
+            labels_fraction: Self::LABELS_FRACTION,
+            random_init: false,
+            train_limit: None,
+            test_limit: None,
+            finetune_epochs: Self::FINETUNE_EPOCHS,
+            device: DeviceChoice::Auto,
+            json: false,
+        }
+    }
 }
 
 /// Loads the run's config.

@@ -4,6 +4,10 @@
 //! checkpoint replays the same schedule, shuffles and augmentations bit for bit. Views
 //! for the next batch are built on worker threads while the current one trains.
 
+mod args;
+
+pub use args::{LossKind, OptimizerKind, PretrainArgs};
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -26,7 +30,6 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::cli::PretrainArgs;
 use crate::config::PretrainConfig;
 use crate::data::{self, LabeledImages, Split};
 use crate::eval::{features, knn};
