@@ -18,6 +18,8 @@ mod finetune;
 mod flash;
 #[path = "e2e/isa.rs"]
 mod isa;
+#[path = "e2e/onnx_parity.rs"]
+mod onnx_parity;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;
 #[path = "e2e/quality.rs"]

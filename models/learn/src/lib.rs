@@ -21,6 +21,7 @@ pub mod device;
 pub mod encoder;
 pub mod error;
 pub mod export;
+pub mod folded;
 pub mod head;
 pub mod loss;
 pub mod optim;

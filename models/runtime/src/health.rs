@@ -321,13 +321,13 @@ impl Tolerance {
                 100.0 * self.effective_rank
             ));
         }
-        if let (Some(c), Some(r)) = (candidate.knn_top1, running.knn_top1) {
-            if c < r - self.knn_points {
-                reasons.push(format!(
-                    "kNN top-1 {c:.2}% below running {r:.2}% by more than {} points",
-                    self.knn_points
-                ));
-            }
+        if let (Some(c), Some(r)) = (candidate.knn_top1, running.knn_top1)
+            && c < r - self.knn_points
+        {
+            reasons.push(format!(
+                "kNN top-1 {c:.2}% below running {r:.2}% by more than {} points",
+                self.knn_points
+            ));
         }
         Verdict {
             accept: reasons.is_empty(),

@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::{EncoderConfig, Stem};
-use crate::export::{FoldedBlock, FoldedConv, FoldedResNet};
+use crate::folded::{FoldedBlock, FoldedConv, FoldedResNet};
 
 /// Kaiming-normal, fan-out, ReLU gain: torchvision's ResNet convolution init.
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
