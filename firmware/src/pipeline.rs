@@ -228,10 +228,7 @@ pub fn run(
             scope.spawn(move || {
                 loop {
                     match frame_rx.recv_timeout(Duration::from_millis(200)) {
-                        Recv::Item(frame) => match {
-                            let t = Instant::now();
-                            frame.to_rgb().map(|rgb| (rgb, t.elapsed()))
-                        } {
+                        Recv::Item(frame) => match decode_timed(&frame) {
                             Ok((rgb, decode)) => {
                                 let t = Instant::now();
                                 let chw = preprocess.apply(&rgb);
@@ -421,11 +418,11 @@ pub fn run(
                 status.embed_p50_ms = l.embed_ms.quantile(0.5);
                 status.embed_p99_ms = l.embed_ms.quantile(0.99);
             }
-            if let Some(s) = screen.as_mut() {
-                if let Err(e) = s.show(&status) {
-                    warn!("display: {e}");
-                    screen = None;
-                }
+            if let Some(s) = screen.as_mut()
+                && let Err(e) = s.show(&status)
+            {
+                warn!("display: {e}");
+                screen = None;
             }
             let (rss, peak) = rss_mib();
             rss_samples.push((started.elapsed().as_secs_f64(), rss));
@@ -512,6 +509,14 @@ impl Report {
         );
         self
     }
+}
+
+/// The frame's pixels and how long decoding took.
+fn decode_timed(
+    frame: &crate::frame::Frame,
+) -> Result<(edgeclr_artifact::RgbImage, Duration), crate::error::FrameError> {
+    let t = Instant::now();
+    frame.to_rgb().map(|rgb| (rgb, t.elapsed()))
 }
 
 #[cfg(test)]

@@ -208,8 +208,10 @@ pub fn run(
 
     // The status screen.
     checks.push(check("display", || {
-        let mut status = Status::default();
-        status.fps = 1.0;
+        let status = Status {
+            fps: 1.0,
+            ..Status::default()
+        };
         match crate::display::open(&cfg.display.target).map_err(anyhow::Error::msg)? {
             Some(mut screen) => {
                 screen.show(&status).map_err(anyhow::Error::msg)?;

@@ -35,9 +35,12 @@ pub struct AblateArgs {
     pub base: PretrainArgs,
 }
 
+/// How a row changes the shared recipe.
+type Edit = Box<dyn Fn(&mut PretrainArgs)>;
+
 /// One row: its name and how it changes the shared recipe.
-fn rows(table: Table) -> Vec<(&'static str, Box<dyn Fn(&mut PretrainArgs)>)> {
-    fn loss(kind: LossKind, semi: bool) -> Box<dyn Fn(&mut PretrainArgs)> {
+fn rows(table: Table) -> Vec<(&'static str, Edit)> {
+    fn loss(kind: LossKind, semi: bool) -> Edit {
         Box::new(move |a| {
             a.loss = Some(kind);
             a.semi_hard = semi;

@@ -48,7 +48,9 @@ fn embed(model: &Path, images: &Path, out: &Path) {
 #[test]
 fn onnx_files_pass_the_checker_and_match_onnxruntime() {
     let Some(python) = python() else {
-        e2e::skip("no venv with onnx + onnxruntime (python3 -m venv ~/.cache/edgeclr/venv && pip install -r tests/python/requirements.txt; .ci/run does)");
+        e2e::skip(
+            "no venv with onnx + onnxruntime (python3 -m venv ~/.cache/edgeclr/venv && pip install -r tests/python/requirements.txt; .ci/run does)",
+        );
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -60,12 +62,26 @@ fn onnx_files_pass_the_checker_and_match_onnxruntime() {
     embed(&export.join("encoder.int8.onnx"), &images, &int8);
     let out = script(
         &python,
-        &["compare", path(&export), path(&images), path(&fp32), path(&int8)],
+        &[
+            "compare",
+            path(&export),
+            path(&images),
+            path(&fp32),
+            path(&int8),
+        ],
     );
     let report = String::from_utf8_lossy(&out.stdout);
     eprintln!("{report}");
     assert_success(&out);
     let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
-    assert_eq!(json["checker"].as_object().map(|m| m.len()), Some(4), "{json}");
-    assert_eq!(json["parity"].as_object().map(|m| m.len()), Some(4), "{json}");
+    assert_eq!(
+        json["checker"].as_object().map(|m| m.len()),
+        Some(4),
+        "{json}"
+    );
+    assert_eq!(
+        json["parity"].as_object().map(|m| m.len()),
+        Some(4),
+        "{json}"
+    );
 }

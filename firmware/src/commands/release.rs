@@ -33,7 +33,7 @@ pub struct ReleaseArgs {
 /// Install-root actions.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ReleaseAction {
-    /// Unpack and verify a bundle into releases/<version> (current unchanged).
+    /// Unpack and verify a bundle into `releases/VERSION` (current unchanged).
     Stage,
     /// Make a staged release current.
     Switch,

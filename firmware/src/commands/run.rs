@@ -161,21 +161,21 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
     // The faster artifact measured by `selftest` on this board, unless --artifact is given.
-    if let (Some(st), None) = (&args.state, args.artifact) {
-        if let Ok(text) = std::fs::read_to_string(st.join("artifact")) {
-            match text.trim() {
-                "fp32" => cfg.runtime.artifact = ArtifactChoice::Fp32,
-                "int8" => cfg.runtime.artifact = ArtifactChoice::Int8,
-                other => tracing::warn!(
-                    "{}: unknown artifact `{other}`",
-                    st.join("artifact").display()
-                ),
-            }
-            info!(
-                "artifact {:?} (measured faster here by selftest)",
-                cfg.runtime.artifact
-            );
+    if let (Some(st), None) = (&args.state, args.artifact)
+        && let Ok(text) = std::fs::read_to_string(st.join("artifact"))
+    {
+        match text.trim() {
+            "fp32" => cfg.runtime.artifact = ArtifactChoice::Fp32,
+            "int8" => cfg.runtime.artifact = ArtifactChoice::Int8,
+            other => tracing::warn!(
+                "{}: unknown artifact `{other}`",
+                st.join("artifact").display()
+            ),
         }
+        info!(
+            "artifact {:?} (measured faster here by selftest)",
+            cfg.runtime.artifact
+        );
     }
     let model_file = match &slots {
         Some(s) => {

@@ -132,7 +132,7 @@ impl DeviceConfig {
         if self.sink.capacity == 0 {
             return Err("sink.capacity = 0; use ≥ 1".into());
         }
-        if !(self.source.fps > 0.0) {
+        if self.source.fps.is_nan() || self.source.fps <= 0.0 {
             return Err(format!(
                 "source.fps = {}; use a positive rate",
                 self.source.fps

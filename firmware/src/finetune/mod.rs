@@ -424,7 +424,7 @@ impl Finetuner {
                             frame_id: o.frame_id,
                             image: o.image,
                         };
-                        if offered % self.section.holdout_every == 0 {
+                        if offered.is_multiple_of(self.section.holdout_every) {
                             holdout.offer(sample, &o.key);
                         } else {
                             if live_n > 0 {
@@ -474,10 +474,10 @@ impl Finetuner {
                 std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
             }
         }
-        if report.steps > 0 {
-            if let Err(e) = self.trainer.checkpoint(&self.checkpoints) {
-                warn!("fine-tuning checkpoint: {e:#}");
-            }
+        if report.steps > 0
+            && let Err(e) = self.trainer.checkpoint(&self.checkpoints)
+        {
+            warn!("fine-tuning checkpoint: {e:#}");
         }
         let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len().max(1) as f32;
         report.loss_first = mean(&losses[..losses.len().min(10)]);

@@ -69,6 +69,11 @@ impl<T> ReplayBuffer<T> {
         self.entries.len()
     }
 
+    /// Whether nothing is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The held items, in slot order.
     pub fn items(&self) -> impl Iterator<Item = &T> {
         self.entries.iter().map(|e| &e.item)

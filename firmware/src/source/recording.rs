@@ -20,7 +20,7 @@ pub fn recording_frames(
     let mut src = super::open(spec, CaptureSettings::replay())?;
     let mut frames = Vec::new();
     while let Ok(f) = src.next_frame() {
-        if f.id as usize % every.max(1) == 0 {
+        if (f.id as usize).is_multiple_of(every.max(1)) {
             frames.push((f.id, downscale(&f.to_rgb()?, 2 * size)));
         }
     }

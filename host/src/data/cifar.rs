@@ -66,7 +66,7 @@ fn split_files(root: &Path, variant: Variant, split: Split) -> Result<Vec<PathBu
 /// and byte offset.
 pub fn parse(bytes: &[u8], variant: Variant, file: &Path) -> Result<LabeledImages> {
     let rs = variant.record_size();
-    if bytes.len() % rs != 0 {
+    if !bytes.len().is_multiple_of(rs) {
         let whole = bytes.len() / rs;
         bail!(
             "{} is truncated or not CIFAR: {} bytes is not a multiple of the {rs}-byte record \

@@ -17,7 +17,7 @@ const IMAGE_BYTES: usize = 3 * SIDE * SIDE;
 /// # Errors
 /// A size that is not a whole number of images, naming the file and offset.
 pub fn parse_images(bytes: &[u8], file: &Path) -> Result<Vec<RgbImage>> {
-    if bytes.len() % IMAGE_BYTES != 0 {
+    if !bytes.len().is_multiple_of(IMAGE_BYTES) {
         bail!(
             "{} is truncated or not STL-10: {} bytes is not a multiple of {IMAGE_BYTES} (image at offset {} is incomplete)",
             file.display(),

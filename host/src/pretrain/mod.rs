@@ -42,9 +42,13 @@ struct Plan {
     schedule: WarmupCosine,
 }
 
+/// Called after each epoch with the trainer and the metrics: the kNN monitor, when it ran.
+type OnEpoch<'a> =
+    dyn FnMut(usize, &SimclrTrainer, &mut Metrics) -> Result<Option<knn::Accuracy>> + 'a;
+
 /// Shuffled image order of `epoch`.
 fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_e90c);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed0fe90c);
     rng.set_stream(epoch as u64);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
@@ -186,7 +190,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
      -> Result<Option<knn::Accuracy>> {
         let mut acc = None;
         if let Some(m) = &monitor
-            && (epoch + 1) % cfg.train.knn_every == 0
+            && (epoch + 1).is_multiple_of(cfg.train.knn_every)
         {
             let a = m.knn(trainer, &cfg);
             info!(epoch, top1 = a.top1, top5 = a.top5, "kNN monitor");
@@ -447,7 +451,7 @@ fn train_segment(
     metrics: &mut Metrics,
     ckpts: &CheckpointDir,
     progress: &mut Progress,
-    on_epoch: &mut dyn FnMut(usize, &SimclrTrainer, &mut Metrics) -> Result<Option<knn::Accuracy>>,
+    on_epoch: &mut OnEpoch<'_>,
 ) -> Result<Segment> {
     let batch = cfg.train.batch_size;
     let seed = cfg.train.seed;

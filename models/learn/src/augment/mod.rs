@@ -1,5 +1,5 @@
 //! SimCLR's stochastic augmentation family (Appendix A of the paper): random resized crop
-//! + flip, colour jitter of strength `s` (p = 0.8), random grayscale (p = 0.2), Gaussian
+//! and flip, colour jitter of strength `s` (p = 0.8), random grayscale (p = 0.2), Gaussian
 //! blur (p = 0.5), then normalisation. Every draw comes from an explicit, seeded RNG, so the
 //! same seed gives the same views on any machine and any number of threads.
 

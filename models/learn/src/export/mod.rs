@@ -13,8 +13,8 @@ pub mod recipe;
 
 mod error;
 
-pub use edgeclr_artifact::manifest::{self, Artifact, ArtifactKind, Manifest};
 pub use crate::folded::{FoldedBlock, FoldedConv, FoldedResNet};
+pub use edgeclr_artifact::manifest::{self, Artifact, ArtifactKind, Manifest};
 pub use error::ExportError;
 pub use quantize::{Calibration, CalibrationMethod, QuantConfig, WeightGranularity};
 pub use recipe::{encoder_of, recipe_of};

@@ -1,6 +1,6 @@
 //! ONNX graphs of a [`FoldedResNet`], built in memory with the prost types tract-onnx exposes
 //! (`tract_onnx::pb`) and encoded with `prost::Message`: the fp32 graph, the same graph with
-//! calibration taps, and — through [`Lowering`] — the int8 forms of [`super::quantize`].
+//! calibration taps, and — through the `Lowering` trait — the int8 forms of [`super::quantize`].
 //!
 //! Opset 13, IR version 8 (the newest the bundled `onnx.proto` knows). Input `image`
 //! `[N, 3, P, P]` (normalised RGB, NCHW), output `h` `[N, D]`.

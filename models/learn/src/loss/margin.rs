@@ -92,7 +92,7 @@ mod tests {
             (0.5, false, 0.915_481_2f32),
             (0.5, true, 0.097_387_6),
             (1.5, false, 1.899_288_2),
-            (1.5, true, 0.550_691_0),
+            (1.5, true, 0.550_691),
         ] {
             let got: f32 = MarginLossConfig::default()
                 .with_margin(margin)

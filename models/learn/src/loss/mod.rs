@@ -54,7 +54,7 @@ impl LossConfig {
             Self::Ntxent(c) => c.temperature,
             Self::Ntlogistic(c) => c.temperature,
             Self::Margin(c) => {
-                if !(c.margin >= 0.0) {
+                if c.margin.is_nan() || c.margin < 0.0 {
                     return Err(ModelError::InvalidConfig {
                         field: "loss.margin",
                         value: c.margin.to_string(),
@@ -153,33 +153,6 @@ pub(crate) fn negatives_mask(m: usize) -> Vec<f32> {
     mask
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
-    use burn::tensor::{Device, Tensor, TensorData};
-
-    /// The 2N = 6, D = 3 projections used by every golden test (rows 2k, 2k+1 are pairs).
-    /// Several negatives are more similar than the positive, so semi-hard mining matters.
-    ///
-    /// ```python
-    /// z = np.array([[1.0, 0.2, 0.5], [0.3, 0.9, 0.4], [0.9, 0.1, 0.2],
-    ///               [-0.3, 1.0, 0.1], [0.1, -0.6, 0.8], [0.4, 0.5, -0.7]])
-    /// zn = z / np.linalg.norm(z, axis=1, keepdims=True)
-    /// s = zn @ zn.T; M = 6
-    /// ```
-    pub const Z: [[f32; 3]; 6] = [
-        [1.0, 0.2, 0.5],
-        [0.3, 0.9, 0.4],
-        [0.9, 0.1, 0.2],
-        [-0.3, 1.0, 0.1],
-        [0.1, -0.6, 0.8],
-        [0.4, 0.5, -0.7],
-    ];
-
-    pub fn z(device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::from(Z), device)
-    }
-}
-
 /// `[M, M]` weights selecting each row's negatives. Without mining: every negative. With
 /// `semi_hard_window = Some(w)`: only negatives with `s⁺ − w < s⁻ < s⁺`. The selection is
 /// made on detached values (it is not differentiated).
@@ -212,4 +185,31 @@ pub(crate) fn negative_weights(
         }
     }
     Tensor::from_data(TensorData::new(mask, [m, m]), &device)
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    /// The 2N = 6, D = 3 projections used by every golden test (rows 2k, 2k+1 are pairs).
+    /// Several negatives are more similar than the positive, so semi-hard mining matters.
+    ///
+    /// ```python
+    /// z = np.array([[1.0, 0.2, 0.5], [0.3, 0.9, 0.4], [0.9, 0.1, 0.2],
+    ///               [-0.3, 1.0, 0.1], [0.1, -0.6, 0.8], [0.4, 0.5, -0.7]])
+    /// zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    /// s = zn @ zn.T; M = 6
+    /// ```
+    pub const Z: [[f32; 3]; 6] = [
+        [1.0, 0.2, 0.5],
+        [0.3, 0.9, 0.4],
+        [0.9, 0.1, 0.2],
+        [-0.3, 1.0, 0.1],
+        [0.1, -0.6, 0.8],
+        [0.4, 0.5, -0.7],
+    ];
+
+    pub fn z(device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::from(Z), device)
+    }
 }
