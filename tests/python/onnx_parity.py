@@ -21,13 +21,18 @@ def write_images(export, images, n=24, seed=7):
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    folder = images / "noise"
+    folder = images / "test" / "noise"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         # Smooth colour fields, not white noise: closer to what the encoder was trained on.
         low = rng.integers(0, 256, size=(4, 4, 3)).astype(np.uint8)
         img = Image.fromarray(low).resize((size, size), Image.BILINEAR)
         img.save(folder / f"{i:03d}.png")
+    # A split folder dataset has train/ and test/; edgeclr embed reads test/.
+    train = images / "train" / "noise"
+    train.mkdir(parents=True, exist_ok=True)
+    for f in folder.glob("*.png"):
+        (train / f.name).write_bytes(f.read_bytes())
 
 
 def inputs(export, images):
@@ -36,7 +41,7 @@ def inputs(export, images):
     m = json.loads((export / "manifest.json").read_text())
     mean = np.array(m["input"]["normalize"]["mean"], np.float32)[:, None, None]
     std = np.array(m["input"]["normalize"]["std"], np.float32)[:, None, None]
-    files = sorted((images / "noise").glob("*.png"))
+    files = sorted((images / "test" / "noise").glob("*.png"))
     x = np.stack([np.asarray(Image.open(f).convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0 for f in files])
     return ((x - mean) / std).astype(np.float32)
 
