@@ -380,25 +380,22 @@ fn default_device_binary(triple: &str) -> Result<PathBuf> {
     let target = dir
         .parent()
         .context("no target folder above the edgeclr binary")?;
-    let (ship, release) = if triple.split('-').next() == Some(std::env::consts::ARCH) {
-        (
-            target.join("ship/edgeclr-device"),
-            dir.join("edgeclr-device"),
-        )
+    // Profile folders: ours (x86 host building for itself) or the cross target's.
+    let profiles = if triple.split('-').next() == Some(std::env::consts::ARCH) {
+        target.to_path_buf()
     } else {
-        let folder = target.join(triple);
-        (
-            folder.join("ship/edgeclr-device"),
-            folder.join("release/edgeclr-device"),
-        )
+        target.join(triple)
     };
-    // The `ship` profile (LTO, stripped) when it is the newer build.
+    // The newest of the shipped profiles (`ship`: LTO, stripped; `ship-small`: the
+    // inference-only build at opt-level z) and `release`.
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    Ok(match (modified(&ship), modified(&release)) {
-        (Some(s), Some(r)) if s >= r => ship,
-        (Some(_), None) => ship,
-        _ => release,
-    })
+    let newest = ["ship-small", "ship", "release"]
+        .iter()
+        .map(|profile| profiles.join(profile).join("edgeclr-device"))
+        .filter_map(|p| modified(&p).map(|t| (t, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p);
+    Ok(newest.unwrap_or_else(|| profiles.join("release/edgeclr-device")))
 }
 
 /// Runs `edgeclr flash`.
