@@ -371,31 +371,36 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
     Ok(())
 }
 
-/// The `edgeclr-device` built beside this `edgeclr` for `triple`: `target/<profile>/` for this
-/// machine's architecture, `target/<triple>/<profile>/` for another (a cross build into the
-/// same target folder), the `ship` profile when it is newer than `release`.
+/// The `edgeclr-device` built beside this `edgeclr` for `triple`: this binary's own folder
+/// (or `target/ship/`) for this machine's architecture, `target/<triple>/{ship,release}/` for
+/// another (a cross build into the same target folder); the `ship` build when it is the
+/// newer. `ship-small` (inference only) is never picked implicitly: pass it with
+/// `--device-binary`.
 fn default_device_binary(triple: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("no folder for the edgeclr binary")?;
     let target = dir
         .parent()
         .context("no target folder above the edgeclr binary")?;
-    // Profile folders: ours (x86 host building for itself) or the cross target's.
-    let profiles = if triple.split('-').next() == Some(std::env::consts::ARCH) {
-        target.to_path_buf()
+    let (ship, release) = if triple.split('-').next() == Some(std::env::consts::ARCH) {
+        (
+            target.join("ship/edgeclr-device"),
+            dir.join("edgeclr-device"),
+        )
     } else {
-        target.join(triple)
+        let folder = target.join(triple);
+        (
+            folder.join("ship/edgeclr-device"),
+            folder.join("release/edgeclr-device"),
+        )
     };
-    // The newest of the shipped profiles (`ship`: LTO, stripped; `ship-small`: the
-    // inference-only build at opt-level z) and `release`.
+    // The `ship` profile (LTO, stripped) when it is the newer build.
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest = ["ship-small", "ship", "release"]
-        .iter()
-        .map(|profile| profiles.join(profile).join("edgeclr-device"))
-        .filter_map(|p| modified(&p).map(|t| (t, p)))
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, p)| p);
-    Ok(newest.unwrap_or_else(|| profiles.join("release/edgeclr-device")))
+    Ok(match (modified(&ship), modified(&release)) {
+        (Some(s), Some(r)) if s >= r => ship,
+        (Some(_), None) => ship,
+        _ => release,
+    })
 }
 
 /// Runs `edgeclr flash`.

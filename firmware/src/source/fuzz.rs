@@ -1,8 +1,9 @@
 //! Bounded fuzzing (proptest, run by `cargo test`) of what a camera or a recording feeds the
 //! runtime: the MJPEG splitter and the JPEG decoder, on two real frames of the shipped clip
 //! with random byte edits, splices and cuts, and on random bytes. Nothing may panic; every
-//! split frame is an in-order, non-overlapping `FF D8 … FF D9` slice of the stream; a decoded
-//! frame's pixels match its size.
+//! split frame is an in-order, non-overlapping `FF D8 … FF D9` slice of the stream; a frame
+//! that decodes has the size its SOF header declares (so a header edit cannot make the decoder
+//! hand out a buffer of another size).
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -42,11 +43,38 @@ fn split_and_decode(stream: &[u8]) -> Result<(), TestCaseError> {
             format: PixelFormat::Mjpeg,
             data: f.to_vec(),
         };
-        if let Ok(rgb) = frame.to_rgb() {
-            prop_assert_eq!(rgb.as_bytes().len(), rgb.width() * rgb.height() * 3);
+        if let (Ok(rgb), Some(size)) = (frame.to_rgb(), sof_size(f)) {
+            prop_assert_eq!((rgb.width(), rgb.height()), size);
         }
     }
     Ok(())
+}
+
+/// `(width, height)` from the first SOF segment, walking the marker segments from SOI
+/// (fill bytes `FF FF` skipped, as the standard allows); `None` when the walk breaks first.
+fn sof_size(jpeg: &[u8]) -> Option<(usize, usize)> {
+    let be16 = |i: usize| {
+        Some(usize::from(u16::from_be_bytes([
+            *jpeg.get(i)?,
+            *jpeg.get(i + 1)?,
+        ])))
+    };
+    let mut i = 2;
+    loop {
+        if *jpeg.get(i)? != 0xFF {
+            return None;
+        }
+        while *jpeg.get(i + 1)? == 0xFF {
+            i += 1;
+        }
+        match jpeg[i + 1] {
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                return Some((be16(i + 7)?, be16(i + 5)?));
+            }
+            0xDA | 0xD9 => return None,
+            _ => i += 2 + be16(i + 2)?,
+        }
+    }
 }
 
 proptest! {

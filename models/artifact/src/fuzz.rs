@@ -1,6 +1,7 @@
 //! Bounded fuzzing (proptest, run by `cargo test`) of the manifest parser and the checksum
-//! check every loader runs: a real export's manifest with random byte edits and cuts, and with
-//! arbitrary artifact file names. Nothing may panic, and whatever verifies is a file inside
+//! check every loader runs: a real export's manifest with random byte edits and cuts, with one
+//! value anywhere in it replaced by a random one (most of these still parse, so the checksum
+//! check runs), and with arbitrary artifact file names. Nothing may panic, and whatever verifies is a file inside
 //! the export folder with the listed checksum — even when a file with that very checksum
 //! waits one folder up.
 
@@ -48,6 +49,35 @@ fn load_and_verify(dir: &Path) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// JSON pointers of every scalar in `v`.
+fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                leaves(x, format!("{at}/{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                leaves(x, format!("{at}/{i}"), out);
+            }
+        }
+        _ => out.push(at),
+    }
+}
+
+/// A random JSON scalar, biased to what a manifest holds: names, paths, sizes, hex digests.
+fn scalar() -> impl Strategy<Value = serde_json::Value> {
+    prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        (-1e9f64..1e9).prop_map(serde_json::Value::from),
+        "(\\.\\./|/)?[a-z0-9._-]{0,16}".prop_map(serde_json::Value::from),
+        "[0-9a-f]{64}".prop_map(serde_json::Value::from),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -65,6 +95,19 @@ proptest! {
             bytes.truncate(c.index(bytes.len()));
         }
         let tmp = export_with(&bytes)?;
+        load_and_verify(&tmp.path().join("export"))?;
+    }
+
+    #[test]
+    fn manifests_with_one_value_replaced_never_panic_or_escape(at in any::<Index>(), value in scalar()) {
+        let mut json: serde_json::Value = serde_json::from_str(TEMPLATE)?;
+        let mut all = Vec::new();
+        leaves(&json, String::new(), &mut all);
+        let pointer = &all[at.index(all.len())];
+        if let Some(leaf) = json.pointer_mut(pointer) {
+            *leaf = value;
+        }
+        let tmp = export_with(serde_json::to_string(&json)?.as_bytes())?;
         load_and_verify(&tmp.path().join("export"))?;
     }
 

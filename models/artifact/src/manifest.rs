@@ -312,6 +312,15 @@ impl Manifest {
             path: path.clone(),
             reason: format!("malformed ({e}); export again with edgeclr export"),
         })?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(ArtifactError::Manifest {
+                path,
+                reason: format!(
+                    "format version {} is not {FORMAT_VERSION}; use the edgeclr release that wrote it or export again",
+                    manifest.format_version
+                ),
+            });
+        }
         if let Some(bad) = manifest
             .artifacts
             .iter()
@@ -322,15 +331,6 @@ impl Manifest {
                 reason: format!(
                     "artifact file `{}` is not a plain file name inside the export folder (no `/`, `..` or absolute paths); export again",
                     bad.file
-                ),
-            });
-        }
-        if manifest.format_version != FORMAT_VERSION {
-            return Err(ArtifactError::Manifest {
-                path,
-                reason: format!(
-                    "format version {} is not {FORMAT_VERSION}; use the edgeclr release that wrote it or export again",
-                    manifest.format_version
                 ),
             });
         }

@@ -54,6 +54,9 @@ pub enum BundleError {
         /// What is wrong.
         reason: String,
     },
+    /// The archive's bytes cannot be read as tar (from [`unpack`]).
+    #[error("the tarball cannot be read ({0})")]
+    Archive(String),
     /// The tarball cannot be read as a bundle: truncated, garbled or another kind of file.
     #[error(
         "{bundle}: not a readable edgeclr bundle ({reason}); it is truncated or corrupt — copy it again, or rebuild it with `edgeclr bundle`"
@@ -169,12 +172,13 @@ pub fn check_path(path: &str) -> Result<PathBuf, BundleError> {
 /// The first unsafe path or entry type, or an I/O error; `dest` may then hold part of the
 /// bundle (callers extract into a staging folder and delete it on error).
 pub fn unpack(reader: impl Read, dest: &Path) -> Result<(), BundleError> {
+    let unreadable = |e: std::io::Error| BundleError::Archive(e.to_string());
     let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(io(dest))? {
-        let mut entry = entry.map_err(io(dest))?;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
         let raw = entry
             .path()
-            .map_err(io(dest))?
+            .map_err(unreadable)?
             .to_string_lossy()
             .into_owned();
         let rel = check_path(&raw)?;
@@ -197,9 +201,9 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<(), BundleError> {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let mode = entry.header().mode().map_err(io(&target))? & 0o755;
+        let mode = entry.header().mode().map_err(unreadable)? & 0o755;
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(io(&target))?;
+        entry.read_to_end(&mut bytes).map_err(unreadable)?;
         fs::write(&target, &bytes).map_err(io(&target))?;
         set_mode(&target, mode)?;
     }
@@ -253,7 +257,9 @@ pub fn read_manifest(dir: &Path) -> Result<(BundleManifest, Vec<u8>), BundleErro
     })?;
     let m = serde_json::from_slice(&bytes).map_err(|e| BundleError::Manifest {
         path: path.clone(),
-        reason: e.to_string(),
+        reason: format!(
+            "{e}; the bundle was damaged in transit or made by a newer edgeclr — copy it again, or bundle it with this release"
+        ),
     })?;
     Ok((m, bytes))
 }

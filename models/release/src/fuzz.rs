@@ -76,12 +76,15 @@ proptest! {
         if let Some(c) = cut {
             bytes.truncate(c.index(bytes.len()));
         }
+        // dest three levels down: an entry climbing out by any number of `..` lands in tmp.
         let tmp = tempfile::tempdir()?;
-        let dest = tmp.path().join("dest");
-        std::fs::create_dir(&dest)?;
+        let dest = tmp.path().join("a/b/dest");
+        std::fs::create_dir_all(&dest)?;
         let unpacked = unpack(bytes.as_slice(), &dest);
-        let beside: Vec<_> = std::fs::read_dir(tmp.path())?.flatten().map(|e| e.file_name()).collect();
-        prop_assert_eq!(beside, vec![std::ffi::OsString::from("dest")], "wrote outside dest");
+        let mut everything = BTreeMap::new();
+        contents(tmp.path(), tmp.path(), &mut everything)?;
+        let outside: Vec<&String> = everything.keys().filter(|p| !p.starts_with("a/b/dest/")).collect();
+        prop_assert!(outside.is_empty(), "wrote outside dest: {:?}", outside);
         if unpacked.is_ok() && verify_dir(&dest, Some(&s.key)).is_ok() {
             let mut got = BTreeMap::new();
             contents(&dest, &dest, &mut got)?;

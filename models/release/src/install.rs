@@ -38,18 +38,19 @@ pub struct InstallRoot {
     releases: Pointers,
 }
 
-/// Errors that mean "these bytes are not a bundle" (I/O inside the scratch folder, an
-/// unreadable manifest) re-worded to name the tarball the user gave; the others (unsafe paths,
-/// signatures, mismatches) already say what is wrong.
+/// Errors about the tarball's contents re-worded to name the tarball the user gave, not the
+/// scratch folder: unreadable tar bytes become [`BundleError::Corrupt`], a manifest problem
+/// names `TARBALL/MANIFEST.json`. Write failures (disk full, permissions) and the others
+/// (unsafe paths, signatures, mismatches) pass unchanged.
 fn corrupt(tarball: &Path) -> impl Fn(BundleError) -> BundleError + '_ {
     move |e| match e {
-        BundleError::Io { source, .. } => BundleError::Corrupt {
+        BundleError::Archive(reason) => BundleError::Corrupt {
             bundle: tarball.to_path_buf(),
-            reason: source.to_string(),
+            reason,
         },
-        BundleError::Manifest { reason, .. } => BundleError::Corrupt {
-            bundle: tarball.to_path_buf(),
-            reason: format!("{MANIFEST}: {reason}"),
+        BundleError::Manifest { reason, .. } => BundleError::Manifest {
+            path: tarball.join(MANIFEST),
+            reason,
         },
         other => other,
     }
