@@ -9,6 +9,12 @@ use clap::Parser;
 use edgeclr_host::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, not glibc's malloc: a training step on burn-flex allocates and frees hundreds of
+/// megabytes of tensor buffers, which glibc returns to the kernel and faults back in every
+/// step (system time, page faults). Measured in docs/backends.md ("Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.verbose {
