@@ -1,6 +1,8 @@
 //! Encoders `f(·)`: ResNets whose global-average-pooled features are the representation
 //! `h` that survives training (the projection head is thrown away).
 
+#[cfg(test)]
+mod conv_check;
 pub mod resnet;
 
 use serde::{Deserialize, Serialize};
