@@ -2,6 +2,8 @@
 //! `h` that survives training (the projection head is thrown away).
 
 #[cfg(test)]
+mod batch_norm_check;
+#[cfg(test)]
 mod conv_check;
 pub mod resnet;
 

@@ -19,11 +19,12 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
-use burn_backend::ops::{ConvOptions, FloatTensorOps};
-use burn_std::{Bytes, FloatDType, Shape};
+use burn_backend::ops::ConvOptions;
+use burn_std::{Bytes, Shape};
 use num_traits::Float;
 
-use crate::{Flex, FlexTensor, Layout};
+use crate::ops::via_f32::{down, half, up};
+use crate::{FlexTensor, Layout};
 
 /// The shapes of one convolution: input `[n, groups·c, h, w]`, weight `[groups·co, c, kh, kw]`,
 /// output `[n, groups·co, oh, ow]` (`c` and `co` are per group).
@@ -459,16 +460,8 @@ fn via_f32(
     tensors: Vec<FlexTensor>,
     f: impl FnOnce(Vec<FlexTensor>) -> FlexTensor,
 ) -> FlexTensor {
-    let back = match dtype {
-        DType::F16 => FloatDType::F16,
-        DType::BF16 => FloatDType::BF16,
-        other => panic!("conv2d: unsupported dtype {other:?}"),
-    };
-    let up = tensors
-        .into_iter()
-        .map(|t| Flex::float_cast(t, FloatDType::F32))
-        .collect();
-    Flex::float_cast(f(up), back)
+    let back = half(dtype).unwrap_or_else(|| panic!("conv2d: unsupported dtype {dtype:?}"));
+    down(f(up(tensors)), back)
 }
 
 /// `conv2d` forward: `x [n, c, h, w]`, `weight [co, c/groups, kh, kw]`.

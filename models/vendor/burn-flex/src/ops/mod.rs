@@ -96,6 +96,7 @@ pub mod cat;
 pub mod comparison;
 #[macro_use]
 mod conv_common;
+mod batch_norm;
 pub mod conv;
 mod conv2d_gemm;
 pub mod conv_transpose;
@@ -122,3 +123,4 @@ pub mod sort;
 mod transaction;
 pub mod unary;
 pub mod unfold;
+mod via_f32;
