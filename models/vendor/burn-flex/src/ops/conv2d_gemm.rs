@@ -175,9 +175,19 @@ impl Inner {
     }
 }
 
-/// `dst[m, n] (row-major) = [dst +] a[m, k] · b[k, n]`.
+/// How a GEMM destination is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    RowMajor,
+    /// Chosen for the weight gradient: `gemm` then reads the unfolded input in place instead
+    /// of packing a copy of it for every image.
+    ColMajor,
+}
+
+/// `dst[m, n] = [dst +] a[m, k] · b[k, n]`, `dst` contiguous in `order`.
 fn matmul<T: Float + 'static>(
     dst: &mut [T],
+    order: Order,
     accumulate: bool,
     a: MatRef<T>,
     b: MatRef<T>,
@@ -193,16 +203,20 @@ fn matmul<T: Float + 'static>(
     if m == 0 || n == 0 {
         return;
     }
+    let (dst_cs, dst_rs) = match order {
+        Order::RowMajor => (1, n as isize),
+        Order::ColMajor => (m as isize, 1),
+    };
     // SAFETY: the three views are in bounds (asserted above), `dst` is exclusively borrowed
-    // and row-major `m × n`, and the operands are shared borrows that cannot alias it.
+    // and holds `m × n` in `order`, and the operands are shared borrows that cannot alias it.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs,
+            dst_rs,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -341,7 +355,14 @@ fn forward_typed<T: Float + bytemuck::Pod + Send + Sync + 'static>(
             let xg = &x[grp * g.c * g.h * g.w..];
             let wg = MatRef::row_major(&weight[grp * g.co * k..][..g.co * k], g.co, k);
             let yg = &mut y[grp * g.co * s..][..g.co * s];
-            matmul(yg, false, wg, unfolded(xg, g, scratch), inner);
+            matmul(
+                yg,
+                Order::RowMajor,
+                false,
+                wg,
+                unfolded(xg, g, scratch),
+                inner,
+            );
         }
         if let Some(bias) = bias {
             for (row, &bv) in y.chunks_exact_mut(s).zip(bias) {
@@ -367,9 +388,9 @@ fn x_backward_typed<T: Float + bytemuck::Pod + Send + Sync + 'static>(
             let dyg = MatRef::row_major(&dy[grp * g.co * s..][..g.co * s], g.co, s);
             let dxg = &mut dx[grp * g.c * g.h * g.w..][..g.c * g.h * g.w];
             if g.pointwise() {
-                matmul(dxg, false, wt, dyg, inner);
+                matmul(dxg, Order::RowMajor, false, wt, dyg, inner);
             } else {
-                matmul(scratch, false, wt, dyg, inner);
+                matmul(scratch, Order::RowMajor, false, wt, dyg, inner);
                 col2im(scratch, g, dxg);
             }
         }
@@ -377,7 +398,7 @@ fn x_backward_typed<T: Float + bytemuck::Pod + Send + Sync + 'static>(
     dx
 }
 
-/// Adds the weight gradient of images `images` into `acc[groups·co, K]`.
+/// Adds the weight gradient of images `images` into `acc`: per group, `[co, K]` column-major.
 fn weight_grad_into<T: Float + 'static>(
     acc: &mut [T],
     scratch: &mut [T],
@@ -395,6 +416,7 @@ fn weight_grad_into<T: Float + 'static>(
             let dyg = MatRef::row_major(&dy[grp * g.co * s..][..g.co * s], g.co, s);
             matmul(
                 &mut acc[grp * g.co * k..][..g.co * k],
+                Order::ColMajor,
                 true,
                 dyg,
                 col.t(),
@@ -404,7 +426,33 @@ fn weight_grad_into<T: Float + 'static>(
     }
 }
 
+/// Per group, `[co, K]` column-major (as accumulated) to row-major (the weight's layout).
+fn to_row_major<T: Float>(acc: &[T], g: &Geometry) -> Vec<T> {
+    let (k, co) = (g.k(), g.co);
+    let mut out = vec![T::zero(); acc.len()];
+    for (src, dst) in acc.chunks_exact(co * k).zip(out.chunks_exact_mut(co * k)) {
+        for (kk, column) in src.chunks_exact(co).enumerate() {
+            for (o, &v) in column.iter().enumerate() {
+                dst[o * k + kk] = v;
+            }
+        }
+    }
+    out
+}
+
 fn weight_backward_typed<T: Float + bytemuck::Pod + Send + Sync + 'static>(
+    x: &[T],
+    grad: &[T],
+    g: &Geometry,
+) -> Vec<T> {
+    if g.co * g.k() == 0 {
+        return vec![T::zero(); g.groups * g.co * g.k()];
+    }
+    to_row_major(&weight_grad_sum(x, grad, g), g)
+}
+
+/// The weight gradient summed over all images, per group `[co, K]` column-major.
+fn weight_grad_sum<T: Float + bytemuck::Pod + Send + Sync + 'static>(
     x: &[T],
     grad: &[T],
     g: &Geometry,
