@@ -9,6 +9,7 @@
 //! Shared pieces: [`data`] (datasets), [`config`] (the run's TOML), [`plots`].
 
 pub mod ablate;
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod data;

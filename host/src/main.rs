@@ -11,11 +11,13 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc, not glibc's malloc: a training step on burn-flex allocates and frees hundreds of
 /// megabytes of tensor buffers, which glibc returns to the kernel and faults back in every
-/// step (system time, page faults). Measured in docs/backends.md ("Allocator").
+/// step (system time, page faults); `allocator::keep_freed_pages` stops mimalloc doing the
+/// same. Measured in docs/backends.md ("Allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    edgeclr_host::allocator::keep_freed_pages();
     let cli = Cli::parse();
     let default_level = match cli.verbose {
         0 => "info",
