@@ -48,7 +48,8 @@ record() {
   python3 - "$@" "$steps" >> "$rows" <<'PY'
 import json, re, statistics, sys
 name, rnd, metrics, timing, steps = sys.argv[1:]
-ips = [json.loads(l)["images_per_second"] for l in open(metrics)]
+rows = [json.loads(l) for l in open(metrics)]
+ips = [r["images_per_second"] for r in rows if "step" in r and "images_per_second" in r]
 t = open(timing).read()
 g = lambda k: float(re.search(k + r": ([0-9.]+)", t).group(1))
 print(json.dumps({"engine": name, "round": int(rnd), "steps": len(ips),
