@@ -24,8 +24,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use tracing::{info, warn};
 
-use crate::data::{self, DatasetKind, LabeledImages, Split};
-use crate::eval::features::Features;
+use crate::data::{self, DatasetKind, Split};
+use crate::eval::board::{labelled_splits, normalised};
 use crate::eval::knn::{KnnConfig, knn_accuracy};
 use crate::eval::{run_config, trained_encoder};
 
@@ -166,18 +166,6 @@ pub fn embed_with_progress(
     }
     bar.finish_and_clear();
     Ok(out)
-}
-
-fn features(rows: Vec<Vec<f32>>) -> Features {
-    let dim = rows.first().map_or(0, Vec::len);
-    let n = rows.len();
-    let mut values = Vec::with_capacity(n * dim);
-    for mut r in rows {
-        let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        r.iter_mut().for_each(|v| *v /= norm);
-        values.extend(r);
-    }
-    Features { n, dim, values }
 }
 
 /// Loads the calibration/check images: the train split for calibration, the test split (or
@@ -383,25 +371,22 @@ pub fn run(args: ExportArgs) -> Result<()> {
         let (Some((fp32, _)), Some(int8)) = (&fp32_tract, &int8_embedder) else {
             bail!("--knn-data compares fp32 with int8: pass --int8 and an fp32 --format");
         };
-        let kind = args
-            .knn_dataset
-            .unwrap_or_else(|| DatasetKind::detect(root));
-        let limit = |d: LabeledImages, l: Option<usize>| match l {
-            Some(l) => d.labeled_only().balanced_subset(l),
-            None => d.labeled_only(),
-        };
-        let train = limit(data::load(kind, root, Split::Train)?, args.knn_train_limit);
-        let test = limit(data::load(kind, root, Split::Test)?, args.knn_test_limit);
+        let (train, test) = labelled_splits(
+            root,
+            args.knn_dataset,
+            args.knn_train_limit,
+            args.knn_test_limit,
+        )?;
         let classes = train.num_classes().max(test.num_classes());
         let (bank_views, query_views) = (views(&train.images), views(&test.images));
         let knn = KnnConfig::default();
         let acc = |e: &TractEmbedder, what: &str| -> Result<f64> {
-            let bank = features(embed_with_progress(
+            let bank = normalised(embed_with_progress(
                 e,
                 &bank_views,
                 &format!("{what} bank"),
             )?);
-            let query = features(embed_with_progress(
+            let query = normalised(embed_with_progress(
                 e,
                 &query_views,
                 &format!("{what} test"),

@@ -85,6 +85,38 @@ fn export_embed_and_refuse_bad_files() {
         fp32 > 10.0 && (fp32 - int8).abs() <= 2.0,
         "kNN fp32 {fp32} int8 {int8}"
     );
+    // eval --model: the board's code path scores the same bank and queries (same limits, same
+    // kNN) as the export's own check; the int8 file scores what the manifest recorded for it.
+    for (file, recorded) in [("encoder.onnx", fp32), ("encoder.int8.onnx", int8)] {
+        let out = run(
+            "edgeclr",
+            &[
+                "eval",
+                "--model",
+                path(&out_dir.join(file)),
+                "--data",
+                path(&data),
+                "--protocol",
+                "knn",
+                "--train-limit",
+                "500",
+                "--test-limit",
+                "300",
+                "--json",
+            ],
+        );
+        assert_success(&out);
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("eval --json prints JSON");
+        assert_eq!(report["test_images"], 300, "{file}");
+        let top1 = report["model_result"]["test"]["top1"]
+            .as_f64()
+            .expect("top1");
+        assert!(
+            (top1 - recorded).abs() <= 0.34,
+            "{file}: eval --model {top1} vs the export's check {recorded}"
+        );
+    }
     let size = |f: &str| std::fs::metadata(out_dir.join(f)).expect("file").len() as f64;
     let ratio = size("encoder.onnx") / size("encoder.int8.onnx");
     assert!(

@@ -2,6 +2,7 @@
 //! semi-supervised fine-tuning — each reported next to the same protocol on a randomly
 //! initialised encoder of the same architecture (the floor).
 
+pub mod board;
 pub mod features;
 pub mod finetune;
 pub mod knn;
@@ -35,9 +36,13 @@ pub enum Protocol {
 /// `edgeclr eval` arguments.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Run folder written by `edgeclr pretrain`.
+    /// Run folder written by `edgeclr pretrain` (its burn weights, next to a random-init floor).
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub run: Option<PathBuf>,
+    /// Instead of a run: an export folder (or one model file in it), scored through the
+    /// board's code path (tract with the manifest's preprocessing); kNN and linear only.
     #[arg(long)]
-    pub run: PathBuf,
+    pub model: Option<PathBuf>,
     /// Labelled dataset folder (train split = bank / training labels, test split = scored).
     #[arg(long)]
     pub data: PathBuf,
@@ -79,7 +84,8 @@ impl EvalArgs {
     /// `edgeclr eval --run RUN --data DATA --protocol P` with every other flag at its default.
     pub fn new(run: PathBuf, data: PathBuf, protocol: Protocol) -> Self {
         Self {
-            run,
+            run: Some(run),
+            model: None,
             data,
             dataset: None,
             protocol,
@@ -182,7 +188,14 @@ fn evaluate(
 
 /// Runs `edgeclr eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let cfg = run_config(&args.run)?;
+    let run_dir = match (&args.model, &args.run) {
+        (Some(model), _) => return board::run(&args, model),
+        (None, Some(run)) => run.clone(),
+        (None, None) => {
+            bail!("pass --run RUN (a pretraining run) or --model EXPORT (an export folder)")
+        }
+    };
+    let cfg = run_config(&run_dir)?;
     let selected = select_device(args.device)?;
     let device = selected.device.clone();
     info!(device = %selected.description, "backend");
@@ -208,7 +221,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let mut report = json!({
         "protocol": args.protocol,
-        "run": args.run,
+        "run": run_dir,
         "data": args.data,
         "train_images": train.len(),
         "test_images": test.len(),
@@ -217,7 +230,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     });
     report["random_init"] = evaluate(args.protocol, random(), &cfg, &train, &test, &args, &device);
     if !args.random_init {
-        let encoder = trained_encoder(&args.run, &cfg, &device)?;
+        let encoder = trained_encoder(&run_dir, &cfg, &device)?;
         report["pretrained"] =
             evaluate(args.protocol, encoder, &cfg, &train, &test, &args, &device);
     }
@@ -228,7 +241,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .unwrap_or("protocol")
     );
     write_atomic(
-        &args.run.join(&name),
+        &run_dir.join(&name),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     if args.json {
@@ -256,7 +269,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             println!("  pretrained   {}", line("pretrained"));
         }
         println!("  random init  {}", line("random_init"));
-        println!("  (written to {})", args.run.join(name).display());
+        println!("  (written to {})", run_dir.join(name).display());
     }
     Ok(())
 }
