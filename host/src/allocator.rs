@@ -2,8 +2,8 @@
 //! a training step on burn-flex frees and reallocates tensor buffers of up to ~70 MB each. By
 //! default mimalloc hands freed pages back to the kernel about a second after they are freed
 //! ("purging") and the next step faults them in again, zeroed: measured on issue 15's protocol, 55–60 k page faults and
-//! 2.5–3.9 s of system time per 12 steps. Keeping them costs ~25 MiB of peak RSS and removes
-//! both (docs/backends.md, "Allocator").
+//! 2.5–3.9 s of system time per 12 steps. Keeping them cost 30–70 MiB of peak RSS in the same
+//! 12-step runs and removes both (docs/backends.md, "Allocator").
 
 use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
 

@@ -1,7 +1,8 @@
 //! The CPU engine's 2-D convolution (burn-flex with edgeclr's patch, models/vendor/burn-flex)
 //! against a direct convolution written out in f64: the forward pass and both gradients of
 //! `L = Σ y ⊙ r` (`∂L/∂y = r`), on every geometry the encoders use and the corner cases
-//! around them (stride 2, padding, 1×1, dilation, groups, asymmetric padding, one image).
+//! around them (stride 2, padding, 1×1, dilation, groups, asymmetric padding, one image), with
+//! a bias on every case.
 //!
 //! The reference is the definition, `y[n,o,i,j] = Σ_{c,u,v} x[n, g·C+c, i·s+u·d−p, j·s+v·d−p]
 //! · w[o,c,u,v]`, and its two adjoints, `∂L/∂w[o,c,u,v] = Σ r[n,o,i,j] · x[…]` and
@@ -67,16 +68,18 @@ impl Case {
     }
 }
 
-/// `(y, ∂L/∂x, ∂L/∂w)` by the definition, in f64.
-fn reference(case: &Case, x: &[f32], w: &[f32], r: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// `(y, ∂L/∂x, ∂L/∂w, ∂L/∂b)` by the definition, in f64 (`y` includes the bias `b`).
+fn reference(case: &Case, x: &[f32], w: &[f32], b: &[f32], r: &[f32]) -> [Vec<f64>; 4] {
     let [n, c, h, wd] = case.x;
     let [co, cg, kh, kw] = case.weight();
     let [oh, ow] = case.out();
     let cog = co / case.groups;
     let mut y = vec![0.0; n * co * oh * ow];
-    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-    for (b, o, i, j) in positions(n, co, oh, ow) {
-        let yi = ((b * co + o) * oh + i) * ow + j;
+    let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; co]);
+    for (img, o, i, j) in positions(n, co, oh, ow) {
+        let yi = ((img * co + o) * oh + i) * ow + j;
+        y[yi] += f64::from(b[o]);
+        db[o] += f64::from(r[yi]);
         for ci in 0..cg {
             let cin = (o / cog) * cg + ci;
             for u in 0..kh {
@@ -84,7 +87,7 @@ fn reference(case: &Case, x: &[f32], w: &[f32], r: &[f32]) -> (Vec<f64>, Vec<f64
                     let Some((sy, sx)) = case.source(i, j, u, v) else {
                         continue;
                     };
-                    let xi = ((b * c + cin) * h + sy) * wd + sx;
+                    let xi = ((img * c + cin) * h + sy) * wd + sx;
                     let wi = ((o * cg + ci) * kh + u) * kw + v;
                     y[yi] += f64::from(x[xi]) * f64::from(w[wi]);
                     dw[wi] += f64::from(r[yi]) * f64::from(x[xi]);
@@ -93,7 +96,7 @@ fn reference(case: &Case, x: &[f32], w: &[f32], r: &[f32]) -> (Vec<f64>, Vec<f64
             }
         }
     }
-    (y, dx, dw)
+    [y, dx, dw, db]
 }
 
 /// All `(a, b, c, d)` with each below its bound, in row-major order.
@@ -134,18 +137,20 @@ fn check(case: Case, seed: u64) {
     let (xs, ws) = (case.x, case.weight());
     let [oh, ow] = case.out();
     let ys = [xs[0], case.co, oh, ow];
-    let (x, w, r) = (
+    let (x, w, b, r) = (
         random(xs.iter().product(), &mut rng),
         random(ws.iter().product(), &mut rng),
+        random(case.co, &mut rng),
         random(ys.iter().product(), &mut rng),
     );
     let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), xs), &device).require_grad();
     let wt = Tensor::<4>::from_data(TensorData::new(w.clone(), ws), &device).require_grad();
+    let bt = Tensor::<1>::from_data(TensorData::new(b.clone(), [case.co]), &device).require_grad();
     let rt = Tensor::<4>::from_data(TensorData::new(r.clone(), ys), &device);
     let options = ConvOptions::new_with_padding(case.stride, case.pad, case.dilation, case.groups);
-    let y = conv2d(xt.clone(), wt.clone(), None, options);
+    let y = conv2d(xt.clone(), wt.clone(), Some(bt.clone()), options);
     let grads = (y.clone() * rt).sum().backward();
-    let (want_y, want_dx, want_dw) = reference(&case, &x, &w, &r);
+    let [want_y, want_dx, want_dw, want_db] = reference(&case, &x, &w, &b, &r);
     assert_close("y", &case, &values(y.inner()), &want_y);
     assert_close(
         "dx",
@@ -159,6 +164,13 @@ fn check(case: Case, seed: u64) {
         &values(wt.grad(&grads).expect("w grad")),
         &want_dw,
     );
+    let db: Vec<f32> = bt
+        .grad(&grads)
+        .expect("b grad")
+        .into_data()
+        .try_to_vec()
+        .expect("f32");
+    assert_close("db", &case, &db, &want_db);
 }
 
 #[test]

@@ -13,8 +13,9 @@
 //!   thread, added at the end
 //!
 //! with `K = c·kh·kw` (per group), `S = oh·ow` and `col` the unfolded input (skipped for 1×1
-//! stride-1 convolutions, whose input already is the matrix). Transposes are strides passed
-//! to `gemm`, never copies.
+//! stride-1 unpadded convolutions, whose input already is the matrix). Operand transposes are
+//! strides passed to `gemm`, never copies; the weight gradient is accumulated column-major and
+//! transposed once at the end (`co·K` values).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -242,6 +243,11 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, col: &mut [T]) {
     if s == 0 {
         return;
     }
+    if g.h * g.w == 0 {
+        // An empty image with padding around it: every tap falls in the padding.
+        col.fill(T::zero());
+        return;
+    }
     let mut rows = col.chunks_exact_mut(s);
     for plane in x.chunks_exact(g.h * g.w).take(g.c) {
         for ky in 0..g.kh {
@@ -275,7 +281,7 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, col: &mut [T]) {
 /// The adjoint of [`im2col`]: adds `col[K, S]` back onto the image `x[c, h, w]`.
 fn col2im<T: Float>(col: &[T], g: &Geometry, x: &mut [T]) {
     let s = g.spatial();
-    if s == 0 {
+    if s == 0 || g.h * g.w == 0 {
         return;
     }
     let mut rows = col.chunks_exact(s);

@@ -66,8 +66,9 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        // edgeclr patch: ungrouped convolutions as per-image im2col + GEMM (PATCH.md).
-        if options.groups == 1 {
+        // edgeclr patch: convolutions as per-image im2col + GEMM (PATCH.md); depthwise ones
+        // (one input channel per group) keep upstream's dedicated kernel.
+        if options.groups == 1 || weight.shape()[1] > 1 {
             return conv2d_gemm::forward(x, weight, bias, &options);
         }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
