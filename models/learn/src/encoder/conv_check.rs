@@ -187,6 +187,17 @@ fn the_encoders_convolutions_match_the_definition() {
 }
 
 #[test]
+fn one_thread_accumulates_every_images_weight_gradient() {
+    // With one thread, one partial weight gradient holds all images (on many cores each
+    // thread may hold a single image, which the cases above would then not exercise).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    pool.install(|| check(Case::conv([4, 3, 6, 6], 5, 3, 2, 1), 14));
+}
+
+#[test]
 fn corner_cases_match_the_definition() {
     // One image (the GEMM takes the threads), odd sizes, no padding, padding wider than the
     // kernel's reach, dilation, groups, asymmetric padding, rectangular kernels and strides.
