@@ -86,9 +86,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             args.data.display()
         );
     }
-    let preprocess = embed::Preprocess::from_manifest(m);
-    let views: Vec<Vec<f32>> = set.images.par_iter().map(|i| preprocess.apply(i)).collect();
-    let rows = embed_with_progress(&opened.embedder, &views, "embed")?;
+    let rows = embed_images(&opened, &set.images, "embed")?;
     write_output(&args.out, &rows, &set.labels, opened.embedder.dim())?;
     println!(
         "embedded {} images ({} split) with {} into {} [{} × {}]",
@@ -100,6 +98,18 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         opened.embedder.dim()
     );
     Ok(())
+}
+
+/// Embeds `images` as the board does: the manifest's preprocessing, then the opened model
+/// (all cores, with a progress bar labelled `what`).
+pub fn embed_images(
+    opened: &embed::Opened,
+    images: &[edgeclr_artifact::RgbImage],
+    what: &str,
+) -> Result<Vec<Vec<f32>>> {
+    let preprocess = embed::Preprocess::from_manifest(&opened.manifest);
+    let views: Vec<Vec<f32>> = images.par_iter().map(|i| preprocess.apply(i)).collect();
+    embed_with_progress(&opened.embedder, &views, what)
 }
 
 fn write_output(out: &Path, rows: &[Vec<f32>], labels: &[u16], dim: usize) -> Result<()> {

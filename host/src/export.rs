@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use tracing::{info, warn};
 
 use crate::data::{self, DatasetKind, Split};
-use crate::eval::board::{labelled_splits, normalised};
+use crate::eval::features::Features;
 use crate::eval::knn::{KnnConfig, knn_accuracy};
 use crate::eval::{run_config, trained_encoder};
 
@@ -371,22 +371,21 @@ pub fn run(args: ExportArgs) -> Result<()> {
         let (Some((fp32, _)), Some(int8)) = (&fp32_tract, &int8_embedder) else {
             bail!("--knn-data compares fp32 with int8: pass --int8 and an fp32 --format");
         };
-        let (train, test) = labelled_splits(
-            root,
-            args.knn_dataset,
-            args.knn_train_limit,
-            args.knn_test_limit,
-        )?;
+        let kind = args
+            .knn_dataset
+            .unwrap_or_else(|| DatasetKind::detect(root));
+        let (train, test) =
+            data::load_labelled(kind, root, args.knn_train_limit, args.knn_test_limit)?;
         let classes = train.num_classes().max(test.num_classes());
         let (bank_views, query_views) = (views(&train.images), views(&test.images));
         let knn = KnnConfig::default();
         let acc = |e: &TractEmbedder, what: &str| -> Result<f64> {
-            let bank = normalised(embed_with_progress(
+            let bank = Features::normalised(embed_with_progress(
                 e,
                 &bank_views,
                 &format!("{what} bank"),
             )?);
-            let query = normalised(embed_with_progress(
+            let query = Features::normalised(embed_with_progress(
                 e,
                 &query_views,
                 &format!("{what} test"),

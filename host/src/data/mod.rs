@@ -145,3 +145,35 @@ pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<LabeledImage
     }
     .with_context(|| format!("loading {kind:?} {split:?} split from {}", root.display()))
 }
+
+/// The labelled train split (a kNN bank, probe training labels) and test split of `root`,
+/// each optionally class-balanced down to a limit.
+///
+/// # Errors
+/// As [`load`], and when either split has no labelled image.
+pub fn load_labelled(
+    kind: DatasetKind,
+    root: &Path,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+) -> Result<(LabeledImages, LabeledImages)> {
+    let limited = |split: Split, limit: Option<usize>| -> Result<LabeledImages> {
+        let set = load(kind, root, split)?.labeled_only();
+        Ok(match limit {
+            Some(l) => set.balanced_subset(l),
+            None => set,
+        })
+    };
+    let (train, test) = (
+        limited(Split::Train, train_limit)?,
+        limited(Split::Test, test_limit)?,
+    );
+    if train.len() == 0 || test.len() == 0 {
+        bail!(
+            "{} has no labelled train and test images; evaluation needs labels (an image folder \
+             with train/<class>/ and test/<class>/ subfolders, or CIFAR/STL binaries)",
+            root.display()
+        );
+    }
+    Ok((train, test))
+}

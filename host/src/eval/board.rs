@@ -8,52 +8,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use edgeclr_runtime::embed::{self, Preprocess};
-use rayon::prelude::*;
-use serde_json::{Value, json};
+use edgeclr_runtime::embed;
+use serde_json::json;
 use tracing::info;
 
 use super::features::Features;
-use super::{EvalArgs, Protocol, knn, linear};
-use crate::data::{self, DatasetKind, LabeledImages, Split};
-use crate::export::embed_with_progress;
-
-/// L2-normalised rows as [`Features`].
-pub fn normalised(rows: Vec<Vec<f32>>) -> Features {
-    let dim = rows.first().map_or(0, Vec::len);
-    let n = rows.len();
-    let mut values = Vec::with_capacity(n * dim);
-    for mut r in rows {
-        let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        r.iter_mut().for_each(|v| *v /= norm);
-        values.extend(r);
-    }
-    Features { n, dim, values }
-}
-
-/// The labelled train (bank) and test splits of `root`, each optionally class-balanced down.
-pub fn labelled_splits(
-    root: &Path,
-    kind: Option<DatasetKind>,
-    train_limit: Option<usize>,
-    test_limit: Option<usize>,
-) -> Result<(LabeledImages, LabeledImages)> {
-    let kind = kind.unwrap_or_else(|| DatasetKind::detect(root));
-    let limit = |d: LabeledImages, l: Option<usize>| match l {
-        Some(l) => d.labeled_only().balanced_subset(l),
-        None => d.labeled_only(),
-    };
-    let train = limit(data::load(kind, root, Split::Train)?, train_limit);
-    let test = limit(data::load(kind, root, Split::Test)?, test_limit);
-    if train.len() == 0 || test.len() == 0 {
-        bail!(
-            "{} has no labelled train and test images; evaluation needs labels (an image folder \
-             with train/<class>/ and test/<class>/ subfolders, or CIFAR/STL binaries)",
-            root.display()
-        );
-    }
-    Ok((train, test))
-}
+use super::{EvalArgs, Protocol, score};
+use crate::data::{self, DatasetKind};
+use crate::embed::embed_images;
 
 /// Runs `edgeclr eval --model`.
 pub fn run(args: &EvalArgs, model: &Path) -> Result<()> {
@@ -66,27 +28,18 @@ pub fn run(args: &EvalArgs, model: &Path) -> Result<()> {
     let opened =
         embed::open(model).with_context(|| format!("opening --model {}", model.display()))?;
     edgeclr_runtime::isa::apply();
-    let (train, test) =
-        labelled_splits(&args.data, args.dataset, args.train_limit, args.test_limit)?;
+    let kind = args
+        .dataset
+        .unwrap_or_else(|| DatasetKind::detect(&args.data));
+    let (train, test) = data::load_labelled(kind, &args.data, args.train_limit, args.test_limit)?;
     info!(train = train.len(), test = test.len(), protocol = ?args.protocol, "evaluating");
-    let preprocess = Preprocess::from_manifest(&opened.manifest);
-    let embed = |images: &[edgeclr_artifact::RgbImage], what: &str| -> Result<Features> {
-        let views: Vec<Vec<f32>> = images.par_iter().map(|i| preprocess.apply(i)).collect();
-        Ok(normalised(embed_with_progress(
-            &opened.embedder,
-            &views,
-            what,
-        )?))
-    };
-    let (bank, query) = (embed(&train.images, "bank")?, embed(&test.images, "test")?);
-    let classes = train.num_classes().max(test.num_classes());
-    let device = Device::flex();
+    let bank = Features::normalised(embed_images(&opened, &train.images, "bank")?);
+    let query = Features::normalised(embed_images(&opened, &test.images, "test")?);
     let result = score(
         args.protocol,
         (&bank, &train),
         (&query, &test),
-        classes,
-        &device,
+        &Device::flex(),
     );
     let report = json!({
         "protocol": args.protocol,
@@ -113,29 +66,4 @@ pub fn run(args: &EvalArgs, model: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// kNN or linear evaluation of precomputed features.
-fn score(
-    protocol: Protocol,
-    (bank, train): (&Features, &LabeledImages),
-    (query, test): (&Features, &LabeledImages),
-    classes: usize,
-    device: &Device,
-) -> Value {
-    if protocol == Protocol::Knn {
-        let c = knn::KnnConfig::default();
-        let acc = knn::knn_accuracy(bank, &train.labels, query, &test.labels, classes, c, device);
-        return json!({"test": acc, "k": c.k, "temperature": c.temperature});
-    }
-    let r = linear::linear_probe(
-        bank,
-        &train.labels,
-        query,
-        &test.labels,
-        classes,
-        linear::LinearProbeConfig::default(),
-        device,
-    );
-    serde_json::to_value(r).unwrap_or(Value::Null)
 }

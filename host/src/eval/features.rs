@@ -19,6 +19,19 @@ pub struct Features {
 }
 
 impl Features {
+    /// Rows of equal length (embeddings from tract, say), each L2-normalised.
+    pub fn normalised(rows: Vec<Vec<f32>>) -> Self {
+        let dim = rows.first().map_or(0, Vec::len);
+        let n = rows.len();
+        let mut values = Vec::with_capacity(n * dim);
+        for mut r in rows {
+            let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            r.iter_mut().for_each(|v| *v /= norm);
+            values.extend(r);
+        }
+        Self { n, dim, values }
+    }
+
     /// The features as a `[n, dim]` tensor.
     pub fn tensor(&self, device: &Device) -> Tensor<2> {
         Tensor::from_data(

@@ -19,7 +19,8 @@ use serde_json::json;
 use tracing::info;
 
 use crate::config::PretrainConfig;
-use crate::data::{self, DatasetKind, LabeledImages, Split};
+use crate::data::{self, DatasetKind, LabeledImages};
+use features::Features;
 
 /// Evaluation protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -120,6 +121,40 @@ pub fn trained_encoder(run: &Path, cfg: &PretrainConfig, device: &Device) -> Res
     Ok(load_weights(cfg.simclr.encoder.init(device), &path)?)
 }
 
+/// kNN or linear evaluation of precomputed, L2-normalised features (bank = the train split's).
+///
+/// # Panics
+/// For [`Protocol::Finetune`], which needs an encoder, not features.
+pub fn score(
+    protocol: Protocol,
+    (bank, train): (&Features, &LabeledImages),
+    (query, test): (&Features, &LabeledImages),
+    device: &Device,
+) -> serde_json::Value {
+    let classes = train.num_classes().max(test.num_classes());
+    match protocol {
+        Protocol::Knn => {
+            let c = knn::KnnConfig::default();
+            let acc =
+                knn::knn_accuracy(bank, &train.labels, query, &test.labels, classes, c, device);
+            json!({"test": acc, "k": c.k, "temperature": c.temperature})
+        }
+        Protocol::Linear => {
+            let r = linear::linear_probe(
+                bank,
+                &train.labels,
+                query,
+                &test.labels,
+                classes,
+                linear::LinearProbeConfig::default(),
+                device,
+            );
+            serde_json::to_value(r).expect("serialisable")
+        }
+        Protocol::Finetune => unreachable!("finetune evaluates an encoder, not features"),
+    }
+}
+
 /// Runs one protocol for one encoder.
 fn evaluate(
     protocol: Protocol,
@@ -136,30 +171,7 @@ fn evaluate(
         Protocol::Knn | Protocol::Linear => {
             let bank = features::extract(&encoder, &train.images, aug, device, 256);
             let query = features::extract(&encoder, &test.images, aug, device, 256);
-            if protocol == Protocol::Knn {
-                let c = knn::KnnConfig::default();
-                let acc = knn::knn_accuracy(
-                    &bank,
-                    &train.labels,
-                    &query,
-                    &test.labels,
-                    classes,
-                    c,
-                    device,
-                );
-                json!({"test": acc, "k": c.k, "temperature": c.temperature})
-            } else {
-                let r = linear::linear_probe(
-                    &bank,
-                    &train.labels,
-                    &query,
-                    &test.labels,
-                    classes,
-                    linear::LinearProbeConfig::default(),
-                    device,
-                );
-                serde_json::to_value(r).expect("serialisable")
-            }
+            score(protocol, (&bank, train), (&query, test), device)
         }
         Protocol::Finetune => {
             let subset = train.clone().balanced_subset(
@@ -200,20 +212,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = selected.device.clone();
     info!(device = %selected.description, "backend");
     let kind = args.dataset.unwrap_or(cfg.train.dataset);
-    let mut train = data::load(kind, &args.data, Split::Train)?.labeled_only();
-    let mut test = data::load(kind, &args.data, Split::Test)?.labeled_only();
-    if train.len() == 0 || test.len() == 0 {
-        bail!(
-            "{} has no labelled train and test images; evaluation needs labels",
-            args.data.display()
-        );
-    }
-    if let Some(l) = args.train_limit {
-        train = train.balanced_subset(l);
-    }
-    if let Some(l) = args.test_limit {
-        test = test.balanced_subset(l);
-    }
+    let (train, test) = data::load_labelled(kind, &args.data, args.train_limit, args.test_limit)?;
     info!(train = train.len(), test = test.len(), protocol = ?args.protocol, "evaluating");
     let random = || {
         device.seed(cfg.train.seed ^ 0xface);
