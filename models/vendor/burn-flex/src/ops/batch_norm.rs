@@ -17,10 +17,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
-use burn_std::{Bytes, Shape};
+use burn_std::Shape;
 
-use crate::ops::via_f32::{down, half, up};
-use crate::{FlexTensor, Layout};
+use crate::FlexTensor;
+use crate::ops::kernel_util::{down, half, tensor, up};
 
 /// The float types computed natively.
 trait Real: num_traits::Float + bytemuck::Pod + burn_backend::Element + Send + Sync {
@@ -117,14 +117,6 @@ fn affine<T: Real>(
         image(img, o);
     }
     out
-}
-
-fn tensor<T: Real>(data: Vec<T>, shape: Shape) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(shape),
-        T::dtype(),
-    )
 }
 
 fn wide<T: Real>(t: &FlexTensor) -> Vec<f64> {

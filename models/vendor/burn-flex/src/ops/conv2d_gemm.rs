@@ -21,11 +21,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
-use burn_std::{Bytes, Shape};
+use burn_std::Shape;
 use num_traits::Float;
 
-use crate::ops::via_f32::{down, half, up};
-use crate::{FlexTensor, Layout};
+use crate::FlexTensor;
+use crate::ops::kernel_util::{down, half, tensor, up};
 
 /// The shapes of one convolution: input `[n, groups·c, h, w]`, weight `[groups·co, c, kh, kw]`,
 /// output `[n, groups·co, oh, ow]` (`c` and `co` are per group).
@@ -500,14 +500,6 @@ fn weight_grad_sum<T: Float + bytemuck::Pod + Send + Sync + 'static>(
     }
 }
 
-fn tensor<T: bytemuck::Pod + burn_backend::Element>(data: Vec<T>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(Shape::from(shape)),
-        T::dtype(),
-    )
-}
-
 /// Runs `f` on f32 copies of half-precision tensors and casts the result back.
 fn via_f32(
     dtype: DType,
@@ -538,7 +530,7 @@ pub(crate) fn forward(
         )
     });
     let g = Geometry::new(&xs, &ws, out, options);
-    let shape = vec![g.n, g.groups * g.co, g.oh, g.ow];
+    let shape = Shape::from(vec![g.n, g.groups * g.co, g.oh, g.ow]);
     match x.dtype() {
         DType::F32 => {
             let b = bias.as_ref().map(|b| b.storage::<f32>());
@@ -574,11 +566,11 @@ pub(crate) fn x_backward(
     match grad.dtype() {
         DType::F32 => tensor(
             x_backward_typed::<f32>(weight.storage(), grad.storage(), &g),
-            x_shape.to_vec(),
+            x_shape.clone(),
         ),
         DType::F64 => tensor(
             x_backward_typed::<f64>(weight.storage(), grad.storage(), &g),
-            x_shape.to_vec(),
+            x_shape.clone(),
         ),
         dtype => via_f32(dtype, vec![weight, grad], |mut t| {
             let (grad, weight) = (t.pop().expect("grad"), t.pop().expect("weight"));
@@ -601,11 +593,11 @@ pub(crate) fn weight_backward(
     match x.dtype() {
         DType::F32 => tensor(
             weight_backward_typed::<f32>(x.storage(), grad.storage(), &g),
-            weight_shape.to_vec(),
+            weight_shape.clone(),
         ),
         DType::F64 => tensor(
             weight_backward_typed::<f64>(x.storage(), grad.storage(), &g),
-            weight_shape.to_vec(),
+            weight_shape.clone(),
         ),
         dtype => via_f32(dtype, vec![x, grad], |mut t| {
             let (grad, x) = (t.pop().expect("grad"), t.pop().expect("x"));
