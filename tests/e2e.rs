@@ -2,6 +2,8 @@
 
 #[path = "e2e/ablate.rs"]
 mod ablate;
+#[path = "e2e/adapt.rs"]
+mod adapt;
 #[path = "e2e/arm.rs"]
 mod arm;
 #[path = "e2e/bad_input.rs"]

@@ -59,6 +59,8 @@ pub struct Decision {
     pub export_ms: f64,
     /// Evaluation time, ms.
     pub eval_ms: f64,
+    /// Seconds since fine-tuning started, when the decision was made.
+    pub at_s: f64,
 }
 
 /// What fine-tuning did in a run.
@@ -68,6 +70,8 @@ pub struct FinetuneReport {
     pub backend: String,
     /// Steps taken in this run.
     pub steps: u64,
+    /// Frames per step.
+    pub batch: usize,
     /// Step time p50, ms.
     pub step_p50_ms: f32,
     /// Mean loss of the first 10 steps of the run.

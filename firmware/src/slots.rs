@@ -7,6 +7,7 @@
 //! STATE/current  -> slots/<version>   the running model (symlink)
 //! STATE/previous -> slots/<version>   the last good model before it, for rollback
 //! STATE/factory  -> slots/<version>   the model last installed from a bundle (never pruned)
+//! STATE/candidates/<version>/   with `keep_candidates`: every candidate, promoted or not
 //! ```
 //!
 //! A candidate is written into a staging folder, every file and the folder fsynced, then the
@@ -32,6 +33,7 @@ const CURRENT: &str = "current";
 const PREVIOUS: &str = "previous";
 const FACTORY: &str = "factory";
 const STAGING: &str = ".staging-";
+const CANDIDATES: &str = "candidates";
 
 /// The slot folders of one state directory.
 #[derive(Debug, Clone)]
@@ -152,6 +154,30 @@ impl Slots {
         fs::rename(&staged, &dest).map_err(|e| io_err(&dest, e))?;
         fsync_dir(&self.pointers.folder()).map_err(|e| io_err(self.root(), e))?;
         Ok(dest)
+    }
+
+    /// Keeps a copy of complete slot `name` in `STATE/candidates/<name>/` that pruning and
+    /// rejection never delete (hard links: slot files are written once and never changed),
+    /// for evaluating every candidate after a run. Returns the copy's folder.
+    ///
+    /// # Errors
+    /// I/O errors naming the file.
+    pub fn archive(&self, name: &str) -> io::Result<PathBuf> {
+        let from = self.dir(name);
+        let to = self.root().join(CANDIDATES).join(name);
+        fs::create_dir_all(&to).map_err(|e| io_err(&to, e))?;
+        for entry in fs::read_dir(&from).map_err(|e| io_err(&from, e))? {
+            let src = entry?.path();
+            let Some(file) = src.file_name() else {
+                continue;
+            };
+            let dst = to.join(file);
+            let _ = fs::remove_file(&dst);
+            fs::hard_link(&src, &dst)
+                .or_else(|_| fs::copy(&src, &dst).map(drop))
+                .map_err(|e| io_err(&dst, e))?;
+        }
+        Ok(to)
     }
 
     fn point(&self, pointer: &str, slot: &str) -> io::Result<()> {

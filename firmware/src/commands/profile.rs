@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::config::DeviceConfig;
+use crate::config::overrides::{self, Override};
 
 /// Which board profile applies: a built-in one, or a file in the same shape.
 #[derive(Debug, clap::Args)]
@@ -15,6 +16,10 @@ pub struct ProfileArgs {
     /// A TOML file in the board-profile shape, replacing the built-in profile.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Change one setting of the profile, repeatable: `--set finetune.trainer.lr=1e-3`
+    /// (the value is TOML; a bare word is a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<Override>,
 }
 
 impl ProfileArgs {
@@ -23,13 +28,19 @@ impl ProfileArgs {
     /// # Errors
     /// An unknown board or an unreadable or malformed file, named.
     pub fn load(&self) -> Result<DeviceConfig> {
-        match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading --config {}", p.display()))?;
-                DeviceConfig::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)
+        let (text, origin) = match &self.config {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --config {}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => {
+                let (_, text) =
+                    edgeclr_artifact::boards::board(&self.board).map_err(anyhow::Error::msg)?;
+                (text.to_string(), format!("built-in board {}", self.board))
             }
-            None => DeviceConfig::board(&self.board).map_err(anyhow::Error::msg),
-        }
+        };
+        let text = overrides::apply_all(&text, &origin, &self.set).map_err(anyhow::Error::msg)?;
+        DeviceConfig::parse(&text, &origin).map_err(anyhow::Error::msg)
     }
 }

@@ -33,6 +33,20 @@ impl std::str::FromStr for TrainDevice {
     }
 }
 
+/// How a full replay buffer admits a new frame (`[finetune] replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayPolicy {
+    /// Replace the entry most similar to its nearest neighbour; refuse a frame that is
+    /// itself at least that redundant.
+    #[default]
+    Diversity,
+    /// Reservoir sampling: a uniform sample of every frame seen.
+    Reservoir,
+    /// The newest frames.
+    Fifo,
+}
+
 /// `[finetune]` of a board profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +63,8 @@ pub struct FinetuneSection {
     pub image_size: Option<usize>,
     /// Frames kept for replay.
     pub replay_capacity: usize,
+    /// How a full replay buffer admits frames: diversity, reservoir or fifo.
+    pub replay: ReplayPolicy,
     /// Held-out frames for judging candidates.
     pub holdout_capacity: usize,
     /// Every n-th admitted frame goes to the held-out set.
@@ -67,6 +83,9 @@ pub struct FinetuneSection {
     pub tolerance: Tolerance,
     /// A labelled probe set (CIFAR-10 binary folder) for kNN in the candidate check.
     pub probe: Option<PathBuf>,
+    /// Keep every candidate, promoted or not, in `STATE/candidates/` (hard links) for
+    /// evaluating them after the run (`firmware/bench/adapt.sh`); nothing prunes them.
+    pub keep_candidates: bool,
 }
 
 impl Default for FinetuneSection {
@@ -78,6 +97,7 @@ impl Default for FinetuneSection {
             duty_cycle: 0.25,
             image_size: None,
             replay_capacity: 256,
+            replay: ReplayPolicy::Diversity,
             holdout_capacity: 48,
             holdout_every: 5,
             sample_every: 2,
@@ -87,6 +107,7 @@ impl Default for FinetuneSection {
             trainer: TrainerConfig::default(),
             tolerance: Tolerance::default(),
             probe: None,
+            keep_candidates: false,
         }
     }
 }
@@ -116,6 +137,12 @@ impl FinetuneSection {
         if !(0.0..=1.0).contains(&self.live_fraction) {
             return bad("live_fraction", "in [0, 1]");
         }
+        if self.trainer.trainable_blocks == 0 && !self.trainer.adapt_bn_stats {
+            return bad(
+                "trainer.trainable_blocks",
+                "≥ 1, or 0 with trainer.adapt_bn_stats = true (statistics only)",
+            );
+        }
         Ok(())
     }
 }
@@ -131,10 +158,14 @@ pub struct TrainerConfig {
     /// NT-Xent temperature.
     pub temperature: f64,
     /// Residual blocks trained at the end of the encoder; the stem and earlier blocks are
-    /// frozen.
+    /// frozen. 0: no weights train (needs `adapt_bn_stats`).
     pub trainable_blocks: usize,
     /// Normalise with running BatchNorm statistics in the trained blocks too.
     pub freeze_bn_stats: bool,
+    /// Every BatchNorm layer (frozen ones too) re-estimates its statistics on the camera's
+    /// frames (overrides `freeze_bn_stats`). With `trainable_blocks = 0` that is all that
+    /// adapts: test-time BatchNorm adaptation, no weight changes.
+    pub adapt_bn_stats: bool,
     /// Weight of `1 − cos(h, h_host)` (0 disables distillation).
     pub distill_weight: f64,
     /// Frames of one stream at most this many frame ids apart count as temporal neighbours.
@@ -159,6 +190,7 @@ impl Default for TrainerConfig {
             temperature: 0.2,
             trainable_blocks: 1,
             freeze_bn_stats: true,
+            adapt_bn_stats: false,
             distill_weight: 1.0,
             temporal_window: 3,
             temporal_positives: true,

@@ -3,6 +3,7 @@
 //! settings and logged resolved. Unknown keys are errors.
 
 pub mod finetune;
+pub mod overrides;
 
 use serde::{Deserialize, Serialize};
 

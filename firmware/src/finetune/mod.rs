@@ -76,6 +76,7 @@ pub struct Finetuner {
     pub progress: Arc<Mutex<Progress>>,
     /// The training side length frames are downscaled to.
     pub train_side: usize,
+    started: Instant,
 }
 
 /// A labelled probe set, preprocessed for the model.
@@ -249,6 +250,7 @@ impl Finetuner {
             probe,
             augment: section_augment,
             progress: Arc::default(),
+            started: Instant::now(),
         })
     }
 
@@ -360,6 +362,7 @@ impl Finetuner {
             factory_health: fh,
             export_ms: 0.0,
             eval_ms: t.elapsed().as_secs_f64() * 1e3,
+            at_s: 0.0,
         }
     }
 
@@ -397,9 +400,14 @@ impl Finetuner {
         let started = Instant::now();
         let mut report = FinetuneReport {
             backend: self.backend.clone(),
+            batch: self.section.trainer.batch,
             ..FinetuneReport::default()
         };
-        let mut replay: ReplayBuffer<Sample> = ReplayBuffer::new(self.section.replay_capacity);
+        let mut replay: ReplayBuffer<Sample> = ReplayBuffer::with_policy(
+            self.section.replay_capacity,
+            self.section.replay,
+            self.section.trainer.seed,
+        );
         let mut holdout: ReplayBuffer<Sample> = ReplayBuffer::new(self.section.holdout_capacity);
         let live_n = ((self.section.trainer.batch as f64 * self.section.live_fraction).round()
             as usize)
@@ -502,6 +510,11 @@ impl Finetuner {
         let mut d = match self.export_candidate(&calib) {
             Ok(name) => {
                 let export_ms = t.elapsed().as_secs_f64() * 1e3;
+                if self.section.keep_candidates
+                    && let Err(e) = self.slots.archive(&name)
+                {
+                    warn!("keeping candidate {name}: {e}");
+                }
                 let mut d = self.judge(&name, &held);
                 d.export_ms = export_ms;
                 d
@@ -517,8 +530,10 @@ impl Finetuner {
                 factory_health: None,
                 export_ms: t.elapsed().as_secs_f64() * 1e3,
                 eval_ms: 0.0,
+                at_s: 0.0,
             },
         };
+        d.at_s = self.started.elapsed().as_secs_f64();
         if d.accepted {
             if let Err(e) = self.slots.promote(&d.candidate) {
                 d.accepted = false;

@@ -6,6 +6,15 @@
 //!
 //! Cost per offer: one pass over the buffer (`O(n·d)`) plus re-scanning only the entries whose
 //! nearest neighbour was evicted.
+//!
+//! Two classic rules are there to compare against ([`ReplayPolicy`]): *reservoir* sampling
+//! (every frame seen so far is held with equal probability `capacity / seen`) and *FIFO* (the
+//! newest `capacity` frames).
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use crate::config::finetune::ReplayPolicy;
 
 /// What [`ReplayBuffer::offer`] did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,11 +41,17 @@ struct Entry<T> {
     nn: Option<(usize, f32)>,
 }
 
-/// A fixed-capacity, diversity-preserving buffer of `T` keyed by embeddings.
+/// A fixed-capacity buffer of `T` keyed by embeddings; diversity-preserving by default.
 #[derive(Debug)]
 pub struct ReplayBuffer<T> {
     capacity: usize,
     entries: Vec<Entry<T>>,
+    policy: ReplayPolicy,
+    /// Frames offered so far (reservoir sampling).
+    seen: u64,
+    /// The oldest slot (FIFO).
+    oldest: usize,
+    rng: ChaCha8Rng,
 }
 
 fn normalized(v: &[f32]) -> Vec<f32> {
@@ -54,6 +69,14 @@ impl<T> ReplayBuffer<T> {
     /// # Panics
     /// When `capacity < 2` (redundancy needs a neighbour).
     pub fn new(capacity: usize) -> Self {
+        Self::with_policy(capacity, ReplayPolicy::Diversity, 0)
+    }
+
+    /// An empty buffer with admission rule `policy` (`seed`: reservoir sampling's draws).
+    ///
+    /// # Panics
+    /// When `capacity < 2`.
+    pub fn with_policy(capacity: usize, policy: ReplayPolicy, seed: u64) -> Self {
         assert!(
             capacity >= 2,
             "a replay buffer needs capacity ≥ 2, got {capacity}"
@@ -61,6 +84,10 @@ impl<T> ReplayBuffer<T> {
         Self {
             capacity,
             entries: Vec::with_capacity(capacity),
+            policy,
+            seen: 0,
+            oldest: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
@@ -102,11 +129,41 @@ impl<T> ReplayBuffer<T> {
                 "replay keys must share one embedding dimension"
             );
         }
-        let nearest = self.nearest(&key, None);
+        self.seen += 1;
         if self.entries.len() < self.capacity {
+            let nearest = self.nearest(&key, None);
             self.insert(self.entries.len(), item, key, nearest);
             return Admission::Added;
         }
+        let victim = match self.policy {
+            ReplayPolicy::Diversity => return self.offer_diverse(item, key),
+            ReplayPolicy::Fifo => {
+                let v = self.oldest;
+                self.oldest = (v + 1) % self.capacity;
+                v
+            }
+            ReplayPolicy::Reservoir => {
+                let j = self.rng.random_range(0..self.seen);
+                if j >= self.capacity as u64 {
+                    return Admission::Rejected {
+                        similarity: f32::NAN,
+                    };
+                }
+                j as usize
+            }
+        };
+        let victim_sim = self.entries[victim].nn.map_or(f32::NAN, |(_, s)| s);
+        let nearest = self.nearest(&key, Some(victim));
+        self.insert(victim, item, key, nearest);
+        Admission::Replaced {
+            evicted_similarity: victim_sim,
+        }
+    }
+
+    /// A full buffer's diversity rule: replace the most redundant entry unless the new frame
+    /// is at least as redundant.
+    fn offer_diverse(&mut self, item: T, key: Vec<f32>) -> Admission {
+        let nearest = self.nearest(&key, None);
         let new_sim = nearest.map_or(f32::NEG_INFINITY, |(_, s)| s);
         let (victim, victim_sim) = self
             .entries
@@ -220,6 +277,35 @@ mod tests {
             Admission::Rejected { similarity: 1.0 }
         );
         assert_eq!(b.items().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn fifo_keeps_the_newest_and_reservoir_keeps_a_uniform_sample() {
+        let mut b = ReplayBuffer::with_policy(4, ReplayPolicy::Fifo, 0);
+        for t in 0..10 {
+            b.offer(t, &unit(t % 3, 3));
+        }
+        let mut held: Vec<usize> = b.items().copied().collect();
+        held.sort_unstable();
+        assert_eq!(held, [6, 7, 8, 9]);
+        // Reservoir: over 2000 buffers of 10 from a stream of 100, each frame is held with
+        // probability 10/100; the mean count per frame decile is 2000·10·(10/100) = 2000 with
+        // a binomial σ of ≈ 42, so ±250 is a > 5σ bound.
+        let mut per_decile = [0usize; 10];
+        for seed in 0..2000 {
+            let mut r = ReplayBuffer::with_policy(10, ReplayPolicy::Reservoir, seed);
+            for t in 0..100usize {
+                r.offer(t, &unit(t % 3, 3));
+            }
+            assert_eq!(r.len(), 10);
+            for &t in r.items() {
+                per_decile[t / 10] += 1;
+            }
+        }
+        assert!(
+            per_decile.iter().all(|&c| c.abs_diff(2000) < 250),
+            "{per_decile:?}"
+        );
     }
 
     #[test]

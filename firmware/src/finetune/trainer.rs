@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use edgeclr_learn::augment::{AugmentConfig, BatchBuilder};
+use edgeclr_learn::augment::{AugmentConfig, BatchBuilder, stack_chw};
 use edgeclr_learn::checkpoint::{CheckpointDir, TrainState, load_weights, save_weights};
 use edgeclr_learn::encoder::ResNet;
 use edgeclr_learn::loss::{ContrastMask, NtXentLoss, NtXentLossConfig, l2_normalize};
@@ -35,6 +35,17 @@ pub fn augment(config: &TrainerConfig, size: usize, recipe: &SimclrConfig) -> Au
     }
     a.normalize = recipe.augment.normalize;
     a
+}
+
+/// The encoder as `config` trains it: the stem and early blocks frozen, and with
+/// `adapt_bn_stats` every BatchNorm's statistics following the camera.
+fn prepare(encoder: ResNet, config: &TrainerConfig) -> ResNet {
+    let encoder = encoder.freeze_early(config.trainable_blocks, config.freeze_bn_stats);
+    if config.adapt_bn_stats {
+        encoder.adapt_bn_statistics()
+    } else {
+        encoder
+    }
 }
 
 /// One training frame.
@@ -120,9 +131,7 @@ impl Trainer {
         config: TrainerConfig,
         device: &Device,
     ) -> Self {
-        model.encoder = model
-            .encoder
-            .freeze_early(config.trainable_blocks, config.freeze_bn_stats);
+        model.encoder = prepare(model.encoder, &config);
         let (step, rng) = state.unwrap_or((0, ChaCha8Rng::seed_from_u64(config.seed)));
         Self {
             model: Some(model),
@@ -207,9 +216,7 @@ impl Trainer {
             model.head = load_weights(model.head, &head)
                 .with_context(|| format!("loading {}", head.display()))?;
         }
-        model.encoder = model
-            .encoder
-            .freeze_early(self.config.trainable_blocks, self.config.freeze_bn_stats);
+        model.encoder = prepare(model.encoder, &self.config);
         self.model = Some(model);
         self.optim = OptimizerConfig::Adam { weight_decay: 0.0 }.init();
         self.queue = NegativeQueue::new(self.config.queue_size, self.config.queue_max_age);
@@ -280,6 +287,9 @@ impl Trainer {
     /// With fewer than two frames.
     pub fn step(&mut self, batch: &[Sample]) -> StepReport {
         assert!(batch.len() >= 2, "a contrastive step needs two frames");
+        if self.config.trainable_blocks == 0 {
+            return self.statistics_step(batch);
+        }
         let started = Instant::now();
         let ad = self.device.clone().autodiff();
         let images: Vec<&RgbImage> = batch.iter().map(|s| s.image.as_ref()).collect();
@@ -334,6 +344,33 @@ impl Trainer {
             distill,
             queue: queue_ids.len(),
             temporal_pairs,
+            ms: started.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+}
+
+impl Trainer {
+    /// BatchNorm statistics only (`trainable_blocks = 0` with `adapt_bn_stats`): the frames,
+    /// as the deployed model sees them (whole frame resized, normalised), go through the
+    /// encoder in training mode, which moves every running statistic toward theirs; no weight
+    /// changes and no loss is computed (reported as 0).
+    fn statistics_step(&mut self, batch: &[Sample]) -> StepReport {
+        let started = Instant::now();
+        let ad = self.device.clone().autodiff();
+        let config = self.views.config();
+        let clean: Vec<Vec<f32>> = batch.iter().map(|s| config.eval_view(&s.image)).collect();
+        let x = stack_chw(&clean, config.image_size, &ad);
+        let model = self.model.take().expect("model is only taken inside step");
+        let _ = model.encoder.forward(x);
+        self.model = Some(model);
+        self.step += 1;
+        StepReport {
+            step: self.step,
+            loss: 0.0,
+            contrastive: 0.0,
+            distill: 0.0,
+            queue: 0,
+            temporal_pairs: 0,
             ms: started.elapsed().as_secs_f64() * 1e3,
         }
     }
@@ -448,6 +485,47 @@ mod tests {
         .expect("a checkpoint");
         assert_eq!(r.steps(), 2);
         assert_eq!(encoder_weights(&r.encoder()), after);
+    }
+
+    #[test]
+    fn statistics_only_moves_every_running_statistic_and_no_weight() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let device = Device::flex();
+        let recipe = recipe();
+        save_weights(
+            &recipe.init_model(&device).encoder,
+            &tmp.path().join("e.bpk"),
+        )
+        .expect("save");
+        let config = TrainerConfig {
+            trainable_blocks: 0,
+            adapt_bn_stats: true,
+            ..TrainerConfig::default()
+        };
+        let mut t = Trainer::new(
+            &recipe,
+            &tmp.path().join("e.bpk"),
+            None,
+            16,
+            config,
+            &device,
+        )
+        .expect("trainer");
+        let before = encoder_weights(&t.encoder());
+        let r = t.step(&frames(4));
+        assert_eq!((r.step, r.loss), (1, 0.0));
+        let after = encoder_weights(&t.encoder());
+        // Groups of five per convolution (weight, γ, β, running mean, running var): freshly
+        // initialised statistics are 0 and 1, so every layer's must move toward the frames'
+        // (momentum 0.1); weights, γ and β stay bit for bit.
+        assert_eq!(before.len() % 5, 0);
+        for (g, (b, a)) in before.chunks(5).zip(after.chunks(5)).enumerate() {
+            assert_eq!(b[..3], a[..3], "group {g}: a weight, γ or β changed");
+            assert!(
+                b[3] != a[3] && b[4] != a[4],
+                "group {g}: statistics did not move"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod features;
 pub mod finetune;
 pub mod knn;
 pub mod linear;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -38,12 +39,20 @@ pub enum Protocol {
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Run folder written by `edgeclr pretrain` (its burn weights, next to a random-init floor).
-    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    #[arg(long, required_unless_present_any = ["model", "state"], conflicts_with_all = ["model", "state"])]
     pub run: Option<PathBuf>,
     /// Instead of a run: an export folder (or one model file in it), scored through the
     /// board's code path (tract with the manifest's preprocessing); kNN and linear only.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "state")]
     pub model: Option<PathBuf>,
+    /// A board's `--state` folder: kNN of its factory, running and every kept candidate
+    /// model (`finetune.keep_candidates`), and how often its judge agreed with the labels;
+    /// one JSON object on stdout.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// With --state: draw target kNN against fine-tuning time into this PNG.
+    #[arg(long, requires = "state")]
+    pub plot: Option<PathBuf>,
     /// Labelled dataset folder (train split = bank / training labels, test split = scored).
     #[arg(long)]
     pub data: PathBuf,
@@ -87,6 +96,8 @@ impl EvalArgs {
         Self {
             run: Some(run),
             model: None,
+            state: None,
+            plot: None,
             data,
             dataset: None,
             protocol,
@@ -202,6 +213,13 @@ fn evaluate(
 pub fn run(args: EvalArgs) -> Result<()> {
     let run_dir = match (&args.model, &args.run) {
         (Some(model), _) => return board::run(&args, model),
+        (None, _) if args.state.is_some() => {
+            let state = args.state.clone().unwrap_or_default();
+            if args.protocol != Protocol::Knn {
+                bail!("--state scores every model of a board with --protocol knn");
+            }
+            return state::run(&args, &state);
+        }
         (None, Some(run)) => run.clone(),
         (None, None) => {
             bail!("pass --run RUN (a pretraining run) or --model EXPORT (an export folder)")

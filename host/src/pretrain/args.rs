@@ -126,6 +126,11 @@ pub struct PretrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start from the weights of an export folder (`encoder.bpk`, `head.bpk`) and its SimCLR
+    /// recipe (model, loss, augmentation) instead of a random initialisation: continued
+    /// training of a shipped model on new data, with a fresh optimizer and schedule.
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
 }
 
 fn parse_stem(s: &str) -> Result<Stem, String> {

@@ -63,6 +63,51 @@ fn batch_seed(seed: u64, step: usize) -> u64 {
             .wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
+/// `--init DIR`: an export folder's recipe and burn weights.
+struct Init {
+    dir: std::path::PathBuf,
+    recipe: edgeclr_learn::SimclrConfig,
+}
+
+impl Init {
+    fn read(dir: &Path) -> Result<Self> {
+        let manifest = edgeclr_artifact::Manifest::load(dir).with_context(|| {
+            format!(
+                "--init {}: expected an export folder from `edgeclr export`",
+                dir.display()
+            )
+        })?;
+        let recipe = edgeclr_learn::export::recipe_of(&manifest)?.with_context(|| {
+            format!(
+                "--init {}: its manifest has no SimCLR recipe; re-export it with this edgeclr",
+                dir.display()
+            )
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            recipe,
+        })
+    }
+
+    /// `model` with the export's encoder and (when present) head weights.
+    fn load(&self, mut model: edgeclr_learn::Simclr) -> Result<edgeclr_learn::Simclr> {
+        use edgeclr_learn::checkpoint::load_weights;
+        let encoder = self.dir.join("encoder.bpk");
+        model.encoder = load_weights(model.encoder, &encoder).with_context(|| {
+            format!(
+                "--init: loading {} (export with its burn weights)",
+                encoder.display()
+            )
+        })?;
+        let head = self.dir.join("head.bpk");
+        if head.exists() {
+            model.head = load_weights(model.head, &head)
+                .with_context(|| format!("--init: loading {}", head.display()))?;
+        }
+        Ok(model)
+    }
+}
+
 /// Appends JSON lines to `metrics.jsonl`.
 struct Metrics(fs::File);
 
@@ -83,7 +128,12 @@ impl Metrics {
 
 /// Runs `edgeclr pretrain`.
 pub fn run(args: PretrainArgs) -> Result<()> {
-    let cfg = PretrainConfig::resolve(&args)?;
+    let mut cfg = PretrainConfig::resolve(&args)?;
+    let init = args.init.as_deref().map(Init::read).transpose()?;
+    if let Some(i) = &init {
+        info!(from = %i.dir.display(), "recipe and weights of the export");
+        cfg.simclr = i.recipe.clone();
+    }
     let out = &args.out;
     let ckpts = CheckpointDir::new(out.join("checkpoints"), 2);
     if !args.resume && ckpts.latest()?.is_some() {
@@ -154,7 +204,11 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         }
         _ => {
             device.seed(cfg.train.seed);
-            let trainer = SimclrTrainer::new(cfg.simclr.init_model(&device), &cfg.simclr);
+            let mut model = cfg.simclr.init_model(&device);
+            if let Some(i) = &init {
+                model = i.load(model)?;
+            }
+            let trainer = SimclrTrainer::new(model, &cfg.simclr);
             let state = TrainState {
                 step: 0,
                 epoch: 0,

@@ -201,6 +201,32 @@ impl ResNet {
             .collect();
         self
     }
+
+    /// BatchNorm statistics that follow the data: every BatchNorm layer, frozen or not,
+    /// normalises with the batch's statistics and moves its running statistics toward them
+    /// (burn's momentum), while frozen weights, γ and β stay put — test-time adaptation's
+    /// re-estimation of normalisation statistics on a shifted input distribution. Call after
+    /// [`Self::freeze_early`], on the autodiff device.
+    pub fn adapt_bn_statistics(mut self) -> Self {
+        let adapt = |mut bn: BatchNorm| {
+            bn.training = bn.training.with_value(true);
+            bn
+        };
+        self.stem_bn = adapt(self.stem_bn);
+        self.blocks = std::mem::take(&mut self.blocks)
+            .into_iter()
+            .map(|mut b| {
+                b.bn1 = adapt(b.bn1);
+                b.bn2 = adapt(b.bn2);
+                b.bn3 = b.bn3.map(adapt);
+                if let Some(s) = b.shortcut.as_mut() {
+                    s.bn = adapt(s.bn.clone());
+                }
+                b
+            })
+            .collect();
+        self
+    }
 }
 
 /// Folds an inference-mode BatchNorm into the bias-free convolution before it:

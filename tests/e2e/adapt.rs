@@ -1,0 +1,154 @@
+//! On-device fine-tuning must adapt, not merely do no harm: a factory model pretrained on
+//! clean CIFAR-10 (the shipped sample, the quality gate's recipe) streams the shipped
+//! night-camera cut (`tests/data/camera-night`: the same kind of images through blur, low
+//! light, noise and JPEG) through `edgeclr-device run --finetune` with the board profile's
+//! learner at duty cycle 1.0, and the model `current` points to afterwards must beat the
+//! factory model's labelled kNN on that camera by [`MARGIN`] points — a test that fails if
+//! adaptation stops working. The negative control: the same run with the learner's
+//! adaptation switched off (no trainable block, statistics frozen is refused, so: a learning
+//! rate of zero with frozen statistics) must not pass the gate.
+
+use std::path::{Path, PathBuf};
+
+use e2e::{assert_success, cifar_sample, path, repo_root, run};
+
+/// kNN top-1 points the adapted model must gain on the night camera.
+const MARGIN: f64 = 2.0;
+/// Seconds of streaming and fine-tuning.
+const SECONDS: &str = "40";
+
+fn night() -> PathBuf {
+    repo_root().join("tests/data/camera-night")
+}
+
+/// The factory model: the quality gate's recipe (resnet8, 32 px, batch 32, Adam 1e-3) on the
+/// shipped clean sample, exported with its burn weights.
+fn factory(dir: &Path) -> PathBuf {
+    let run_dir = dir.join("run");
+    assert_success(&run(
+        "edgeclr",
+        &[
+            "pretrain",
+            "--data",
+            path(&cifar_sample()),
+            "--encoder",
+            "resnet8",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "10",
+            "--max-steps",
+            "310",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--warmup-epochs",
+            "0",
+            "--knn-every",
+            "0",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            path(&run_dir),
+        ],
+    ));
+    let export = dir.join("export");
+    assert_success(&run(
+        "edgeclr",
+        &["export", "--run", path(&run_dir), "--out", path(&export)],
+    ));
+    export
+}
+
+/// Streams the night camera through the board with fine-tuning; returns the state folder.
+fn adapt(factory: &Path, state: &Path, sets: &[&str]) {
+    let stream = format!("mjpeg:{}", night().join("stream.mjpeg").display());
+    let mut args = vec![
+        "run",
+        "--board",
+        "x86-dev",
+        "--model",
+        path(factory),
+        "--state",
+        path(state),
+        "--finetune",
+        "--finetune-device",
+        "cpu",
+        "--source",
+        &stream,
+        "--loop",
+        "--duration",
+        SECONDS,
+        "--sink",
+        "jsonl:/dev/null",
+        "--set",
+        "finetune.duty_cycle=1.0",
+    ];
+    for s in sets {
+        args.extend_from_slice(&["--set", s]);
+    }
+    assert_success(&run("edgeclr-device", &args));
+}
+
+/// kNN top-1 of the model in `dir` on the night camera's labelled bank and test images.
+fn knn(dir: &Path) -> f64 {
+    let out = run(
+        "edgeclr",
+        &[
+            "eval",
+            "--model",
+            path(dir),
+            "--data",
+            path(&night()),
+            "--protocol",
+            "knn",
+            "--json",
+        ],
+    );
+    assert_success(&out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("eval --json prints one JSON object");
+    report["model_result"]["test"]["top1"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no top-1 in {report}"))
+}
+
+fn current(state: &Path) -> PathBuf {
+    let name = e2e::pointer(state, "current").expect("a current model");
+    state.join("slots").join(name)
+}
+
+#[test]
+fn finetuning_on_a_night_camera_raises_its_knn_and_a_learner_that_cannot_learn_does_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let factory = factory(tmp.path());
+    let before = knn(&factory);
+
+    let adapted = tmp.path().join("adapted");
+    adapt(&factory, &adapted, &[]);
+    let after = knn(&current(&adapted));
+    assert!(
+        after - before >= MARGIN,
+        "fine-tuning on the night camera moved kNN {before:.2} → {after:.2}; the gate is +{MARGIN}"
+    );
+
+    let control = tmp.path().join("control");
+    adapt(
+        &factory,
+        &control,
+        &[
+            "finetune.trainer.lr=0.0",
+            "finetune.trainer.adapt_bn_stats=false",
+        ],
+    );
+    let unchanged = knn(&current(&control));
+    assert!(
+        unchanged - before < MARGIN,
+        "a learner with learning rate 0 and frozen statistics passed the gate \
+         ({before:.2} → {unchanged:.2}): the gate measures nothing"
+    );
+    eprintln!("night-camera kNN: factory {before:.2}, adapted {after:.2}, control {unchanged:.2}");
+}
