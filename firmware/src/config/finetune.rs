@@ -166,6 +166,9 @@ pub struct TrainerConfig {
     /// frames (overrides `freeze_bn_stats`). With `trainable_blocks = 0` that is all that
     /// adapts: test-time BatchNorm adaptation, no weight changes.
     pub adapt_bn_stats: bool,
+    /// Before each candidate is exported, re-estimate every BatchNorm statistic exactly on
+    /// the replay buffer's frames as the deployed model sees them (precise BatchNorm).
+    pub recalibrate_bn: bool,
     /// Weight of `1 − cos(h, h_host)` (0 disables distillation).
     pub distill_weight: f64,
     /// Frames of one stream at most this many frame ids apart count as temporal neighbours.
@@ -191,6 +194,7 @@ impl Default for TrainerConfig {
             trainable_blocks: 1,
             freeze_bn_stats: true,
             adapt_bn_stats: false,
+            recalibrate_bn: false,
             distill_weight: 1.0,
             temporal_window: 3,
             temporal_positives: true,

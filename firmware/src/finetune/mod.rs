@@ -505,6 +505,10 @@ impl Finetuner {
         holdout: &ReplayBuffer<Sample>,
     ) -> Decision {
         let t = Instant::now();
+        if self.section.trainer.recalibrate_bn {
+            let frames: Vec<&RgbImage> = replay.items().map(|s| s.image.as_ref()).collect();
+            self.trainer.recalibrate_bn(&frames);
+        }
         let calib: Vec<&RgbImage> = replay.items().take(64).map(|s| s.image.as_ref()).collect();
         let held: Vec<&RgbImage> = holdout.items().map(|s| s.image.as_ref()).collect();
         let mut d = match self.export_candidate(&calib) {

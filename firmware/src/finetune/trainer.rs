@@ -37,6 +37,9 @@ pub fn augment(config: &TrainerConfig, size: usize, recipe: &SimclrConfig) -> Au
     a
 }
 
+/// burn's BatchNorm momentum, which the recipe trains with.
+const BN_MOMENTUM: f64 = 0.1;
+
 /// The encoder as `config` trains it: the stem and early blocks frozen, and with
 /// `adapt_bn_stats` every BatchNorm's statistics following the camera.
 fn prepare(encoder: ResNet, config: &TrainerConfig) -> ResNet {
@@ -350,6 +353,31 @@ impl Trainer {
 }
 
 impl Trainer {
+    /// Re-estimates every BatchNorm layer's running statistics as the exact average over
+    /// `frames` as the deployed model sees them (whole frame resized, normalised; chunks of
+    /// 64): precise BatchNorm on the camera's own frames, so what is exported normalises
+    /// like the camera and not like the training views' colour distortion or the last few
+    /// batches' momentum. Weights, γ and β do not change.
+    pub fn recalibrate_bn(&mut self, frames: &[&RgbImage]) {
+        if frames.is_empty() {
+            return;
+        }
+        let ad = self.device.clone().autodiff();
+        let config = self.views.config().clone();
+        let mut model = self
+            .model
+            .take()
+            .expect("model is only taken inside a step");
+        let mut encoder = model.encoder.adapt_bn_statistics();
+        for (k, chunk) in frames.chunks(64).enumerate() {
+            encoder = encoder.with_bn_momentum(1.0 / (k + 1) as f64);
+            let clean: Vec<Vec<f32>> = chunk.iter().map(|f| config.eval_view(f)).collect();
+            let _ = encoder.forward(stack_chw(&clean, config.image_size, &ad).detach());
+        }
+        model.encoder = prepare(encoder.with_bn_momentum(BN_MOMENTUM), &self.config);
+        self.model = Some(model);
+    }
+
     /// BatchNorm statistics only (`trainable_blocks = 0` with `adapt_bn_stats`): the frames,
     /// as the deployed model sees them (whole frame resized, normalised), go through the
     /// encoder in training mode, which moves every running statistic toward theirs; no weight
@@ -525,6 +553,55 @@ mod tests {
                 b[3] != a[3] && b[4] != a[4],
                 "group {g}: statistics did not move"
             );
+        }
+    }
+
+    #[test]
+    fn recalibrated_statistics_are_the_frames_average_whatever_came_before() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let device = Device::flex();
+        let recipe = recipe();
+        save_weights(
+            &recipe.init_model(&device).encoder,
+            &tmp.path().join("e.bpk"),
+        )
+        .expect("save");
+        let mut t = Trainer::new(
+            &recipe,
+            &tmp.path().join("e.bpk"),
+            None,
+            16,
+            TrainerConfig::default(),
+            &device,
+        )
+        .expect("trainer");
+        let batch = frames(70);
+        let images: Vec<&RgbImage> = batch.iter().map(|s| s.image.as_ref()).collect();
+        let initial = encoder_weights(&t.encoder());
+        t.recalibrate_bn(&images);
+        let once = encoder_weights(&t.encoder());
+        // Other statistics in between (seven of the frames), then the seventy again: the exact
+        // average over the same frames (momentum 1/k from k = 1) forgets what came before.
+        t.recalibrate_bn(&images[..7]);
+        let other = encoder_weights(&t.encoder());
+        t.recalibrate_bn(&images);
+        let twice = encoder_weights(&t.encoder());
+        for (g, ((a, b), (c, i))) in once
+            .chunks(5)
+            .zip(twice.chunks(5))
+            .zip(other.chunks(5).zip(initial.chunks(5)))
+            .enumerate()
+        {
+            assert_eq!(b[..3], i[..3], "group {g}: a weight, γ or β changed");
+            for k in 3..5 {
+                let close = a[k].iter().zip(&b[k]).all(|(x, y)| (x - y).abs() < 1e-5);
+                assert!(close, "group {g}, statistic {k}: {:?} vs {:?}", a[k], b[k]);
+                assert_ne!(
+                    a[k], c[k],
+                    "group {g}: 7 frames gave the 70 frames' statistics"
+                );
+                assert_ne!(a[k], i[k], "group {g}: statistics did not move");
+            }
         }
     }
 

@@ -207,20 +207,34 @@ impl ResNet {
     /// (burn's momentum), while frozen weights, γ and β stay put — test-time adaptation's
     /// re-estimation of normalisation statistics on a shifted input distribution. Call after
     /// [`Self::freeze_early`], on the autodiff device.
-    pub fn adapt_bn_statistics(mut self) -> Self {
-        let adapt = |mut bn: BatchNorm| {
+    pub fn adapt_bn_statistics(self) -> Self {
+        self.map_bn(|mut bn| {
             bn.training = bn.training.with_value(true);
             bn
-        };
-        self.stem_bn = adapt(self.stem_bn);
+        })
+    }
+
+    /// Every BatchNorm layer with running-statistics momentum `momentum` (`running ←
+    /// (1 − m)·running + m·batch`): `1/k` for the `k`-th of equal batches makes the running
+    /// statistics their exact average (precise BatchNorm, Wu & Johnson 2021).
+    pub fn with_bn_momentum(self, momentum: f64) -> Self {
+        self.map_bn(|mut bn| {
+            bn.momentum = momentum;
+            bn
+        })
+    }
+
+    /// Applies `f` to every BatchNorm layer.
+    fn map_bn(mut self, f: impl Fn(BatchNorm) -> BatchNorm) -> Self {
+        self.stem_bn = f(self.stem_bn);
         self.blocks = std::mem::take(&mut self.blocks)
             .into_iter()
             .map(|mut b| {
-                b.bn1 = adapt(b.bn1);
-                b.bn2 = adapt(b.bn2);
-                b.bn3 = b.bn3.map(adapt);
+                b.bn1 = f(b.bn1);
+                b.bn2 = f(b.bn2);
+                b.bn3 = b.bn3.map(&f);
                 if let Some(s) = b.shortcut.as_mut() {
-                    s.bn = adapt(s.bn.clone());
+                    s.bn = f(s.bn.clone());
                 }
                 b
             })
