@@ -193,7 +193,7 @@ impl Default for TrainerConfig {
             temperature: 0.2,
             trainable_blocks: 1,
             freeze_bn_stats: true,
-            adapt_bn_stats: false,
+            adapt_bn_stats: true,
             recalibrate_bn: false,
             distill_weight: 1.0,
             temporal_window: 3,

@@ -458,6 +458,7 @@ mod tests {
         let config = TrainerConfig {
             batch: 4,
             lr: 1e-2,
+            adapt_bn_stats: false,
             ..TrainerConfig::default()
         };
         let mut t = Trainer::new(
