@@ -49,7 +49,8 @@ done
 [ -e "$out/state" ] && die "$out already holds a run; choose another OUT_DIR"
 mkdir -p "$out"
 sets=(--set finetune.keep_candidates=true)
-for s in ${SET:-}; do sets+=(--set "$s"); done
+read -ra extra <<< "${SET:-}"
+for s in ${extra[@]+"${extra[@]}"}; do sets+=(--set "$s"); done
 
 knn() { # MODEL DATA [eval flags…] → kNN top-1
   "$edgeclr" eval --model "$1" --data "$2" --protocol knn --json "${@:3}" \
@@ -68,7 +69,8 @@ echo "adapt: streaming $domain/stream.mjpeg through the board for $seconds s (bo
 echo "adapt: scoring every candidate" >&2
 "$edgeclr" eval --state "$out/state" --data "$domain" --protocol knn --plot "$out/adapt.png" \
   > "$out/candidates.json"
-current="$out/state/slots/$(basename "$(readlink "$out/state/current")")"
+pointer=$(readlink "$out/state/current") || die "$out/state has no current model; see $out/run.log"
+current="$out/state/slots/$(basename "$pointer")"
 knn_source_adapted=$(knn "$current" "$source_data" --train-limit "$source_bank")
 
 read -r steps batch < <(python3 -c '
@@ -80,7 +82,9 @@ knn_upper=null
 if [ "${UPPER:-1}" = 1 ] && [ "$steps" -gt 0 ]; then
   echo "adapt: upper bound: continued SimCLR on the host, $steps steps of $batch" >&2
   images=$(find "$domain/train" -type f | wc -l)
-  epochs=$(( (steps * batch + images - 1) / images ))
+  per_epoch=$(( images / batch ))   # edgeclr pretrain's steps per epoch
+  [ "$per_epoch" -gt 0 ] || die "$domain/train holds fewer images ($images) than one batch ($batch)"
+  epochs=$(( (steps + per_epoch - 1) / per_epoch ))
   "$edgeclr" pretrain --init "$factory" --data "$domain" --dataset folder --batch-size "$batch" \
     --epochs "$epochs" --max-steps "$steps" --optimizer adam --lr "${UPPER_LR:-1e-3}" \
     --warmup-epochs 0 --knn-every 0 --device cpu --out "$out/upper" 2> "$out/upper.log" \
@@ -102,7 +106,7 @@ decisions = ft["decisions"]
 report = {
     "board": board, "seconds": float(seconds), "set": sets.split(),
     "knn_factory": float(kf),
-    "knn_adapted": cand["current"]["knn"]["top1"],
+    "knn_adapted": (cand["current"]["knn"] or {}).get("top1"),
     "knn_upper": num(ku),
     "knn_source_factory": float(ksf),
     "knn_source_adapted": float(ksa),
@@ -122,10 +126,12 @@ report = {
 }
 json.dump(report, open(f"{out}/adapt.json", "w"), indent=1)
 a = report["judge_agreement"]
+if report["knn_adapted"] is None:
+    sys.exit(f"adapt: the current model of {out}/state could not be scored; see candidates.json")
 print(f"target kNN: factory {report['knn_factory']:.2f}  adapted {report['knn_adapted']:.2f} "
       f"({report['knn_adapted'] - report['knn_factory']:+.2f})  upper {report['knn_upper']}")
 print(f"source kNN: factory {ksf}  adapted {ksa}  ({float(ksa) - float(ksf):+.2f})")
 print(f"steps {report['steps']}  promotions {report['promotions']}  rejections {report['rejections']}  "
-      f"judge agreed {a['rate']:.2f} ({a['promotions_that_helped']}/{a['promotions']} promotions helped, "
+      f"judge agreed {a['rate'] if a['rate'] is None else round(a['rate'], 2)} ({a['promotions_that_helped']}/{a['promotions']} promotions helped, "
       f"{a['rejections_that_were_better']}/{a['rejections']} rejected were better)")
 PY

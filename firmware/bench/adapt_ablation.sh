@@ -11,7 +11,7 @@
 # OUT_DIR/ablation.json, and prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 4 ] || { sed -n 2,12p "$0" >&2; exit 2; }
+[ $# -ge 4 ] || { sed -n 2,11p "$0" >&2; exit 2; }
 factory="$1" domain="$2" seconds="$3" out="$4"
 shift 4
 rows=("$@")
@@ -20,7 +20,6 @@ if [ ${#rows[@]} -eq 0 ]; then
     "profile="
     "bn-statistics-only=finetune.trainer.trainable_blocks=0,finetune.trainer.adapt_bn_stats=true"
     "no-bn-adaptation=finetune.trainer.adapt_bn_stats=false"
-    "last-block=finetune.trainer.trainable_blocks=1"
     "no-distillation=finetune.trainer.distill_weight=0.0"
     "lr-1e-3=finetune.trainer.lr=1e-3"
     "reservoir=finetune.replay=reservoir"
@@ -29,13 +28,16 @@ if [ ${#rows[@]} -eq 0 ]; then
     "train-48px=finetune.image_size=48"
   )
 fi
+for row in "${rows[@]}"; do
+  [[ "$row" =~ ^[A-Za-z0-9_.-]+= ]] || { echo "ablation: row \`$row\` is not NAME=SETTINGS" >&2; exit 2; }
+done
 mkdir -p "$out"
 for row in "${rows[@]}"; do
   name="${row%%=*}"
   settings="${row#*=}"
   [ -f "$out/$name/adapt.json" ] && { echo "ablation: $name done already" >&2; continue; }
   rm -rf "${out:?}/$name"
-  echo "ablation: $name (${settings:-the profile's learner})" >&2
+  echo "ablation: $name (${settings:-profile defaults})" >&2
   SET="finetune.duty_cycle=${DUTY:-1.0} ${settings//,/ }" UPPER="${UPPER:-0}" \
     firmware/bench/adapt.sh "$factory" "$domain" "$seconds" "$out/$name"
 done
@@ -49,10 +51,11 @@ for row in rows:
     name, settings = row.split("=", 1)
     a = json.load(open(f"{out}/{name}/adapt.json"))
     g = a["judge_agreement"]
+    rate = "–" if g["rate"] is None else f"{g['rate']:.2f}"
     a["name"], a["settings"] = name, settings
     table.append(a)
     print(f"| {name} | `{settings or '(profile)'}` | {a['knn_adapted']:.2f} | {a['knn_adapted'] - a['knn_factory']:+.2f} "
           f"| {a['knn_source_adapted'] - a['knn_source_factory']:+.2f} | {a['steps']} "
-          f"| {a['promotions']} / {a['rejections']} | {g['rate']:.2f} |")
+          f"| {a['promotions']} / {a['rejections']} | {rate} |")
 json.dump(table, open(f"{out}/ablation.json", "w"), indent=1)
 PY

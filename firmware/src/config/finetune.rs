@@ -162,9 +162,10 @@ pub struct TrainerConfig {
     pub trainable_blocks: usize,
     /// Normalise with running BatchNorm statistics in the trained blocks too.
     pub freeze_bn_stats: bool,
-    /// Every BatchNorm layer (frozen ones too) re-estimates its statistics on the camera's
-    /// frames (overrides `freeze_bn_stats`). With `trainable_blocks = 0` that is all that
-    /// adapts: test-time BatchNorm adaptation, no weight changes.
+    /// Every BatchNorm layer (frozen ones too) normalises with batch statistics and moves its
+    /// running statistics toward them (overrides `freeze_bn_stats`): those of the training
+    /// views of the camera's frames. With `trainable_blocks = 0` that is all that adapts, on
+    /// the frames as the deployed model sees them: test-time BatchNorm adaptation.
     pub adapt_bn_stats: bool,
     /// Before each candidate is exported, re-estimate every BatchNorm statistic exactly on
     /// the replay buffer's frames as the deployed model sees them (precise BatchNorm).

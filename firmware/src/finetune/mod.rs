@@ -398,6 +398,7 @@ impl Finetuner {
     /// candidates, promotes the good ones. Checkpoints the trainer when it stops.
     fn work(mut self, offers: &Receiver<Offer>, stop: &AtomicBool) -> FinetuneReport {
         let started = Instant::now();
+        self.started = started;
         let mut report = FinetuneReport {
             backend: self.backend.clone(),
             batch: self.section.trainer.batch,

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
+use edgeclr_artifact::Preprocess;
 use edgeclr_learn::augment::{AugmentConfig, BatchBuilder, stack_chw};
 use edgeclr_learn::checkpoint::{CheckpointDir, TrainState, load_weights, save_weights};
 use edgeclr_learn::encoder::ResNet;
@@ -353,41 +354,55 @@ impl Trainer {
 }
 
 impl Trainer {
+    /// A frame as the deployed model sees it (centre square crop, resize, normalise), at the
+    /// training size.
+    fn preprocess(&self) -> Preprocess {
+        let config = self.views.config();
+        Preprocess {
+            size: config.image_size,
+            normalize: config.normalize,
+        }
+    }
+
     /// Re-estimates every BatchNorm layer's running statistics as the exact average over
-    /// `frames` as the deployed model sees them (whole frame resized, normalised; chunks of
-    /// 64): precise BatchNorm on the camera's own frames, so what is exported normalises
-    /// like the camera and not like the training views' colour distortion or the last few
-    /// batches' momentum. Weights, γ and β do not change.
+    /// `frames` as the deployed model sees them (centre square crop, resized to the training
+    /// size, normalised; chunks of 64, each weighted by its frames): precise BatchNorm on the
+    /// camera's own frames, so what is exported normalises like the camera and not like the
+    /// training views' colour distortion or the last few batches' momentum. Weights, γ and β
+    /// do not change.
     pub fn recalibrate_bn(&mut self, frames: &[&RgbImage]) {
         if frames.is_empty() {
             return;
         }
         let ad = self.device.clone().autodiff();
-        let config = self.views.config().clone();
+        let preprocess = self.preprocess();
         let mut model = self
             .model
             .take()
             .expect("model is only taken inside a step");
         let mut encoder = model.encoder.adapt_bn_statistics();
-        for (k, chunk) in frames.chunks(64).enumerate() {
-            encoder = encoder.with_bn_momentum(1.0 / (k + 1) as f64);
-            let clean: Vec<Vec<f32>> = chunk.iter().map(|f| config.eval_view(f)).collect();
-            let _ = encoder.forward(stack_chw(&clean, config.image_size, &ad).detach());
+        let mut seen = 0;
+        for chunk in frames.chunks(64) {
+            // Each chunk weighs by its frames: the running value is their exact average.
+            seen += chunk.len();
+            encoder = encoder.with_bn_momentum(chunk.len() as f64 / seen as f64);
+            let clean: Vec<Vec<f32>> = chunk.iter().map(|f| preprocess.apply(f)).collect();
+            let _ = encoder.forward(stack_chw(&clean, preprocess.size, &ad));
         }
         model.encoder = prepare(encoder.with_bn_momentum(BN_MOMENTUM), &self.config);
         self.model = Some(model);
     }
 
     /// BatchNorm statistics only (`trainable_blocks = 0` with `adapt_bn_stats`): the frames,
-    /// as the deployed model sees them (whole frame resized, normalised), go through the
+    /// as the deployed model sees them (centre square crop, resized, normalised), go through the
     /// encoder in training mode, which moves every running statistic toward theirs; no weight
     /// changes and no loss is computed (reported as 0).
     fn statistics_step(&mut self, batch: &[Sample]) -> StepReport {
         let started = Instant::now();
         let ad = self.device.clone().autodiff();
-        let config = self.views.config();
-        let clean: Vec<Vec<f32>> = batch.iter().map(|s| config.eval_view(&s.image)).collect();
-        let x = stack_chw(&clean, config.image_size, &ad);
+        let preprocess = self.preprocess();
+        let clean: Vec<Vec<f32>> = batch.iter().map(|s| preprocess.apply(&s.image)).collect();
+        let x = stack_chw(&clean, preprocess.size, &ad);
         let model = self.model.take().expect("model is only taken inside step");
         let _ = model.encoder.forward(x);
         self.model = Some(model);
@@ -587,6 +602,41 @@ mod tests {
         let other = encoder_weights(&t.encoder());
         t.recalibrate_bn(&images);
         let twice = encoder_weights(&t.encoder());
+        // The stem's running mean is the mean of its convolution's output over all 70 frames
+        // and positions (3×3, stride 1, zero padding 1, no bias), computed here directly:
+        // chunks of 64 and 6 frames weighted by frames, not by chunks.
+        let (w, p) = (&once[0], t.preprocess());
+        let side = p.size as isize;
+        let mut mean = vec![0f64; w.len() / 27];
+        for img in &images {
+            let x = p.apply(img);
+            let at = |c: isize, y: isize, xx: isize| {
+                let inside = (0..side).contains(&y) && (0..side).contains(&xx);
+                if inside {
+                    f64::from(x[((c * side + y) * side + xx) as usize])
+                } else {
+                    0.0
+                }
+            };
+            for (o, m) in mean.iter_mut().enumerate() {
+                for (k, &wk) in w[o * 27..o * 27 + 27].iter().enumerate() {
+                    let (c, ky, kx) = ((k / 9) as isize, (k % 9 / 3) as isize, (k % 3) as isize);
+                    let sum: f64 = (0..side)
+                        .flat_map(|y| (0..side).map(move |xx| (y, xx)))
+                        .map(|(y, xx)| at(c, y + ky - 1, xx + kx - 1))
+                        .sum();
+                    *m += f64::from(wk) * sum;
+                }
+            }
+        }
+        let n = (images.len() as isize * side * side) as f64;
+        for (o, (&got, m)) in once[3].iter().zip(&mean).enumerate() {
+            assert!(
+                (f64::from(got) - m / n).abs() < 1e-4,
+                "channel {o}: {got} vs {}",
+                m / n
+            );
+        }
         for (g, ((a, b), (c, i))) in once
             .chunks(5)
             .zip(twice.chunks(5))

@@ -62,8 +62,9 @@ pub struct Agreement {
     pub rejections: usize,
     /// Rejected candidates whose kNN top-1 was higher than the running model's.
     pub rejections_that_were_better: usize,
-    /// Share of decisions the labels agree with (promoted ⇔ higher top-1).
-    pub rate: f64,
+    /// Share of decisions the labels agree with (promoted ⇔ higher top-1); none without
+    /// decisions.
+    pub rate: Option<f64>,
 }
 
 impl Agreement {
@@ -84,7 +85,7 @@ impl Agreement {
             }
         }
         let agreed = a.promotions_that_helped + a.rejections - a.rejections_that_were_better;
-        a.rate = agreed as f64 / a.decisions.max(1) as f64;
+        a.rate = (a.decisions > 0).then(|| agreed as f64 / a.decisions as f64);
         a
     }
 }
@@ -103,7 +104,13 @@ fn models_of(state: &Path) -> Result<BTreeMap<String, PathBuf>> {
         }
     }
     let kept = state.join("candidates");
-    if kept.is_dir() {
+    if !kept.is_dir() {
+        warn!(
+            "{} does not exist: rejected candidates were deleted, so the judge's agreement \
+             covers promotions only (run with --set finetune.keep_candidates=true)",
+            kept.display()
+        );
+    } else {
         for entry in std::fs::read_dir(&kept).with_context(|| kept.display().to_string())? {
             let path = entry?.path();
             if let Some(n) = path.file_name() {
@@ -300,6 +307,7 @@ mod tests {
             (5, 2, 1)
         );
         assert_eq!((a.rejections, a.rejections_that_were_better), (3, 1));
-        assert!((a.rate - 0.6).abs() < 1e-12, "{a:?}");
+        assert!(a.rate.is_some_and(|r| (r - 0.6).abs() < 1e-12), "{a:?}");
+        assert_eq!(Agreement::of(&[]).rate, None);
     }
 }
