@@ -132,6 +132,13 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let init = args.init.as_deref().map(Init::read).transpose()?;
     if let Some(i) = &init {
         info!(from = %i.dir.display(), "recipe and weights of the export");
+        if cfg.simclr != i.recipe {
+            warn!(
+                "--init {}: its recipe (model, loss, augmentation) replaces the one the flags and \
+                 --config give; training flags (data, batch, optimizer, steps) still apply",
+                i.dir.display()
+            );
+        }
         cfg.simclr = i.recipe.clone();
     }
     let out = &args.out;
