@@ -450,6 +450,18 @@ mod tests {
             .collect()
     }
 
+    /// A trainer at 16 px starting from a freshly initialised resnet8 (weights in the
+    /// returned folder, which must outlive it).
+    fn fresh_trainer(config: TrainerConfig) -> (tempfile::TempDir, Trainer) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let device = Device::flex();
+        let recipe = recipe();
+        let weights = tmp.path().join("e.bpk");
+        save_weights(&recipe.init_model(&device).encoder, &weights).expect("save");
+        let t = Trainer::new(&recipe, &weights, None, 16, config, &device).expect("trainer");
+        (tmp, t)
+    }
+
     fn encoder_weights(m: &ResNet) -> Vec<Vec<f32>> {
         struct Collect(Vec<Vec<f32>>);
         impl burn::module::ModuleVisitor for Collect {
@@ -533,28 +545,11 @@ mod tests {
 
     #[test]
     fn statistics_only_moves_every_running_statistic_and_no_weight() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let device = Device::flex();
-        let recipe = recipe();
-        save_weights(
-            &recipe.init_model(&device).encoder,
-            &tmp.path().join("e.bpk"),
-        )
-        .expect("save");
-        let config = TrainerConfig {
+        let (_tmp, mut t) = fresh_trainer(TrainerConfig {
             trainable_blocks: 0,
             adapt_bn_stats: true,
             ..TrainerConfig::default()
-        };
-        let mut t = Trainer::new(
-            &recipe,
-            &tmp.path().join("e.bpk"),
-            None,
-            16,
-            config,
-            &device,
-        )
-        .expect("trainer");
+        });
         let before = encoder_weights(&t.encoder());
         let r = t.step(&frames(4));
         assert_eq!((r.step, r.loss), (1, 0.0));
@@ -574,23 +569,7 @@ mod tests {
 
     #[test]
     fn recalibrated_statistics_are_the_frames_average_whatever_came_before() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let device = Device::flex();
-        let recipe = recipe();
-        save_weights(
-            &recipe.init_model(&device).encoder,
-            &tmp.path().join("e.bpk"),
-        )
-        .expect("save");
-        let mut t = Trainer::new(
-            &recipe,
-            &tmp.path().join("e.bpk"),
-            None,
-            16,
-            TrainerConfig::default(),
-            &device,
-        )
-        .expect("trainer");
+        let (_tmp, mut t) = fresh_trainer(TrainerConfig::default());
         let batch = frames(70);
         let images: Vec<&RgbImage> = batch.iter().map(|s| s.image.as_ref()).collect();
         let initial = encoder_weights(&t.encoder());
@@ -658,23 +637,7 @@ mod tests {
 
     #[test]
     fn temporal_neighbours_pair_up_and_leave_the_negatives() {
-        let device = Device::flex();
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let recipe = recipe();
-        save_weights(
-            &recipe.init_model(&device).encoder,
-            &tmp.path().join("e.bpk"),
-        )
-        .expect("save");
-        let t = Trainer::new(
-            &recipe,
-            &tmp.path().join("e.bpk"),
-            None,
-            16,
-            TrainerConfig::default(),
-            &device,
-        )
-        .expect("trainer");
+        let (_tmp, t) = fresh_trainer(TrainerConfig::default());
         // Frames 100 and 102 are neighbours (window 3), 200 is not; queue entry 101 neighbours
         // both 100 and 102.
         let (mask, pairs) = t.mask(&[100, 102, 200], &[101, 500]);

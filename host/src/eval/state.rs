@@ -90,16 +90,18 @@ impl Agreement {
     }
 }
 
+/// The slot a pointer symlink of the state directory (`factory`, `current`) names.
+fn pointer(state: &Path, name: &str) -> Option<String> {
+    std::fs::read_link(state.join(name))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
 /// The model folders of a state directory: name → folder.
 fn models_of(state: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
-    let pointer = |p: &str| -> Option<String> {
-        std::fs::read_link(state.join(p))
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-    };
     for p in ["factory", "current"] {
-        if let Some(name) = pointer(p) {
+        if let Some(name) = pointer(state, p) {
             out.insert(name.clone(), state.join("slots").join(&name));
         }
     }
@@ -242,13 +244,8 @@ pub fn run(args: &super::EvalArgs, state: &Path) -> Result<()> {
             running: d.running,
         })
         .collect();
-    let pointed = |p: &str| {
-        std::fs::read_link(state.join(p))
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-    };
     let named = |p: &str| {
-        pointed(p).map(|n| {
+        pointer(state, p).map(|n| {
             let knn = scores.get(&n).copied();
             serde_json::json!({"slot": n, "knn": knn})
         })
@@ -265,7 +262,7 @@ pub fn run(args: &super::EvalArgs, state: &Path) -> Result<()> {
         "agreement": Agreement::of(&judged),
     });
     if let Some(png) = &args.plot {
-        let factory = pointed("factory")
+        let factory = pointer(state, "factory")
             .and_then(|n| scores.get(&n))
             .map(|a| a.top1);
         plot(png, &judged, factory)?;
