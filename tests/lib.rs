@@ -254,3 +254,40 @@ pub fn skip(reason: &str) {
     );
     eprintln!("SKIPPED: {reason}");
 }
+
+/// `edgeclr pretrain` with the quickstart's recipe on the shipped CIFAR-10 sample (resnet8,
+/// 32 px, batch 32, Adam 1e-3, 10 epochs = 310 steps), stopped after `steps` steps, with
+/// `seed`, into `out`: the quality gate's run and the adaptation test's factory model.
+pub fn quickstart_pretrain(out: &std::path::Path, steps: &str, seed: &str) -> Output {
+    let data = cifar_sample();
+    run(
+        "edgeclr",
+        &[
+            "pretrain",
+            "--data",
+            path(&data),
+            "--encoder",
+            "resnet8",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "10",
+            "--max-steps",
+            steps,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--warmup-epochs",
+            "0",
+            "--knn-every",
+            "0",
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+            "--out",
+            path(out),
+        ],
+    )
+}

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{assert_success, cifar_sample, path, repo_root, run};
+use e2e::{assert_success, path, quickstart_pretrain, repo_root, run};
 
 /// kNN top-1 points the adapted model must gain on the night camera.
 const MARGIN: f64 = 1.5;
@@ -28,36 +28,7 @@ fn night() -> PathBuf {
 /// shipped clean sample, exported with its burn weights.
 fn factory(dir: &Path) -> PathBuf {
     let run_dir = dir.join("run");
-    assert_success(&run(
-        "edgeclr",
-        &[
-            "pretrain",
-            "--data",
-            path(&cifar_sample()),
-            "--encoder",
-            "resnet8",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "10",
-            "--max-steps",
-            "310",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.001",
-            "--warmup-epochs",
-            "0",
-            "--knn-every",
-            "0",
-            "--seed",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-            path(&run_dir),
-        ],
-    ));
+    assert_success(&quickstart_pretrain(&run_dir, "310", "1"));
     let export = dir.join("export");
     assert_success(&run(
         "edgeclr",

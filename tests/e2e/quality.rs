@@ -11,46 +11,16 @@
 
 use std::path::Path;
 
-use e2e::{assert_success, cifar_sample, path, run};
+use e2e::{assert_success, cifar_sample, path, quickstart_pretrain, run};
 
 /// kNN top-1 points the pretrained encoder must gain over the random-init floor.
 const MARGIN: f64 = 3.0;
 /// The seed of the asserted run.
 const SEED: &str = "1";
 
-/// The quickstart's pretraining recipe on the shipped sample for 10 epochs (310 steps),
-/// stopped after `steps` steps.
+/// The quickstart's pretraining recipe on the shipped sample, stopped after `steps` steps.
 fn pretrain(out: &Path, steps: &str) {
-    assert_success(&run(
-        "edgeclr",
-        &[
-            "pretrain",
-            "--data",
-            path(&cifar_sample()),
-            "--encoder",
-            "resnet8",
-            "--batch-size",
-            "32",
-            "--epochs",
-            "10",
-            "--max-steps",
-            steps,
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.001",
-            "--warmup-epochs",
-            "0",
-            "--knn-every",
-            "0",
-            "--seed",
-            SEED,
-            "--device",
-            "cpu",
-            "--out",
-            path(out),
-        ],
-    ));
+    assert_success(&quickstart_pretrain(out, steps, SEED));
 }
 
 /// kNN top-1 of the run's encoder minus that of the random-init floor, in points.
