@@ -9,6 +9,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2e::{assert_success, binary, clip, exported_model, path, pointer, read_json, run};
 
+/// Tolerances opened wide, collapse floors kept: these tests cover the swap, rollback, resume
+/// and crash-safety mechanics, which need promotions. On a model pretrained for 2 steps and
+/// judged on at most 48 held-out frames of one clip, whether a candidate's uniformity is a
+/// few hundredths better or worse is noise, so the default judge may reject every candidate
+/// of a 15 s run. The comparisons themselves are unit-tested (`models/runtime/src/health.rs`)
+/// and judged with default tolerances on labelled data in `adapt.rs`.
+const MECHANICS_JUDGE: [&str; 6] = [
+    "--set",
+    "finetune.tolerance.alignment=1.0",
+    "--set",
+    "finetune.tolerance.uniformity=10.0",
+    "--set",
+    "finetune.tolerance.effective_rank=0.9",
+];
+
 fn current(state: &Path) -> String {
     pointer(state, "current").expect("current pointer")
 }
@@ -44,7 +59,7 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
     let (jsonl, report) = (tmp.path().join("e.jsonl"), tmp.path().join("report.json"));
     let source = format!("mjpeg:{}", path(&clip()));
     let sink = format!("jsonl:{}", path(&jsonl));
-    let args = [
+    let mut args = vec![
         "run",
         "--model",
         path(&model),
@@ -67,6 +82,7 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
         "--report",
         path(&report),
     ];
+    args.extend(MECHANICS_JUDGE);
     assert_success(&run("edgeclr-device", &args));
     let r = read_json(&report);
     let ft = &r["finetune"];
@@ -162,7 +178,7 @@ fn finetune_adapts_swaps_rolls_back_and_resumes() {
     let steps = decisions.last().expect("a decision")["step"]
         .as_u64()
         .expect("step");
-    let mut again = args.to_vec();
+    let mut again = args.clone();
     let i = again.iter().position(|a| *a == "15").expect("duration");
     again[i] = "3";
     let out = run("edgeclr-device", &again);
@@ -238,6 +254,7 @@ fn kill_9_at_random_moments_always_leaves_a_model_that_loads() {
                 "--duration",
                 "60",
             ])
+            .args(MECHANICS_JUDGE)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
