@@ -5,6 +5,8 @@
 mod batch_norm_check;
 #[cfg(test)]
 mod conv_check;
+#[cfg(test)]
+mod relu_check;
 pub mod resnet;
 
 use serde::{Deserialize, Serialize};

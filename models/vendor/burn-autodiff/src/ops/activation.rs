@@ -56,34 +56,35 @@ impl<B: Backend, C: CheckpointStrategy> ActivationOps<Autodiff<B, C>> for Autodi
         #[derive(Debug)]
         struct Relu;
 
-        retro_unary!(RetroRelu, B::relu);
-
+        // edgeclr patch (PATCH.md): the backward pass keeps ReLU's *output*, not its input.
+        // `x > 0` exactly where `relu(x) > 0`, so the gradient is the same bit for bit, but
+        // the output is the tensor the next layer keeps anyway (a shared buffer), while the
+        // input (a batch norm's output) can then be freed, or overwritten in place by the
+        // ReLU, as soon as the forward pass has used it: one activation less per layer.
         impl<B: Backend> Backward<B, 1> for Relu {
-            type State = NodeId;
+            type State = B::FloatTensorPrimitive;
 
             fn backward(
                 self,
                 ops: Ops<Self::State, 1>,
                 grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
+                _checkpointer: &mut Checkpointer,
             ) {
-                let state = checkpointer.retrieve_node_output(ops.state);
+                let output = ops.state;
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::relu_backward(state, grad)
+                    B::relu_backward(output, grad)
                 });
             }
         }
 
         match Relu
             .prepare::<C>([tensor.node()])
-            .memory_bound()
-            .retro_forward(RetroRelu::<B>::new(tensor.node.id))
-            .parents([&tensor])
+            .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(mut prep) => {
-                let state = prep.checkpoint(&tensor);
-                prep.finish(state, B::relu(tensor.primitive))
+            OpsKind::Tracked(prep) => {
+                let output = B::relu(tensor.primitive);
+                prep.finish(output.clone(), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::relu(tensor.primitive)),
         }
