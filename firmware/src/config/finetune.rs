@@ -47,6 +47,19 @@ pub enum ReplayPolicy {
     Fifo,
 }
 
+/// Which end of the encoder trains (`[finetune.trainer] trainable_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainableEnd {
+    /// The last `trainable_blocks` blocks; the stem and earlier blocks are frozen.
+    #[default]
+    Output,
+    /// The stem and the first `trainable_blocks` blocks; later blocks are frozen. Surgical
+    /// fine-tuning (Lee et al., 2023) finds the first layers the ones to tune for input-level
+    /// shifts — a new sensor's noise, blur and exposure.
+    Input,
+}
+
 /// `[finetune]` of a board profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -137,10 +150,13 @@ impl FinetuneSection {
         if !(0.0..=1.0).contains(&self.live_fraction) {
             return bad("live_fraction", "in [0, 1]");
         }
-        if self.trainer.trainable_blocks == 0 && !self.trainer.adapt_bn_stats {
+        let t = &self.trainer;
+        if t.trainable_blocks == 0 && (!t.adapt_bn_stats || t.trainable_end == TrainableEnd::Input)
+        {
             return bad(
                 "trainer.trainable_blocks",
-                "≥ 1, or 0 with trainer.adapt_bn_stats = true (statistics only)",
+                "≥ 1, or 0 with trainer.adapt_bn_stats = true and trainable_end = \"output\" \
+                 (statistics only)",
             );
         }
         Ok(())
@@ -157,9 +173,12 @@ pub struct TrainerConfig {
     pub lr: f64,
     /// NT-Xent temperature.
     pub temperature: f64,
-    /// Residual blocks trained at the end of the encoder; the stem and earlier blocks are
-    /// frozen. 0: no weights train (needs `adapt_bn_stats`).
+    /// Residual blocks trained, counted from `trainable_end`; the others are frozen. 0: no
+    /// weights train (needs `adapt_bn_stats` and the output end).
     pub trainable_blocks: usize,
+    /// Which end of the encoder trains: `output` (the last blocks) or `input` (the stem and
+    /// the first blocks).
+    pub trainable_end: TrainableEnd,
     /// Normalise with running BatchNorm statistics in the trained blocks too.
     pub freeze_bn_stats: bool,
     /// Every BatchNorm layer (frozen ones too) normalises with batch statistics and moves its
@@ -193,6 +212,7 @@ impl Default for TrainerConfig {
             lr: 1e-4,
             temperature: 0.2,
             trainable_blocks: 1,
+            trainable_end: TrainableEnd::Output,
             freeze_bn_stats: true,
             adapt_bn_stats: true,
             recalibrate_bn: false,

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::negatives::NegativeQueue;
-pub use crate::config::finetune::TrainerConfig;
+pub use crate::config::finetune::{TrainableEnd, TrainerConfig};
 
 /// The camera-frame augmentations at `size`: the paper's ImageNet recipe (crop, flip,
 /// colour distortion, grayscale, blur) with a crop floor of 20 % of the frame — at 32–64 px
@@ -41,10 +41,14 @@ pub fn augment(config: &TrainerConfig, size: usize, recipe: &SimclrConfig) -> Au
 /// burn's BatchNorm momentum, which the recipe trains with.
 const BN_MOMENTUM: f64 = 0.1;
 
-/// The encoder as `config` trains it: the stem and early blocks frozen, and with
+/// The encoder as `config` trains it: the blocks away from `trainable_end` frozen, and with
 /// `adapt_bn_stats` every BatchNorm's statistics following the camera.
 fn prepare(encoder: ResNet, config: &TrainerConfig) -> ResNet {
-    let encoder = encoder.freeze_early(config.trainable_blocks, config.freeze_bn_stats);
+    let (n, frozen_stats) = (config.trainable_blocks, config.freeze_bn_stats);
+    let encoder = match config.trainable_end {
+        TrainableEnd::Output => encoder.freeze_early(n, frozen_stats),
+        TrainableEnd::Input => encoder.freeze_late(n, frozen_stats),
+    };
     if config.adapt_bn_stats {
         encoder.adapt_bn_statistics()
     } else {
@@ -541,6 +545,32 @@ mod tests {
         .expect("a checkpoint");
         assert_eq!(r.steps(), 2);
         assert_eq!(encoder_weights(&r.encoder()), after);
+    }
+
+    #[test]
+    fn the_input_end_trains_the_stem_and_first_block_only() {
+        let (_tmp, mut t) = fresh_trainer(TrainerConfig {
+            batch: 4,
+            lr: 1e-2,
+            adapt_bn_stats: false,
+            trainable_end: TrainableEnd::Input,
+            ..TrainerConfig::default()
+        });
+        let before = encoder_weights(&t.encoder());
+        let batch = frames(4);
+        t.step(&batch);
+        t.step(&batch);
+        let after = encoder_weights(&t.encoder());
+        let changed: Vec<bool> = before.iter().zip(&after).map(|(a, b)| a != b).collect();
+        // Groups of five (weight, γ, β, running mean, running var): the stem and block 0's
+        // two convolutions (15 values) train with frozen statistics; blocks 1 and 2 do not.
+        assert!(
+            changed[..15]
+                .chunks(5)
+                .all(|g| g == [true, true, true, false, false]),
+            "{changed:?}"
+        );
+        assert!(changed[15..].iter().all(|c| !c), "{changed:?}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! ResNet (He et al., 2016) with basic and bottleneck blocks; bottlenecks stride in the
 //! 3×3 convolution (torchvision's "v1.5"). Convolutions have no bias (BatchNorm follows).
 
+use std::ops::Range;
+
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -176,16 +178,32 @@ impl ResNet {
     /// [`Module::freeze`]); with `freeze_bn_stats`, the trainable blocks also normalise with
     /// their running statistics (their γ and β still learn), which small on-device batches
     /// would otherwise make noisy. Call on the autodiff device the model trains on.
-    pub fn freeze_early(mut self, trainable_blocks: usize, freeze_bn_stats: bool) -> Self {
+    pub fn freeze_early(self, trainable_blocks: usize, freeze_bn_stats: bool) -> Self {
         let first_trainable = self.blocks.len().saturating_sub(trainable_blocks);
-        self.stem_conv = self.stem_conv.freeze();
-        self.stem_bn = self.stem_bn.freeze();
+        self.freeze_except(false, first_trainable..usize::MAX, freeze_bn_stats)
+    }
+
+    /// Partial fine-tuning from the input end (surgical fine-tuning for input-level shifts):
+    /// the stem and the first `trainable_blocks` blocks train, every later block stops taking
+    /// gradients; `freeze_bn_stats` as in [`Self::freeze_early`].
+    pub fn freeze_late(self, trainable_blocks: usize, freeze_bn_stats: bool) -> Self {
+        self.freeze_except(true, 0..trainable_blocks, freeze_bn_stats)
+    }
+
+    /// Freezes the stem unless `stem`, and every block whose index is outside `blocks`.
+    fn freeze_except(mut self, stem: bool, blocks: Range<usize>, freeze_bn_stats: bool) -> Self {
         let freeze_stats = |bn: BatchNorm| bn.freeze().set_require_grad(true);
+        if !stem {
+            self.stem_conv = self.stem_conv.freeze();
+            self.stem_bn = self.stem_bn.freeze();
+        } else if freeze_bn_stats {
+            self.stem_bn = freeze_stats(self.stem_bn);
+        }
         self.blocks = std::mem::take(&mut self.blocks)
             .into_iter()
             .enumerate()
             .map(|(i, mut b)| {
-                if i < first_trainable {
+                if !blocks.contains(&i) {
                     return b.freeze();
                 }
                 if freeze_bn_stats {
