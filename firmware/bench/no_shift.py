@@ -5,12 +5,13 @@ camera (no blur, no low light, no noise, lossless PNG). The factory model's kNN 
 folder is what it scores when there is no shift to adapt to, so knn(no-shift) - knn(domain)
 is the gap adaptation can close without learning anything beyond the factory's features.
 
-    no_shift.py CIFAR_DIR DOMAIN_DIR OUT_DIR [--size 48]
+    no_shift.py CIFAR_DIR DOMAIN_DIR OUT_DIR
 
 DOMAIN_DIR is a folder written by make_camera_domain.py (../shared/data/camera-night): its
 train/<class>/<record>.jpg files are records of the stream file named in stream.index.csv,
 its test/<class>/<record>.jpg records of test_batch.bin. The framing is the generator's
-unjittered one (bicubic resize to size + 4, centre crop). Needs numpy and Pillow.
+unjittered one (bicubic resize to size + 4, centre crop), at the size of the domain's own
+test images. Needs numpy and Pillow.
 """
 import argparse
 import csv
@@ -50,16 +51,22 @@ def main():
     ap.add_argument("cifar_dir")
     ap.add_argument("domain_dir")
     ap.add_argument("out_dir")
-    ap.add_argument("--size", type=int, default=48)
     a = ap.parse_args()
+    test_dir = os.path.join(a.domain_dir, "test")
+    first_class = sorted(os.listdir(test_dir))[0]
+    first_image = sorted(os.listdir(os.path.join(test_dir, first_class)))[0]
+    with Image.open(os.path.join(test_dir, first_class, first_image)) as im:
+        if im.width != im.height:
+            raise SystemExit(f"{a.domain_dir}: test images are {im.width}x{im.height}, expected square")
+        size = im.width
     with open(os.path.join(a.domain_dir, "stream.index.csv")) as f:
         stream_files = {row["source_file"] for row in csv.DictReader(f)}
     if len(stream_files) != 1:
         raise SystemExit(f"{a.domain_dir}: expected one stream source file, found {stream_files}")
     train = read_cifar(os.path.join(a.cifar_dir, stream_files.pop()))
     test = read_cifar(os.path.join(a.cifar_dir, "test_batch.bin"))
-    n_train = render(train, os.path.join(a.domain_dir, "train"), os.path.join(a.out_dir, "train"), a.size)
-    n_test = render(test, os.path.join(a.domain_dir, "test"), os.path.join(a.out_dir, "test"), a.size)
+    n_train = render(train, os.path.join(a.domain_dir, "train"), os.path.join(a.out_dir, "train"), size)
+    n_test = render(test, os.path.join(a.domain_dir, "test"), os.path.join(a.out_dir, "test"), size)
     print(f"no-shift control: {n_train} train, {n_test} test images in {a.out_dir}")
 
 

@@ -13,8 +13,9 @@ use e2e::{assert_success, binary, clip, exported_model, path, pointer, read_json
 /// and crash-safety mechanics, which need promotions. On a model pretrained for 2 steps and
 /// judged on at most 48 held-out frames of one clip, whether a candidate's uniformity is a
 /// few hundredths better or worse is noise, so the default judge may reject every candidate
-/// of a 15 s run. The comparisons themselves are unit-tested (`models/runtime/src/health.rs`)
-/// and judged with default tolerances on labelled data in `adapt.rs`.
+/// of a 15 s run. The comparisons themselves are unit-tested (`models/runtime/src/health.rs`);
+/// `adapt.rs` runs the default judge on a real shifted stream and scores the model it leaves
+/// with labels.
 const MECHANICS_JUDGE: [&str; 6] = [
     "--set",
     "finetune.tolerance.alignment=1.0",

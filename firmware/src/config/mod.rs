@@ -169,4 +169,29 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn statistics_only_needs_the_output_end_and_adapting_statistics() {
+        let with = |sets: &[&str]| {
+            let sets: Vec<overrides::Override> = sets
+                .iter()
+                .map(|s| format!("finetune.trainer.{s}").parse().expect("override"))
+                .collect();
+            let text = overrides::apply_all(edgeclr_artifact::boards::BOARDS[0].2, "t", &sets)
+                .expect("applies");
+            DeviceConfig::parse(&text, "t")
+                .expect("parses")
+                .finetune
+                .validate()
+        };
+        assert!(with(&["trainable_blocks=0"]).is_ok());
+        assert!(with(&["trainable_blocks=1", "trainable_end=input"]).is_ok());
+        for bad in [
+            ["trainable_blocks=0", "trainable_end=input"],
+            ["trainable_blocks=0", "adapt_bn_stats=false"],
+        ] {
+            let err = with(&bad).expect_err("refused");
+            assert!(err.contains("trainer.trainable_blocks"), "{err}");
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //! batch of 16–64 frames still sees hundreds of negatives.
 //!
 //! **Staleness.** MoCo keeps queued keys consistent with a momentum encoder. On the board
-//! only the last stage and the head train, at a small learning rate, so the projections of one
-//! frame drift slowly; instead of a second (momentum) copy of the model — memory a board does
+//! a few layers and the head train (by default the last stage), at a small learning rate, so
+//! the projections of one frame drift slowly; instead of a second (momentum) copy of the model — memory a board does
 //! not have — each entry carries the step that produced it and entries older than `max_age`
 //! steps are dropped before they are used. Each entry also carries its frame id, so a frame is
 //! never its own negative (replayed buffer frames come back) and temporal neighbours can be

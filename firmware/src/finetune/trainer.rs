@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -123,9 +123,7 @@ impl Trainer {
                 load_weights(model.head, h).with_context(|| format!("loading {}", h.display()))?;
         }
         let teacher = (config.distill_weight > 0.0).then(|| model.encoder.valid());
-        Ok(Self::assemble(
-            model, teacher, None, None, recipe, size, config, device,
-        ))
+        Self::assemble(model, teacher, None, None, recipe, size, config, device)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -138,10 +136,18 @@ impl Trainer {
         size: usize,
         config: TrainerConfig,
         device: &Device,
-    ) -> Self {
+    ) -> Result<Self> {
+        let blocks = model.encoder.num_blocks();
+        if config.trainable_blocks > blocks {
+            bail!(
+                "[finetune.trainer] trainable_blocks = {} but this model's encoder has {blocks} \
+                 residual blocks; set it to at most {blocks}",
+                config.trainable_blocks
+            );
+        }
         model.encoder = prepare(model.encoder, &config);
         let (step, rng) = state.unwrap_or((0, ChaCha8Rng::seed_from_u64(config.seed)));
-        Self {
+        Ok(Self {
             model: Some(model),
             teacher,
             optim: optim.unwrap_or_else(|| OptimizerConfig::Adam { weight_decay: 0.0 }.init()),
@@ -155,7 +161,7 @@ impl Trainer {
             device: device.clone(),
             rng,
             step,
-        }
+        })
     }
 
     /// Resumes from the latest checkpoint under `dir` (weights, Adam moments, step, RNG);
@@ -179,7 +185,7 @@ impl Trainer {
         } else {
             None
         };
-        Ok(Some(Self::assemble(
+        Self::assemble(
             loaded.model,
             teacher,
             Some(loaded.optim),
@@ -188,7 +194,8 @@ impl Trainer {
             size,
             config,
             device,
-        )))
+        )
+        .map(Some)
     }
 
     /// Saves weights, optimizer, step and RNG (atomically; the previous checkpoint is kept).
@@ -571,6 +578,22 @@ mod tests {
             "{changed:?}"
         );
         assert!(changed[15..].iter().all(|c| !c), "{changed:?}");
+        // More blocks than the encoder has is refused, naming the setting and the limit.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let weights = tmp.path().join("e.bpk");
+        save_weights(&recipe().init_model(&Device::flex()).encoder, &weights).expect("save");
+        let config = TrainerConfig {
+            trainable_blocks: 4,
+            ..TrainerConfig::default()
+        };
+        let err = Trainer::new(&recipe(), &weights, None, 16, config, &Device::flex())
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("trainable_blocks = 4")
+                && err.to_string().contains("at most 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -224,7 +224,7 @@ impl ResNet {
     /// normalises with the batch's statistics and moves its running statistics toward them
     /// (burn's momentum), while frozen weights, γ and β stay put — test-time adaptation's
     /// re-estimation of normalisation statistics on a shifted input distribution. Call after
-    /// [`Self::freeze_early`], on the autodiff device.
+    /// [`Self::freeze_early`] or [`Self::freeze_late`], on the autodiff device.
     pub fn adapt_bn_statistics(self) -> Self {
         self.map_bn(|mut bn| {
             bn.training = bn.training.with_value(true);
