@@ -38,9 +38,9 @@ fn factory(dir: &Path) -> PathBuf {
 }
 
 /// Streams the night camera through the board with fine-tuning; returns the state folder.
-fn adapt(factory: &Path, state: &Path, sets: &[&str]) {
+fn adapt(factory: &Path, state: &Path) {
     let stream = format!("mjpeg:{}", night().join("stream.mjpeg").display());
-    let mut args = vec![
+    let args = [
         "run",
         "--board",
         "x86-dev",
@@ -61,9 +61,6 @@ fn adapt(factory: &Path, state: &Path, sets: &[&str]) {
         "--set",
         "finetune.duty_cycle=1.0",
     ];
-    for s in sets {
-        args.extend_from_slice(&["--set", s]);
-    }
     assert_success(&run("edgeclr-device", &args));
 }
 
@@ -102,7 +99,7 @@ fn finetuning_on_a_night_camera_raises_its_knn() {
     let before = knn(&factory);
 
     let adapted = tmp.path().join("adapted");
-    adapt(&factory, &adapted, &[]);
+    adapt(&factory, &adapted);
     let after = knn(&current(&adapted));
     assert!(
         after - before >= MARGIN,

@@ -3,9 +3,9 @@
 //!
 //! **Staleness.** MoCo keeps queued keys consistent with a momentum encoder. On the board
 //! a few layers and the head train (by default the last stage), at a small learning rate, so
-//! the projections of one frame drift slowly; instead of a second (momentum) copy of the model — memory a board does
-//! not have — each entry carries the step that produced it and entries older than `max_age`
-//! steps are dropped before they are used. Each entry also carries its frame id, so a frame is
+//! the projections of one frame drift slowly; instead of a second (momentum) copy of the
+//! model — memory a board does not have — each entry carries the step that produced it and
+//! entries older than `max_age` steps are dropped before they are used. Each entry also carries its frame id, so a frame is
 //! never its own negative (replayed buffer frames come back) and temporal neighbours can be
 //! excluded.
 

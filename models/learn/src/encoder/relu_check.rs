@@ -14,20 +14,21 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec().expect("f32")
 }
 
-/// `x` with a zero, a negative zero and values either side; `r` distinct per entry.
-fn inputs() -> (Vec<f32>, Vec<f32>) {
+/// `x` (a leaf that takes gradients) with a zero, a negative zero and values either side, and
+/// `r`, distinct per entry.
+fn inputs() -> (Tensor<1>, Tensor<1>) {
+    let device = test_device();
+    let x = vec![-2.0f32, -0.5, 0.0, -0.0, 0.25, 3.0, -1e-30, 1e-30];
+    let r = vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
     (
-        vec![-2.0, -0.5, 0.0, -0.0, 0.25, 3.0, -1e-30, 1e-30],
-        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        Tensor::<1>::from_data(TensorData::new(x, [8]), &device).require_grad(),
+        Tensor::<1>::from_data(TensorData::new(r, [8]), &device),
     )
 }
 
 #[test]
 fn the_gradient_is_the_step_function_of_the_input() {
-    let device = test_device();
-    let (x, r) = inputs();
-    let xt = Tensor::<1>::from_data(TensorData::new(x, [8]), &device).require_grad();
-    let rt = Tensor::<1>::from_data(TensorData::new(r, [8]), &device);
+    let (xt, rt) = inputs();
     let grads = (relu(xt.clone()) * rt).sum().backward();
     // By hand: r where x > 0 (0.25, 3, 1e-30), else 0.
     let want = [0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 0.0, 8.0];
@@ -36,10 +37,7 @@ fn the_gradient_is_the_step_function_of_the_input() {
 
 #[test]
 fn later_operations_on_the_output_leave_the_kept_output_intact() {
-    let device = test_device();
-    let (x, r) = inputs();
-    let xt = Tensor::<1>::from_data(TensorData::new(x, [8]), &device).require_grad();
-    let rt = Tensor::<1>::from_data(TensorData::new(r, [8]), &device);
+    let (xt, rt) = inputs();
     // `y · 3 + 1` turns every zero of y into 1; had it run in place on the kept output, the
     // backward mask would let the gradient through everywhere. L = Σ (3y + 1) ⊙ r, so
     // ∂L/∂x = 3 r [x > 0].
