@@ -9,15 +9,13 @@ use clap::Parser;
 use edgeclr_host::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc, not glibc's malloc: a training step on burn-flex allocates and frees hundreds of
-/// megabytes of tensor buffers, which glibc returns to the kernel and faults back in every
-/// step (system time, page faults); `allocator::keep_freed_pages` stops mimalloc doing the
-/// same. Measured in docs/backends.md ("Allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
-    edgeclr_host::allocator::keep_freed_pages();
+    // Before any thread starts: a training step frees and reallocates hundreds of megabytes
+    // of tensor buffers, which glibc's malloc as it comes returns to the kernel and faults
+    // back in every step (docs/backends.md, "Allocator").
+    if let Err(e) = edgeclr_host::allocator::keep_freed_memory() {
+        eprintln!("warning: {e}; training steps will fault their buffers in afresh");
+    }
     let cli = Cli::parse();
     let default_level = match cli.verbose {
         0 => "info",
