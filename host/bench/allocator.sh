@@ -9,11 +9,14 @@
 # Usage: host/bench/allocator.sh [STEPS] [ROUNDS] [CIFAR10_DIR]   (20, 3, ../shared/data/cifar10)
 # Environment: EDGECLR (default: the release build), BASELINE (optional).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-steps="${1:-20}" rounds="${2:-3}" data="${3:-../shared/data/cifar10}"
-edgeclr="${EDGECLR:-${CARGO_TARGET_DIR:-$HOME/.cache/edgeclr/target}/release/edgeclr}"
+absolute() { [ -z "$1" ] || realpath -m "$1"; }
+steps="${1:-20}" rounds="${2:-3}"
+data=$(absolute "${3:-$(dirname "$0")/../../../shared/data/cifar10}")
+edgeclr=$(absolute "${EDGECLR:-${CARGO_TARGET_DIR:-$HOME/.cache/edgeclr/target}/release/edgeclr}")
+BASELINE=$(absolute "${BASELINE:-}")
 [ -x "$edgeclr" ] || { echo "allocator: $edgeclr missing; build with .ci/build" >&2; exit 1; }
 out=$(mktemp -d /tmp/edgeclr-allocator.XXXXXX)
+trap 'rm -rf "$out"' EXIT
 variants=(tuned glibc ${BASELINE:+baseline})
 
 run() { # VARIANT ROUND
@@ -44,4 +47,3 @@ PY
 for round in $(seq 1 "$rounds"); do
   for v in "${variants[@]}"; do run "$v" "$round"; done
 done
-rm -rf "$out"
