@@ -1,8 +1,8 @@
 //! On-device fine-tuning must adapt, not merely do no harm: a factory model pretrained on
 //! clean CIFAR-10 (the shipped sample, the quality gate's recipe) streams the shipped
 //! night-camera cut (`tests/data/camera-night`: the same kind of images through blur, low
-//! light, noise and JPEG) through `edgeclr-device run --finetune` with the board profile's
-//! learner at duty cycle 1.0, and the model `current` points to afterwards must beat the
+//! light, noise and JPEG) through `edgeclr-device run --finetune` with the conservative
+//! learner ([`CONSERVATIVE`]) at duty cycle 1.0, and the model `current` points to afterwards must beat the
 //! factory model's labelled kNN on that camera by [`MARGIN`] points — a test that fails if
 //! adaptation stops working.
 //!
@@ -10,6 +10,11 @@
 //! adapted 34.60 (+2.6); a learner that cannot change the model (learning rate 0, statistics
 //! frozen) stays at 32.00 by construction, so the gate of 1.5 points leaves room for a machine
 //! that takes fewer steps in the budget.
+//!
+//! The learner is pinned: the code's defaults, which the Raspberry Pi and Jetson profiles run.
+//! The x86-dev profile's factory-recipe learner (every block, Adam 1e-3) wins the 600 s
+//! benchmark (docs/finetune.md, "Third sitting") but is noisy in its first hundred steps:
+//! in this test's 40 s it measured 32.00 → 33.20 (2026-12-02), under the gate.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +24,17 @@ use e2e::{assert_success, path, quickstart_pretrain, repo_root, run};
 const MARGIN: f64 = 1.5;
 /// Seconds of streaming and fine-tuning.
 const SECONDS: &str = "40";
+/// `--set` values that put the x86-dev profile back on the code's default learner:
+/// `TrainerConfig::default()` and the x86-dev budgets it was measured with.
+const CONSERVATIVE: [&str; 7] = [
+    "finetune.threads=1",
+    "finetune.replay_capacity=256",
+    "finetune.trainer.lr=1e-4",
+    "finetune.trainer.temperature=0.2",
+    "finetune.trainer.trainable_blocks=1",
+    "finetune.trainer.distill_weight=1.0",
+    "finetune.trainer.queue_size=256",
+];
 
 fn night() -> PathBuf {
     repo_root().join("tests/data/camera-night")
@@ -40,7 +56,7 @@ fn factory(dir: &Path) -> PathBuf {
 /// Streams the night camera through the board with fine-tuning; returns the state folder.
 fn adapt(factory: &Path, state: &Path) {
     let stream = format!("mjpeg:{}", night().join("stream.mjpeg").display());
-    let args = [
+    let mut args = vec![
         "run",
         "--board",
         "x86-dev",
@@ -61,6 +77,9 @@ fn adapt(factory: &Path, state: &Path) {
         "--set",
         "finetune.duty_cycle=1.0",
     ];
+    for setting in CONSERVATIVE {
+        args.extend(["--set", setting]);
+    }
     assert_success(&run("edgeclr-device", &args));
 }
 
