@@ -2,9 +2,9 @@
 //! clean CIFAR-10 (the shipped sample, the quality gate's recipe) streams the shipped
 //! night-camera cut (`tests/data/camera-night`: the same kind of images through blur, low
 //! light, noise and JPEG) through `edgeclr-device run --finetune` with the conservative
-//! learner ([`CONSERVATIVE`]) at duty cycle 1.0, and the model `current` points to afterwards must beat the
-//! factory model's labelled kNN on that camera by [`MARGIN`] points — a test that fails if
-//! adaptation stops working.
+//! learner ([`CONSERVATIVE`]) at duty cycle 1.0, and the model `current` points to
+//! afterwards must beat the factory model's labelled kNN on that camera by [`MARGIN`]
+//! points — a test that fails if adaptation stops working.
 //!
 //! Measured once before the gate was set (2-core Intel Xeon, 2026-12-02): factory 32.00,
 //! adapted 34.60 (+2.6); a learner that cannot change the model (learning rate 0, statistics
