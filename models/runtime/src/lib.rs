@@ -11,7 +11,9 @@
 pub mod embed;
 pub mod health;
 pub mod isa;
+pub mod profile;
 pub mod tract;
 
 pub use embed::{EmbedError, Embedder, Opened, Preprocess, open};
+pub use profile::{OpTime, Profile};
 pub use tract::{ModelFormat, TractEmbedder, TractModel};

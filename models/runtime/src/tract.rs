@@ -218,11 +218,11 @@ impl TractModel {
         self.size
     }
 
-    /// Runs one image; returns every output flattened, in graph order.
+    /// `chw` as the plan's `[1, 3, P, P]` input.
     ///
     /// # Errors
-    /// [`EmbedError::InputSize`] or [`EmbedError::Run`].
-    pub fn run(&mut self, chw: &[f32]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// [`EmbedError::InputSize`] when `chw` is not `3·P·P` long.
+    pub(crate) fn input_tensor(&self, chw: &[f32]) -> Result<Tensor, EmbedError> {
         let expected = 3 * self.size * self.size;
         if chw.len() != expected {
             return Err(EmbedError::InputSize {
@@ -231,8 +231,26 @@ impl TractModel {
                 expected,
             });
         }
-        let input = Tensor::from_shape(&[1, 3, self.size, self.size], chw)
-            .map_err(|e| EmbedError::Run(format!("{e:#}")))?;
+        Tensor::from_shape(&[1, 3, self.size, self.size], chw)
+            .map_err(|e| EmbedError::Run(format!("{e:#}")))
+    }
+
+    /// The optimised plan.
+    pub(crate) fn plan(&self) -> &TypedRunnableModel {
+        &self.plan
+    }
+
+    /// The run state (for [`TractModel::profile`]'s instrumented runs).
+    pub(crate) fn state_mut(&mut self) -> &mut TypedSimpleState {
+        &mut self.state
+    }
+
+    /// Runs one image; returns every output flattened, in graph order.
+    ///
+    /// # Errors
+    /// [`EmbedError::InputSize`] or [`EmbedError::Run`].
+    pub fn run(&mut self, chw: &[f32]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let input = self.input_tensor(chw)?;
         let outputs = self
             .state
             .run(tvec!(input.into_tvalue()))
