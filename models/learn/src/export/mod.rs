@@ -21,6 +21,8 @@ pub use recipe::{encoder_of, recipe_of};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tract_conv_check;
 
 /// Writes the files of `kinds` for `net` at `size`×`size` into `out`, each atomically, and
 /// returns them with their checksums; int8 kinds are calibrated on `calib` (normalised CHW

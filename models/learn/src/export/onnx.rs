@@ -54,7 +54,7 @@ fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
     }
 }
 
-fn attr_int(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,

@@ -12,6 +12,10 @@ use crate::ops::cnn::pools::{ConcretePoolGeometry, PoolGeometry};
 use crate::ops::cnn::{GeometryBound, PoolSpec, ResolveTo};
 use crate::ops::nn::{BaseDataShape, DataFormat, DataShape};
 
+// edgeclr patch (issue 17): panel-at-a-time 2-D unfolding.
+mod panels;
+use panels::PanelLayout;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Im2Col {
     pub pool_spec: PoolSpec,
@@ -161,7 +165,10 @@ impl EvalOp for Im2Col {
                 if let Some(pf) = geometry.out_format.downcast_ref::<PackedFormat>() {
                     (pf.single_panel_len(geometry.k), pf.alignment(), false)
                 } else if let Some(p4) = geometry.out_format.downcast_ref::<PackedI8K4>() {
-                    (p4.single_panel_len(geometry.k), p4.alignment(), true)
+                    // edgeclr patch (issue 17): the panel-at-a-time 2-D patcher writes the
+                    // K-padding lanes itself, so only the partial last panel needs zeroing.
+                    let by_panel = matches!(geometry.patcher, Patcher::Valid2d | Patcher::Padded2d);
+                    (p4.single_panel_len(geometry.k), p4.alignment(), !by_panel)
                 } else {
                     bail!("Im2Col: unsupported packing format {:?}", geometry.out_format)
                 };
@@ -279,6 +286,11 @@ impl Patcher {
         // (writer-generic) patcher. PackedFormat keeps the K-major fast path;
         // PackedI8K4 writes the SMOPA K=4-inner layout in the same single pass.
         let ptr = unsafe { pack.as_slice_mut_unchecked::<T>().as_mut_ptr() };
+        // edgeclr patch (issue 17): 2-D convolutions are unfolded one packed panel at a time
+        // (`panels.rs`); same values, same layout as the K-row-at-a-time patchers below.
+        if matches!(self, Patcher::Valid2d | Patcher::Padded2d) {
+            return Self::patch_2d_by_panel::<T>(geo, input, pack, g, pad_value);
+        }
         if let Some(pf) = geo.out_format.downcast_ref::<PackedFormat>() {
             let mut w = pf.write_with_k_outer(ptr, geo.k, geo.n);
             self.run::<T, _>(geo, input, g, pad_value, &mut w)
@@ -288,6 +300,33 @@ impl Patcher {
         } else {
             bail!("Im2Col: unsupported packing format {:?}", geo.out_format)
         }
+    }
+
+    // edgeclr patch (issue 17): see `panels.rs`.
+    fn patch_2d_by_panel<T: Copy + Datum + num_traits::Zero>(
+        geo: &ConcreteGeometry,
+        input: &TensorView,
+        pack: &mut TensorView,
+        g: usize,
+        pad_value: Option<&Tensor>,
+    ) -> TractResult<()> {
+        let layout = if let Some(pf) = geo.out_format.downcast_ref::<PackedFormat>() {
+            PanelLayout::KOuter { r: pf.r, panel_len: pf.single_panel_len(geo.k) }
+        } else if let Some(p4) = geo.out_format.downcast_ref::<PackedI8K4>() {
+            PanelLayout::K4 { r: p4.r, panel_len: p4.single_panel_len(geo.k) }
+        } else {
+            bail!("Im2Col: unsupported packing format {:?}", geo.out_format)
+        };
+        ensure!(geo.k == geo.ci_per_group * geo.pool.patch.standard_layout_data_field.len());
+        unsafe {
+            let pad = match pad_value {
+                Some(t) => *t.to_scalar_unchecked::<T>(),
+                None => T::zero(),
+            };
+            let dst = pack.as_slice_mut_unchecked::<T>().as_mut_ptr();
+            panels::patch_2d::<T>(geo, input, g, pad, layout, dst);
+        }
+        Ok(())
     }
 
     fn run<T: Copy + Datum + num_traits::Zero, W: PackingWriter<T>>(

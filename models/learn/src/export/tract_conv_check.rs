@@ -1,0 +1,283 @@
+//! tract's convolutions — with our patch to how it unfolds 2-D inputs
+//! (models/vendor/tract-core/PATCH.md) — against the definition, in the two forms we export:
+//! fp32 `Conv` and integer `QLinearConv`. Geometries cover what the patch special-cases:
+//! padding on every side, stride 2, outputs that do not fill the last packed panel
+//! (13×13 = 169 positions), 3 and many input channels (K = 27 … 432), and for int8 a
+//! non-zero input zero point, which is what padding must hold there.
+
+use rand::RngExt;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::FoldedConv;
+use super::onnx::{self, Batch, GraphBuilder, INPUT, OUTPUT};
+use edgeclr_runtime::TractModel;
+use tract_onnx::tract_core::knobs::KnobScope;
+
+/// `y[o, i, j] = b[o] + Σ_{c, u, v} w[o, c, u, v] · x[c, i·s + u − p, j·s + v − p]` (zero outside),
+/// in f64; `x` is `[c, h, h]`.
+fn conv_reference(conv: &FoldedConv, x: &[f64], h: usize) -> (Vec<f64>, usize) {
+    let [co, ci, kh, kw] = conv.shape;
+    let (s, p) = (conv.stride[0], conv.padding[0]);
+    let oh = (h + conv.padding[0] + conv.padding[2] - kh) / s + 1;
+    let mut y = vec![0.0; co * oh * oh];
+    for o in 0..co {
+        for i in 0..oh {
+            for j in 0..oh {
+                let mut acc = f64::from(conv.bias[o]);
+                for c in 0..ci {
+                    for u in 0..kh {
+                        for v in 0..kw {
+                            let (yy, xx) = (
+                                (i * s + u) as isize - p as isize,
+                                (j * s + v) as isize - p as isize,
+                            );
+                            if yy < 0 || xx < 0 || yy >= h as isize || xx >= h as isize {
+                                continue;
+                            }
+                            let w = conv.weight[((o * ci + c) * kh + u) * kw + v];
+                            acc += f64::from(w) * x[(c * h + yy as usize) * h + xx as usize];
+                        }
+                    }
+                }
+                y[(o * oh + i) * oh + j] = acc;
+            }
+        }
+    }
+    (y, oh)
+}
+
+fn random_conv(rng: &mut ChaCha8Rng, co: usize, ci: usize, stride: usize) -> FoldedConv {
+    let n = co * ci * 9;
+    let bound = (1.0 / (ci * 9) as f32).sqrt() * 1.7;
+    FoldedConv {
+        shape: [co, ci, 3, 3],
+        weight: (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
+        bias: (0..co).map(|_| rng.random_range(-0.3..0.3)).collect(),
+        stride: [stride, stride],
+        padding: [1, 1, 1, 1],
+    }
+}
+
+/// `image → conv a → conv b → Flatten` as fp32 ONNX bytes.
+fn fp32_pair(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
+    let mut g = GraphBuilder::default();
+    let mut x = INPUT.to_string();
+    for (stem, conv) in [("a", a), ("b", b)] {
+        let w = g.constant_f32(&format!("{stem}.w"), &conv.shape, &conv.weight);
+        let bias = g.constant_f32(&format!("{stem}.b"), &[conv.shape[0]], &conv.bias);
+        let y = g.fresh(stem);
+        g.node(
+            "Conv",
+            &[&x, &w, &bias],
+            &y,
+            GraphBuilder::conv_attributes(conv),
+        );
+        x = y;
+    }
+    g.node("Flatten", &[&x], OUTPUT, vec![onnx::attr_int("axis", 1)]);
+    prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "conv check"))
+}
+
+fn geometries() -> [(usize, usize, usize, usize, usize); 4] {
+    // (input side, channels after a, stride of a, channels after b, stride of b). tract
+    // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
+    // convolution with more than 16 outputs (the eager `Im2col` path the patch writes).
+    [
+        (13, 33, 1, 40, 2),
+        (32, 16, 1, 32, 1),
+        (16, 48, 2, 64, 1),
+        (24, 40, 2, 48, 2),
+    ]
+}
+
+#[test]
+fn fp32_convolutions_match_the_definition() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (size, c1, s1, c2, s2) in geometries() {
+        let (a, b) = (
+            random_conv(&mut rng, c1, 3, s1),
+            random_conv(&mut rng, c2, c1, s2),
+        );
+        let x: Vec<f32> = (0..3 * size * size)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let xf: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let (mid, h1) = conv_reference(&a, &xf, size);
+        let (want, _) = conv_reference(&b, &mid, h1);
+        let bytes = fp32_pair(&a, &b, size);
+        // tract's default plan (lazy im2col for 3×3) and the eager one our patch writes.
+        for eager in [false, true] {
+            let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}, eager {eager}");
+            let mut model = if eager {
+                EAGER
+                    .enter(|| TractModel::from_onnx(&bytes, size))
+                    .expect("loads")
+            } else {
+                TractModel::from_onnx(&bytes, size).expect("loads")
+            };
+            let profile = model.profile(&x, 1).expect("runs");
+            let unfolds = profile.count("Im2col");
+            assert_eq!(
+                unfolds > 0,
+                eager,
+                "{label}: {unfolds} Im2col ops in\n{profile}"
+            );
+            let got = model.run(&x).expect("runs").swap_remove(0);
+            assert_eq!(got.len(), want.len(), "{label}");
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (f64::from(*g) - w).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
+        }
+    }
+}
+
+/// tract's knobs that send every convolution to the eager `Im2col` path.
+static EAGER: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
+    KnobScope::new([
+        ("TRACT_LAZY_IM2COL_MIN_KERNEL", "1000000"),
+        ("TRACT_LAZY_IM2COL_MAX_EAGER_BYTES", "1000000000000"),
+    ])
+    .expect("tract knows these knobs")
+});
+
+/// One integer convolution: i8 weights (per-tensor scale, zero point 0), i32 bias, the
+/// output's u8 scale and zero point.
+struct QConv {
+    /// Weights and bias as integers (held in f32, exact).
+    int: FoldedConv,
+    w_scale: f32,
+    y_scale: f32,
+    y_zero: u8,
+}
+
+/// Requantises integer accumulators the way ONNX QLinearConv defines it:
+/// `y = sat_u8(round_half_even(acc · s_x·s_w / s_y) + z_y)`.
+fn requantise(acc: &[f64], m: f64, zero: u8) -> Vec<u8> {
+    acc.iter()
+        .map(|a| ((a * m).round_ties_even() + f64::from(zero)).clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// A random integer convolution whose output scale puts its accumulators' spread at about
+/// 40 quanta for input `x_int` (input minus its zero point) of side `h`.
+fn random_qconv(
+    rng: &mut ChaCha8Rng,
+    co: usize,
+    ci: usize,
+    stride: usize,
+    x_int: &[f64],
+    h: usize,
+    x_scale: f32,
+) -> (QConv, Vec<u8>, usize) {
+    let mut int = random_conv(rng, co, ci, stride);
+    int.weight = int
+        .weight
+        .iter()
+        .map(|_| f32::from(rng.random_range(-127i8..=127)))
+        .collect();
+    int.bias = int
+        .bias
+        .iter()
+        .map(|_| rng.random_range(-2000i32..2000) as f32)
+        .collect();
+    let (acc, oh) = conv_reference(&int, x_int, h);
+    let spread = (acc.iter().map(|a| a * a).sum::<f64>() / acc.len() as f64).sqrt();
+    let w_scale = 0.004f32;
+    let y_scale = (f64::from(x_scale) * f64::from(w_scale) * spread / 40.0) as f32;
+    let y_zero = rng.random_range(20u8..140);
+    let m = f64::from(x_scale) * f64::from(w_scale) / f64::from(y_scale);
+    let y = requantise(&acc, m, y_zero);
+    (
+        QConv {
+            int,
+            w_scale,
+            y_scale,
+            y_zero,
+        },
+        y,
+        oh,
+    )
+}
+
+/// `image → QuantizeLinear → QLinearConv a → QLinearConv b → DequantizeLinear → Flatten`.
+fn int8_pair(x_scale: f32, x_zero: u8, convs: [&QConv; 2], size: usize) -> Vec<u8> {
+    let mut g = GraphBuilder::default();
+    let mut scale = g.constant_f32("x.s", &[], &[x_scale]);
+    let mut zero = g.constant_u8("x.z", &[], &[x_zero]);
+    let mut x = g.fresh("x.u8");
+    g.node("QuantizeLinear", &[INPUT, &scale, &zero], &x, vec![]);
+    for (stem, q) in [("a", convs[0]), ("b", convs[1])] {
+        let weights: Vec<i8> = q.int.weight.iter().map(|&w| w as i8).collect();
+        let bias: Vec<i32> = q.int.bias.iter().map(|&b| b as i32).collect();
+        let w = g.constant_i8(&format!("{stem}.w"), &q.int.shape, &weights);
+        let ws = g.constant_f32(&format!("{stem}.ws"), &[], &[q.w_scale]);
+        let wz = g.constant_i8(&format!("{stem}.wz"), &[], &[0]);
+        let ys = g.constant_f32(&format!("{stem}.ys"), &[], &[q.y_scale]);
+        let yz = g.constant_u8(&format!("{stem}.yz"), &[], &[q.y_zero]);
+        let b = g.constant_i32(&format!("{stem}.b"), &[q.int.shape[0]], &bias);
+        let y = g.fresh(stem);
+        let inputs = [x.as_str(), &scale, &zero, &w, &ws, &wz, &ys, &yz, &b];
+        g.node(
+            "QLinearConv",
+            &inputs,
+            &y,
+            GraphBuilder::conv_attributes(&q.int),
+        );
+        (x, scale, zero) = (y, ys, yz);
+    }
+    let f = g.fresh("y.f32");
+    g.node("DequantizeLinear", &[&x, &scale, &zero], &f, vec![]);
+    g.node("Flatten", &[&f], OUTPUT, vec![onnx::attr_int("axis", 1)]);
+    prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "qconv check"))
+}
+
+#[test]
+fn int8_convolutions_match_the_definition_with_zero_point_padding() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let (x_scale, x_zero) = (1.0f32 / 64.0, 100u8);
+    for (size, c1, s1, c2, s2) in geometries() {
+        let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}");
+        // Inputs on the quantisation grid, so QuantizeLinear is exact.
+        let xq: Vec<u8> = (0..3 * size * size).map(|_| rng.random::<u8>()).collect();
+        let x_int: Vec<f64> = xq
+            .iter()
+            .map(|&q| f64::from(q) - f64::from(x_zero))
+            .collect();
+        let x: Vec<f32> = x_int.iter().map(|&v| v as f32 * x_scale).collect();
+        let (a, y1, h1) = random_qconv(&mut rng, c1, 3, s1, &x_int, size, x_scale);
+        let y1_int: Vec<f64> = y1
+            .iter()
+            .map(|&q| f64::from(q) - f64::from(a.y_zero))
+            .collect();
+        let (b, y2, _) = random_qconv(&mut rng, c2, c1, s2, &y1_int, h1, a.y_scale);
+        let want: Vec<f64> = y2
+            .iter()
+            .map(|&q| (f64::from(q) - f64::from(b.y_zero)) * f64::from(b.y_scale))
+            .collect();
+        let mut model = TractModel::from_onnx(&int8_pair(x_scale, x_zero, [&a, &b], size), size)
+            .expect("loads");
+        let unfolds = model.profile(&x, 1).expect("runs").count("Im2col");
+        assert!(unfolds > 0, "{label}: no Im2col op");
+        let got = model.run(&x).expect("runs").swap_remove(0);
+        assert_eq!(got.len(), want.len(), "{label}");
+        // Requantisation may round a near-tie the other way (f32 vs f64 scale): allow one
+        // quantum, and require almost every value exact. Padding with 0 instead of the input
+        // zero point would be off by ~100·Σw on every border position.
+        let quanta: Vec<f64> = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w).abs() / f64::from(b.y_scale))
+            .collect();
+        let worst = quanta.iter().copied().fold(0.0, f64::max);
+        let exact = quanta.iter().filter(|&&q| q < 0.01).count() as f64 / quanta.len() as f64;
+        assert!(
+            worst < 1.01 && exact > 0.95,
+            "{label}: worst {worst:.2} quanta, {:.1}% exact",
+            100.0 * exact
+        );
+    }
+}
