@@ -5,7 +5,8 @@
 # onnx.checker and the tract fp32 embeddings against onnxruntime on 256 real CIFAR-10 images.
 #   host/bench/export_speed.sh [RUN_DIR] [OUT_DIR] [DATA_DIR]
 # Installs onnxruntime/onnx/numpy from PyPI into a venv (~/.cache/edgeclr/ort-venv).
-# Writes OUT_DIR/{p32,p96}/ (exports), tract.jsonl, ort.jsonl, speed.json, parity.json.
+# Writes OUT_DIR/{p32,p96}/ (exports), tract.jsonl, profile-p96.jsonl (tract's per-op
+# profile), ort.jsonl, speed.json, parity.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgeclr/target}"
@@ -26,5 +27,7 @@ done
 "$bin" embed --model "$out/p32/encoder.onnx" --data "$data" --split test --limit 256 --out "$out/tract-p32.npy"
 # cargo runs benches from the package folder: pass absolute paths.
 cargo bench --workspace --bench embed_speed -- "$(realpath "$out/p32")" "$(realpath "$out/p96")" | tee "$out/tract.jsonl"
+# tract's per-op profile of every 96 px file (docs/export.md, "Per-op profile").
+cargo bench --workspace --bench tract_profile -- "$(realpath "$out/p96")" > "$out/profile-p96.jsonl"
 "$venv/bin/python" host/bench/ort_speed.py --data "$data" --tract-npy "$out/tract-p32.npy" \
   --out "$out" "$out/p32" "$out/p96"
