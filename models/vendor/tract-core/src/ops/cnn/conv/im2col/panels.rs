@@ -53,6 +53,9 @@ struct Lanes {
     run: Vec<bool>,
     /// Per tap: no lane is in the padding.
     inside: Vec<bool>,
+    /// Per tap, when the lanes lie on one output row with unit x stride: the lanes
+    /// `lo..hi` that read input (one contiguous run); the others read padding.
+    span: Vec<Option<(usize, usize)>>,
 }
 
 impl Lanes {
@@ -63,6 +66,7 @@ impl Lanes {
             source: vec![PAD; r * taps],
             run: vec![false; taps],
             inside: vec![false; taps],
+            span: vec![None; taps],
         }
     }
 
@@ -88,6 +92,11 @@ impl Lanes {
             }
             self.inside[tap] = all_inside;
             self.run[tap] = all_inside && full_run;
+            self.span[tap] = (one_row && geo.x_stride_ptr == 1).then(|| {
+                let lo = sources.iter().position(|&s| s != PAD).unwrap_or(width);
+                let hi = sources.iter().rposition(|&s| s != PAD).map_or(lo, |i| i + 1);
+                (lo, hi)
+            });
         }
     }
 
@@ -201,8 +210,9 @@ impl<T: Copy> Unfold<T> {
 
     /// One `K4` panel: K rows `4j..4j+4` interleaved, four items per lane, at `4j·r`; K
     /// padding (past `k`) written as 0, which the int8 kernels accumulate. Rows that are one
-    /// contiguous input run are read in place; others are gathered (with padding) into a
-    /// scratch row first, so every group is written by the same interleave.
+    /// contiguous input run are read in place; rows that are a run plus padding (the edges of
+    /// an output row) or scattered (stride 2) are staged in a scratch row first, so every
+    /// group is written by the same interleave.
     unsafe fn k4(&self, lanes: &Lanes, width: usize, panel: *mut T) {
         let r = lanes.r;
         let zero: T = unsafe { std::mem::zeroed() };
@@ -220,6 +230,14 @@ impl<T: Copy> Unfold<T> {
                     let sources = lanes.sources(tap, width);
                     if lanes.run[tap] {
                         unsafe { src.offset(sources[0]) }
+                    } else if let Some((lo, hi)) = lanes.span[tap] {
+                        tmp[..width].fill(self.pad);
+                        tmp[width..r].fill(zero);
+                        if hi > lo {
+                            let from = unsafe { src.offset(sources[lo]) };
+                            unsafe { std::ptr::copy_nonoverlapping(from, tmp.as_mut_ptr().add(lo), hi - lo) };
+                        }
+                        tmp.as_ptr()
                     } else {
                         unsafe { self.gather(sources, lanes.inside[tap], src, tmp.as_mut_ptr(), 1) };
                         tmp[width..r].fill(zero);
@@ -263,8 +281,7 @@ unsafe fn copy_row<T: Copy>(r: usize, from: *const T, to: *mut T) {
 
 /// Writes four K rows of `r` input values each, interleaved four items per lane
 /// (`to[4·lane + q] = rows[q][lane]`): one K group of a `K4` panel. One-byte items (the int8
-/// kernels' only case) are assembled as one little-endian `u32` per lane, which the compiler
-/// turns into byte shuffles.
+/// kernels' only case) in 16-lane panels go through [`interleave4_bytes16`]'s unpacks.
 ///
 /// # Safety
 /// Each of `rows` must hold `r` values and `to` room for `4·r`.
@@ -286,13 +303,65 @@ unsafe fn interleave4<T: Copy>(r: usize, rows: [*const T; 4], to: *mut T) {
         unsafe {
             match r {
                 8 => return bytes::<8>(rows8, to8),
-                16 => return bytes::<16>(rows8, to8),
-                32 => return bytes::<32>(rows8, to8),
+                16 => return interleave4_bytes16(rows8, to8),
+                32 => {
+                    interleave4_bytes16(rows8, to8);
+                    return interleave4_bytes16(rows8.map(|p| p.add(16)), to8.add(64));
+                }
                 _ => {}
             }
         }
     }
     for lane in 0..r {
+        for (q, row) in rows.iter().enumerate() {
+            unsafe { *to.add(4 * lane + q) = *row.add(lane) };
+        }
+    }
+}
+
+/// Interleaves four rows of 16 bytes into 64 (`to[4·i + q] = rows[q][i]`) with SSE2 byte
+/// and word unpacks (x86_64's baseline; the portable loop above compiles to scalar shifts).
+///
+/// # Safety
+/// Each row must hold 16 bytes and `to` room for 64.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn interleave4_bytes16(rows: [*const u8; 4], to: *mut u8) {
+    use std::arch::x86_64::*;
+    unsafe {
+        let [a, b, c, d] = rows.map(|p| _mm_loadu_si128(p as *const __m128i));
+        let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+        let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+        let out = to as *mut __m128i;
+        _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+        _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+    }
+}
+
+/// As above with one NEON `st4` (aarch64's baseline): it stores four registers interleaved.
+///
+/// # Safety
+/// Each row must hold 16 bytes and `to` room for 64.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn interleave4_bytes16(rows: [*const u8; 4], to: *mut u8) {
+    use std::arch::aarch64::*;
+    unsafe {
+        let v = uint8x16x4_t(vld1q_u8(rows[0]), vld1q_u8(rows[1]), vld1q_u8(rows[2]), vld1q_u8(rows[3]));
+        vst4q_u8(to, v);
+    }
+}
+
+/// Elsewhere: the portable loop.
+///
+/// # Safety
+/// Each row must hold 16 bytes and `to` room for 64.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline(always)]
+unsafe fn interleave4_bytes16(rows: [*const u8; 4], to: *mut u8) {
+    for lane in 0..16 {
         for (q, row) in rows.iter().enumerate() {
             unsafe { *to.add(4 * lane + q) = *row.add(lane) };
         }
