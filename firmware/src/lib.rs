@@ -27,6 +27,7 @@ pub mod finetune;
 pub mod frame;
 pub mod learner;
 pub mod live;
+pub mod parity;
 pub mod pipeline;
 pub mod queue;
 pub mod selftest;

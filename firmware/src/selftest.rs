@@ -161,10 +161,16 @@ pub fn run(
         ))
     }));
 
-    // Embedder latency, fp32 and int8; the faster one becomes the preferred artifact.
+    // Embedder latency, fp32 and int8; the faster one that passes the parity check becomes
+    // the preferred artifact.
     let input = decoded
         .first()
         .map_or_else(|| vec![0.0; 3 * size * size], |(_, f)| pre.apply(f));
+    let frames: Vec<Vec<f32>> = if decoded.is_empty() {
+        vec![input.clone()]
+    } else {
+        decoded.iter().take(16).map(|(_, f)| pre.apply(f)).collect()
+    };
     let mut p50 = Vec::new();
     for (name, kind, choice) in [
         ("embed-fp32", ArtifactKind::OnnxFp32, ArtifactChoice::Fp32),
@@ -181,11 +187,22 @@ pub fn run(
                     kind.file_name()
                 )));
             }
+            // int8 must reproduce the export's agreement with fp32 here before it may be preferred.
+            let parity = match kind {
+                ArtifactKind::OnnxFp32 => None,
+                _ => Some(crate::parity::check(&manifest, model, kind, &frames)?),
+            };
             let (a, b) = latency(&model.join(kind.file_name()), &input, 50)?;
             p50.push((choice, a));
+            let agrees = parity.as_ref().map_or(String::new(), |g| {
+                format!(
+                    ", mean cosine {:.5} with fp32 on {} frames",
+                    g.mean_cosine, g.images
+                )
+            });
             Ok(Outcome::Ran(
-                format!("{}: p50 {a:.2} ms, p99 {b:.2} ms", kind.file_name()),
-                serde_json::json!({"p50_ms": a, "p99_ms": b}),
+                format!("{}: p50 {a:.2} ms, p99 {b:.2} ms{agrees}", kind.file_name()),
+                serde_json::json!({"p50_ms": a, "p99_ms": b, "parity": parity}),
             ))
         }));
     }

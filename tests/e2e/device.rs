@@ -371,6 +371,73 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
     );
     let junit = std::fs::read_to_string(state.join("selftest.junit.xml")).expect("junit");
     assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+    // int8 was held to the export's int8-vs-fp32 agreement on the board's own frames.
+    let parity = &report["checks"][2]["values"]["parity"];
+    assert_eq!(parity["images"], 10, "{parity}");
+    let manifest = read_json(&model.join("manifest.json"));
+    let recorded = manifest["drift"]["agreements"]
+        .as_array()
+        .expect("agreements")
+        .iter()
+        .find(|a| {
+            a["compared"]
+                .as_str()
+                .is_some_and(|c| c.contains("encoder.int8.onnx"))
+        })
+        .and_then(|a| a["mean_cosine"].as_f64())
+        .expect("the export records int8 vs fp32");
+    let measured = parity["mean_cosine"].as_f64().expect("mean cosine");
+    assert!(
+        measured >= recorded - 0.005 && measured <= 1.0 + 1e-9,
+        "{measured} vs {recorded}"
+    );
+
+    // A manifest promising more agreement than int8 gives: int8 fails its check and is not
+    // preferred, whatever its speed.
+    let strict = tmp.path().join("strict");
+    std::fs::create_dir_all(&strict).expect("mkdir");
+    for entry in std::fs::read_dir(&model).expect("model dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), strict.join(entry.file_name())).expect("copy");
+    }
+    let text = std::fs::read_to_string(strict.join("manifest.json")).expect("manifest");
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for a in manifest["drift"]["agreements"]
+        .as_array_mut()
+        .expect("agreements")
+    {
+        if a["compared"]
+            .as_str()
+            .is_some_and(|c| c.contains("encoder.int8.onnx"))
+        {
+            a["mean_cosine"] = serde_json::json!(1.01);
+        }
+    }
+    std::fs::write(strict.join("manifest.json"), manifest.to_string()).expect("write");
+    let strict_state = tmp.path().join("strict-state");
+    let out = run(
+        "edgeclr-device",
+        &[
+            "selftest",
+            "--model",
+            path(&strict),
+            "--state",
+            path(&strict_state),
+            "--source",
+            &source,
+            "--frames",
+            "10",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report = read_json(&strict_state.join("selftest.json"));
+    assert_eq!(report["checks"][2]["ok"], false, "{report}");
+    assert_eq!(report["preferred_artifact"], "fp32", "{report}");
 
     // No camera: the camera check fails, the rest still run, exit code 1.
     let fail = tmp.path().join("fail");

@@ -292,7 +292,7 @@ unsafe fn interleave4<T: Copy>(r: usize, rows: [*const T; 4], to: *mut T) {
         let [a, b, c, d] = [0, 1, 2, 3].map(|q| unsafe { (rows[q] as *const [u8; R]).read_unaligned() });
         let mut out = [0u32; R];
         for (lane, o) in out.iter_mut().enumerate() {
-            *o = u32::from_le_bytes([a[lane], b[lane], c[lane], d[lane]]);
+            *o = u32::from_ne_bytes([a[lane], b[lane], c[lane], d[lane]]);
         }
         unsafe { (to as *mut [u32; R]).write_unaligned(out) };
     }
