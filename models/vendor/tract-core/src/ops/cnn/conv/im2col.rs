@@ -285,12 +285,12 @@ impl Patcher {
         // Pick the packing writer for the kernel's output format, then run the
         // (writer-generic) patcher. PackedFormat keeps the K-major fast path;
         // PackedI8K4 writes the SMOPA K=4-inner layout in the same single pass.
-        let ptr = unsafe { pack.as_slice_mut_unchecked::<T>().as_mut_ptr() };
         // edgeclr patch (issue 17): 2-D convolutions are unfolded one packed panel at a time
         // (`panels.rs`); same values, same layout as the K-row-at-a-time patchers below.
         if matches!(self, Patcher::Valid2d | Patcher::Padded2d) {
             return Self::patch_2d_by_panel::<T>(geo, input, pack, g, pad_value);
         }
+        let ptr = unsafe { pack.as_slice_mut_unchecked::<T>().as_mut_ptr() };
         if let Some(pf) = geo.out_format.downcast_ref::<PackedFormat>() {
             let mut w = pf.write_with_k_outer(ptr, geo.k, geo.n);
             self.run::<T, _>(geo, input, g, pad_value, &mut w)

@@ -48,9 +48,6 @@ struct Lanes {
     origin: Vec<(isize, isize, isize)>,
     /// `source[tap·r + lane]`: storage offset of the lane's input for that tap, or [`PAD`].
     source: Vec<isize>,
-    /// Per tap: every lane reads one contiguous run of input (no padding, one output row,
-    /// unit x stride, full panel).
-    run: Vec<bool>,
     /// Per tap: no lane is in the padding.
     inside: Vec<bool>,
     /// Per tap, when the lanes lie on one output row with unit x stride: the lanes
@@ -64,7 +61,6 @@ impl Lanes {
             r,
             origin: vec![(0, 0, 0); r],
             source: vec![PAD; r * taps],
-            run: vec![false; taps],
             inside: vec![false; taps],
             span: vec![None; taps],
         }
@@ -78,8 +74,7 @@ impl Lanes {
             *o = (y, x, yo as isize * geo.y_stride_ptr + xo as isize * geo.x_stride_ptr);
         }
         let one_row = first / geo.output_width == (first + width - 1) / geo.output_width;
-        let full_run = one_row && geo.x_stride_ptr == 1 && width == self.r;
-        for tap in 0..self.run.len() {
+        for tap in 0..self.inside.len() {
             let (dy, dx) = (patch.data_field[(tap, 0)], patch.data_field[(tap, 1)]);
             let offset = patch.standard_layout_data_field[tap];
             let sources = &mut self.source[tap * self.r..][..width];
@@ -91,13 +86,18 @@ impl Lanes {
                 all_inside &= inside;
             }
             self.inside[tap] = all_inside;
-            self.run[tap] = all_inside && full_run;
             self.span[tap] = (one_row && geo.x_stride_ptr == 1).then(|| {
                 let lo = sources.iter().position(|&s| s != PAD).unwrap_or(width);
                 let hi = sources.iter().rposition(|&s| s != PAD).map_or(lo, |i| i + 1);
                 (lo, hi)
             });
         }
+    }
+
+    /// Whether all `r` lanes read one contiguous run of input for `tap` (a full panel on one
+    /// output row, unit x stride, no padding).
+    fn run(&self, tap: usize) -> bool {
+        self.span[tap] == Some((0, self.r))
     }
 
     fn sources(&self, tap: usize, width: usize) -> &[isize] {
@@ -162,7 +162,7 @@ pub(super) unsafe fn patch_2d<T: Copy + Datum>(
     let rows = (0..geometry.k)
         .map(|k| ((k / taps) as isize * geo.c_stride_ptr, k % taps))
         .collect();
-    let unfold = Unfold { base, rows, k: geometry.k, pad };
+    let unfold = Unfold { base, rows, pad };
     for p in 0..n.div_ceil(r) {
         let width = r.min(n - p * r);
         lanes.aim(&geo, patch, p * r, width);
@@ -179,7 +179,6 @@ struct Unfold<T> {
     base: *const T,
     /// Per K row: offset of its channel plane from `base`, and its tap.
     rows: Vec<(isize, usize)>,
-    k: usize,
     pad: T,
 }
 
@@ -194,12 +193,12 @@ impl<T: Copy> Unfold<T> {
     /// One `KOuter` panel: K row `k` is `r` consecutive items at `k·r`.
     unsafe fn k_outer(&self, lanes: &Lanes, width: usize, panel: *mut T) {
         let r = lanes.r;
-        for k in 0..self.k {
+        for k in 0..self.rows.len() {
             let (src, tap) = self.row(k);
             let sources = lanes.sources(tap, width);
             let to = unsafe { panel.add(k * r) };
             unsafe {
-                if lanes.run[tap] {
+                if lanes.run(tap) {
                     copy_row(r, src.offset(sources[0]), to);
                 } else {
                     self.gather(sources, lanes.inside[tap], src, to, 1);
@@ -218,17 +217,18 @@ impl<T: Copy> Unfold<T> {
         let zero: T = unsafe { std::mem::zeroed() };
         let mut scratch = [[zero; MAX_K4_LANES]; 4];
         assert!(r <= MAX_K4_LANES, "K4 panels wider than {MAX_K4_LANES} lanes");
-        for group in 0..self.k.div_ceil(4) {
+        let k_rows = self.rows.len();
+        for group in 0..k_rows.div_ceil(4) {
             let mut rows = [std::ptr::null::<T>(); 4];
             for q in 0..4 {
                 let (k, tmp) = (4 * group + q, &mut scratch[q]);
-                rows[q] = if k >= self.k {
+                rows[q] = if k >= k_rows {
                     tmp[..r].fill(zero);
                     tmp.as_ptr()
                 } else {
                     let (src, tap) = self.row(k);
                     let sources = lanes.sources(tap, width);
-                    if lanes.run[tap] {
+                    if lanes.run(tap) {
                         unsafe { src.offset(sources[0]) }
                     } else if let Some((lo, hi)) = lanes.span[tap] {
                         tmp[..width].fill(self.pad);
@@ -287,22 +287,11 @@ unsafe fn copy_row<T: Copy>(r: usize, from: *const T, to: *mut T) {
 /// Each of `rows` must hold `r` values and `to` room for `4·r`.
 #[inline(always)]
 unsafe fn interleave4<T: Copy>(r: usize, rows: [*const T; 4], to: *mut T) {
-    #[inline(always)]
-    unsafe fn bytes<const R: usize>(rows: [*const T8; 4], to: *mut T8) {
-        let [a, b, c, d] = [0, 1, 2, 3].map(|q| unsafe { (rows[q] as *const [u8; R]).read_unaligned() });
-        let mut out = [0u32; R];
-        for (lane, o) in out.iter_mut().enumerate() {
-            *o = u32::from_ne_bytes([a[lane], b[lane], c[lane], d[lane]]);
-        }
-        unsafe { (to as *mut [u32; R]).write_unaligned(out) };
-    }
-    type T8 = u8;
     if std::mem::size_of::<T>() == 1 {
         let rows8 = [rows[0] as *const u8, rows[1] as *const u8, rows[2] as *const u8, rows[3] as *const u8];
         let to8 = to as *mut u8;
         unsafe {
             match r {
-                8 => return bytes::<8>(rows8, to8),
                 16 => return interleave4_bytes16(rows8, to8),
                 32 => {
                     interleave4_bytes16(rows8, to8);
