@@ -22,6 +22,8 @@ mod flash;
 mod isa;
 #[path = "e2e/onnx_parity.rs"]
 mod onnx_parity;
+#[path = "e2e/onnxruntime.rs"]
+mod onnxruntime;
 #[path = "e2e/pretrain.rs"]
 mod pretrain;
 #[path = "e2e/quality.rs"]

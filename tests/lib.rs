@@ -291,3 +291,27 @@ pub fn quickstart_pretrain(out: &std::path::Path, steps: &str, seed: &str) -> Ou
         ],
     )
 }
+
+/// The onnxruntime library the tests run `edgeclr-device --backend onnxruntime` with:
+/// `ORT_DYLIB_PATH` (a file or a wheel's `capi/` folder; `.ci/run` exports the test venv's),
+/// else the test venv's wheel. `None` after [`skip`] when neither exists.
+pub fn onnxruntime_library() -> Option<PathBuf> {
+    let given = std::env::var_os("ORT_DYLIB_PATH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let venv = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/edgeclr/venv/lib"));
+    let from_venv = || -> Option<PathBuf> {
+        std::fs::read_dir(venv.as_ref()?)
+            .ok()?
+            .flatten()
+            .map(|py| py.path().join("site-packages/onnxruntime/capi"))
+            .find(|capi| capi.is_dir())
+    };
+    match given.filter(|p| p.exists()).or_else(from_venv) {
+        Some(p) => Some(p),
+        None => {
+            skip("no onnxruntime library (ORT_DYLIB_PATH unset; .ci/run installs the test venv's)");
+            None
+        }
+    }
+}

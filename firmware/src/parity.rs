@@ -1,14 +1,16 @@
-//! Whether the board computes what was shipped: the int8 file's embeddings of the board's own
-//! frames against the fp32 file's, held to the agreement `edgeclr export` measured on the host
-//! and wrote to the manifest. `selftest` prefers int8 only when it passes (issue 17: the
-//! fastest artifact that passes the parity check).
-
-use std::path::Path;
+//! Whether the board computes what was shipped. Every engine × precision's embeddings of the
+//! board's own frames are compared with tract's fp32 embeddings of the same frames: another
+//! fp32 engine must agree to rounding (cosine ≥ [`FP32_MIN_COSINE`] on every frame, the
+//! export's own fp32 contract), an int8 file to the int8-vs-fp32 agreement `edgeclr export`
+//! measured on the host and wrote to the manifest. `selftest` prefers only what passes
+//! (issue 17: the fastest backend × precision that passes the parity check).
 
 use anyhow::{Result, bail};
 use edgeclr_artifact::ArtifactKind;
 use edgeclr_artifact::manifest::{Agreement, Manifest};
-use edgeclr_runtime::embed::{self, Embedder};
+
+use crate::config::ArtifactChoice;
+use crate::config::choice::EmbedChoice;
 
 /// How far the board's mean cosine may fall below the manifest's: the host measured 256 held-out
 /// images, the board a handful of its own frames, and int8 rounding differs per image.
@@ -17,40 +19,53 @@ pub const MEAN_COSINE_MARGIN: f64 = 0.005;
 /// Mean cosine floor when the manifest records no int8 agreement (the export contract's).
 pub const MEAN_COSINE_FLOOR: f64 = 0.995;
 
-/// Embeds `inputs` with `kind` and with the fp32 file in `model`, and checks their agreement
-/// against the manifest's record for `kind`.
+/// Per-frame cosine another fp32 engine must reach against tract fp32 (`edgeclr export`
+/// holds tract fp32 to the same against burn).
+pub const FP32_MIN_COSINE: f64 = 0.9999;
+
+/// Checks `got` (`choice`'s embeddings of the board's frames) against `reference` (tract
+/// fp32's of the same frames).
 ///
 /// # Errors
-/// When a file does not load or run, or the agreement is below the record minus
-/// [`MEAN_COSINE_MARGIN`] (or [`MEAN_COSINE_FLOOR`] without a record).
+/// When the agreement is below the floor for `choice` (see the module docs).
 pub fn check(
     manifest: &Manifest,
-    model: &Path,
-    kind: ArtifactKind,
-    inputs: &[Vec<f32>],
+    choice: EmbedChoice,
+    got: &[Vec<f32>],
+    reference: &[Vec<f32>],
 ) -> Result<Agreement> {
-    let embed_all = |k: ArtifactKind| -> Result<Vec<Vec<f32>>> {
-        let mut e = embed::open(&model.join(k.file_name()))?.embedder.fork()?;
-        inputs.iter().map(|x| Ok(e.embed(x)?)).collect()
+    let kind = match choice.artifact {
+        ArtifactChoice::Fp32 => ArtifactKind::OnnxFp32,
+        ArtifactChoice::Int8 => ArtifactKind::OnnxInt8Qlinear,
     };
     let file = kind.file_name();
-    let got = Agreement::measure(
-        format!("board {file} vs fp32"),
-        &embed_all(kind)?,
-        &embed_all(ArtifactKind::OnnxFp32)?,
+    let a = Agreement::measure(
+        format!("board {choice} {file} vs tract fp32"),
+        got,
+        reference,
     );
+    if choice.artifact == ArtifactChoice::Fp32 {
+        if a.min_cosine < FP32_MIN_COSINE {
+            bail!(
+                "{choice} disagrees with tract fp32 on this board: min cosine {:.6} over {} frames, below {FP32_MIN_COSINE}; run tract (`--backend tract`) and report the engine's version",
+                a.min_cosine,
+                a.images
+            );
+        }
+        return Ok(a);
+    }
     let floor = manifest
         .drift
         .agreements
         .iter()
-        .find(|a| a.compared.contains(file) && a.compared.contains("fp32"))
-        .map_or(MEAN_COSINE_FLOOR, |a| a.mean_cosine - MEAN_COSINE_MARGIN);
-    if got.mean_cosine < floor {
+        .find(|r| r.compared.contains(file) && r.compared.contains("fp32"))
+        .map_or(MEAN_COSINE_FLOOR, |r| r.mean_cosine - MEAN_COSINE_MARGIN);
+    if a.mean_cosine < floor {
         bail!(
-            "{file} disagrees with fp32 on this board: mean cosine {:.5} over {} frames, below {floor:.5} (the export's measurement less {MEAN_COSINE_MARGIN}); run fp32 (`--artifact fp32`) and re-export on this tract version",
-            got.mean_cosine,
-            got.images
+            "{choice} disagrees with fp32 on this board: mean cosine {:.5} over {} frames, below {floor:.5} (the export's measurement less {MEAN_COSINE_MARGIN}); run fp32 (`--artifact fp32`) and re-export on this runtime version",
+            a.mean_cosine,
+            a.images
         );
     }
-    Ok(got)
+    Ok(a)
 }

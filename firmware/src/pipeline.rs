@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgeclr_artifact::RgbImage;
+use edgeclr_runtime::OrtSettings;
 use edgeclr_runtime::embed::Preprocess;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::config::ArtifactChoice;
+use crate::config::choice::EmbedChoice;
 use crate::display::Screen;
 use crate::error::SourceError;
 use crate::learner::{FinetuneReport, Learner, Offer};
@@ -59,10 +60,20 @@ struct Prepared {
 #[derive(Default)]
 pub struct Extras {
     /// Model slots to follow: when `current` moves (a promoted candidate, `edgeclr-device
-    /// rollback`), the new model is loaded and hot-swapped.
-    pub slots: Option<(Slots, ArtifactChoice)>,
+    /// rollback`), the new model is loaded on the same engine and hot-swapped.
+    pub slots: Option<Follow>,
     /// On-device fine-tuning (or any other [`Learner`]).
     pub finetune: Option<Box<dyn Learner>>,
+}
+
+/// The slots a run follows and how it opens what they point at.
+pub struct Follow {
+    /// The board's model slots.
+    pub slots: Slots,
+    /// Engine × precision of the running model.
+    pub choice: EmbedChoice,
+    /// onnxruntime's settings, for `choice.backend == onnxruntime`.
+    pub ort: OrtSettings,
 }
 
 /// Shared counters.
@@ -270,7 +281,7 @@ pub fn run(
         }
         // Embedding workers.
         for w in 0..options.embed_workers {
-            let mut worker = model.worker().expect("a tract state for each worker");
+            let mut worker = model.worker().expect("an embedder state for each worker");
             let (prep_rx, counters, latencies, sinks, model, live, offers) = (
                 prep_rx.clone(),
                 counters.clone(),
@@ -336,7 +347,7 @@ pub fn run(
             (scope.spawn(move || f.run(&offer_rx, &flag)), done)
         });
         // Monitor (this thread).
-        let mut watched = slots.as_ref().and_then(|(s, _)| s.current_name());
+        let mut watched = slots.as_ref().and_then(|f| f.slots.current_name());
         let mut model_swaps = Vec::new();
         let mut model_label = model.version();
         if options.systemd {
@@ -386,7 +397,12 @@ pub fn run(
                 status.finetune_loss = progress.lock().expect("progress lock").loss;
             }
             // Follow the slot pointer: a promoted candidate or a manual rollback.
-            if let Some((s, choice)) = &slots {
+            if let Some(Follow {
+                slots: s,
+                choice,
+                ort,
+            }) = &slots
+            {
                 let now = s.current_name();
                 if now.is_some() && now != watched {
                     watched = now.clone();
@@ -395,8 +411,11 @@ pub fn run(
                     match slots::verify(&dir)
                         .map_err(anyhow::Error::msg)
                         .and_then(|m| {
-                            let opened =
-                                edgeclr_runtime::embed::open(&model_file(&dir, &m, *choice))?;
+                            let opened = edgeclr_runtime::embed::open_on(
+                                &model_file(&dir, &m, choice.artifact),
+                                choice.backend,
+                                ort,
+                            )?;
                             Ok((opened, m))
                         }) {
                         Ok((opened, m)) => {
@@ -525,17 +544,17 @@ mod tests {
 
     use edgeclr_learn::encoder::{Architecture, EncoderConfig};
     use edgeclr_learn::export::onnx::{self, Batch};
-    use edgeclr_runtime::embed::TractEmbedder;
+    use edgeclr_runtime::embed::{Embedder, TractEmbedder};
 
     use super::*;
     use crate::sink::memory::MemorySink;
     use crate::source::{CaptureSettings, synthetic::SyntheticSource};
 
     /// A random-init resnet8 exported in memory at `size` px.
-    fn embedder(size: usize) -> TractEmbedder {
+    fn embedder(size: usize) -> Box<dyn Embedder> {
         let encoder = EncoderConfig::new(Architecture::Resnet8).init(&burn::tensor::Device::flex());
         let bytes = onnx::fp32(&encoder.fold(), Batch::One, size);
-        TractEmbedder::from_bytes(&bytes, size, Path::new("<test>")).expect("loads")
+        Box::new(TractEmbedder::from_bytes(&bytes, size, Path::new("<test>")).expect("loads"))
     }
 
     /// The synthetic source with `settings` through the pipeline (one worker, no screen) at

@@ -9,10 +9,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use edgeclr_artifact::ArtifactKind;
+use edgeclr_artifact::Manifest;
 use edgeclr_artifact::RgbImage;
+use edgeclr_runtime::backend::{self, Backend};
 use edgeclr_runtime::embed::{self, Embedder, Preprocess};
 use serde::Serialize;
 
+use crate::config::choice::EmbedChoice;
 use crate::config::{ArtifactChoice, DeviceConfig};
 use crate::slots;
 use crate::source::{self, CaptureSettings};
@@ -42,12 +45,21 @@ pub struct Selftest {
     pub board: String,
     /// Model version tested.
     pub model_version: String,
-    /// The faster artifact on this board (fp32 or int8), now preferred.
-    pub preferred_artifact: Option<ArtifactChoice>,
+    /// The fastest engine × precision on this board that passed its parity check
+    /// (`tract:int8`, `onnxruntime:fp32`, …), now preferred.
+    #[serde(serialize_with = "display")]
+    pub preferred_artifact: Option<EmbedChoice>,
     /// Every check.
     pub checks: Vec<Check>,
     /// All passed?
     pub ok: bool,
+}
+
+fn display<S: serde::Serializer>(c: &Option<EmbedChoice>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.collect_str(c),
+        None => s.serialize_none(),
+    }
 }
 
 /// What a check found: numbers, or why it does not apply here.
@@ -82,10 +94,8 @@ fn check(name: &str, f: impl FnOnce() -> Result<Outcome>) -> Check {
     }
 }
 
-/// Embedding latency percentiles (ms) of the model file `file` on `input`, over `n` calls.
-fn latency(file: &Path, input: &[f32], n: usize) -> Result<(f32, f32)> {
-    let opened = embed::open(file)?;
-    let mut e = opened.embedder.fork()?;
+/// Embedding latency percentiles (ms) of `e` on `input`, over `n` calls after 3 warm-ups.
+fn latency(e: &mut dyn Embedder, input: &[f32], n: usize) -> Result<(f32, f32)> {
     for _ in 0..3 {
         e.embed(input)?;
     }
@@ -96,6 +106,95 @@ fn latency(file: &Path, input: &[f32], n: usize) -> Result<(f32, f32)> {
         w.push(t.elapsed().as_secs_f32() * 1e3);
     }
     Ok((w.quantile(0.5), w.quantile(0.99)))
+}
+
+/// One engine × precision on the board's frames: its agreement with tract fp32 (`reference`;
+/// tract fp32 itself fills it) and its latency. Skipped when the model has no such file or
+/// the engine's library is not installed.
+fn embed_check(
+    cfg: &DeviceConfig,
+    manifest: &Manifest,
+    model: &Path,
+    choice: EmbedChoice,
+    frames: &[Vec<f32>],
+    reference: &mut Option<Vec<Vec<f32>>>,
+) -> Result<(Outcome, Option<f32>)> {
+    let kind = match choice.artifact {
+        ArtifactChoice::Fp32 => ArtifactKind::OnnxFp32,
+        ArtifactChoice::Int8 => ArtifactKind::OnnxInt8Qlinear,
+    };
+    if manifest.artifact(kind).is_none() {
+        let why = format!("the model has no {}", kind.file_name());
+        return Ok((Outcome::Skipped(why), None));
+    }
+    let ort = &cfg.runtime.onnxruntime;
+    let engine = match backend::available(choice.backend, ort) {
+        Ok(engine) => engine,
+        Err(e) => return Ok((Outcome::Skipped(e.to_string()), None)),
+    };
+    let mut e = embed::open_on(&model.join(kind.file_name()), choice.backend, ort)?.embedder;
+    let got = frames
+        .iter()
+        .map(|x| e.embed(x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parity = match (choice.backend, choice.artifact, reference.as_ref()) {
+        (Backend::Tract, ArtifactChoice::Fp32, _) => {
+            *reference = Some(got);
+            None
+        }
+        (_, _, Some(r)) => Some(crate::parity::check(manifest, choice, &got, r)?),
+        (_, _, None) => bail!("no tract fp32 reference to check {choice} against"),
+    };
+    let (p50, p99) = latency(e.as_mut(), &frames[0], 50)?;
+    let agrees = parity.as_ref().map_or(String::new(), |g| {
+        format!(
+            ", mean cosine {:.5} with tract fp32 on {} frames",
+            g.mean_cosine, g.images
+        )
+    });
+    Ok((
+        Outcome::Ran(
+            format!(
+                "{engine}, {}: p50 {p50:.2} ms, p99 {p99:.2} ms{agrees}",
+                kind.file_name()
+            ),
+            serde_json::json!({"p50_ms": p50, "p99_ms": p99, "parity": parity, "engine": engine}),
+        ),
+        Some(p50),
+    ))
+}
+
+/// Every engine × precision this build has; the fastest that passed is preferred and, with
+/// `state`, written to `STATE/artifact` for `run`.
+fn embed_checks(
+    cfg: &DeviceConfig,
+    manifest: &Manifest,
+    model: &Path,
+    frames: &[Vec<f32>],
+    state: Option<&Path>,
+) -> Result<(Vec<Check>, Option<EmbedChoice>)> {
+    let mut reference = None;
+    let mut timed = Vec::new();
+    let mut checks = Vec::new();
+    for choice in EmbedChoice::all() {
+        let name = format!("embed-{}", choice.to_string().replace(':', "-"));
+        checks.push(check(&name, || {
+            let (outcome, p50) = embed_check(cfg, manifest, model, choice, frames, &mut reference)?;
+            timed.extend(p50.map(|t| (choice, t)));
+            Ok(outcome)
+        }));
+    }
+    let preferred = timed
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _)| *c);
+    if let (Some(dir), Some(choice)) = (state, preferred) {
+        edgeclr_artifact::atomic::write_atomic(
+            &dir.join("artifact"),
+            choice.to_string().as_bytes(),
+        )?;
+    }
+    Ok((checks, preferred))
 }
 
 /// `MemAvailable` in MiB from /proc/meminfo.
@@ -161,62 +260,15 @@ pub fn run(
         ))
     }));
 
-    // Embedder latency, fp32 and int8; the faster one that passes the parity check becomes
-    // the preferred artifact.
-    let input = decoded
-        .first()
-        .map_or_else(|| vec![0.0; 3 * size * size], |(_, f)| pre.apply(f));
+    // Every engine × precision on up to 16 of the board's frames (a blank frame without a
+    // camera); the fastest that passes its parity check becomes the preferred choice.
     let frames: Vec<Vec<f32>> = if decoded.is_empty() {
-        vec![input.clone()]
+        vec![vec![0.0; 3 * size * size]]
     } else {
         decoded.iter().take(16).map(|(_, f)| pre.apply(f)).collect()
     };
-    let mut p50 = Vec::new();
-    for (name, kind, choice) in [
-        ("embed-fp32", ArtifactKind::OnnxFp32, ArtifactChoice::Fp32),
-        (
-            "embed-int8",
-            ArtifactKind::OnnxInt8Qlinear,
-            ArtifactChoice::Int8,
-        ),
-    ] {
-        checks.push(check(name, || {
-            if manifest.artifact(kind).is_none() {
-                return Ok(Outcome::Skipped(format!(
-                    "the model has no {}",
-                    kind.file_name()
-                )));
-            }
-            // int8 must reproduce the export's agreement with fp32 here before it may be preferred.
-            let parity = match kind {
-                ArtifactKind::OnnxFp32 => None,
-                _ => Some(crate::parity::check(&manifest, model, kind, &frames)?),
-            };
-            let (a, b) = latency(&model.join(kind.file_name()), &input, 50)?;
-            p50.push((choice, a));
-            let agrees = parity.as_ref().map_or(String::new(), |g| {
-                format!(
-                    ", mean cosine {:.5} with fp32 on {} frames",
-                    g.mean_cosine, g.images
-                )
-            });
-            Ok(Outcome::Ran(
-                format!("{}: p50 {a:.2} ms, p99 {b:.2} ms{agrees}", kind.file_name()),
-                serde_json::json!({"p50_ms": a, "p99_ms": b, "parity": parity}),
-            ))
-        }));
-    }
-    let preferred = p50
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(c, _)| *c);
-    if let (Some(dir), Some(choice)) = (state, preferred) {
-        let text = serde_json::to_string(&choice)?;
-        edgeclr_artifact::atomic::write_atomic(
-            &dir.join("artifact"),
-            text.trim_matches('"').as_bytes(),
-        )?;
-    }
+    let (embeds, preferred) = embed_checks(cfg, &manifest, model, &frames, state)?;
+    checks.extend(embeds);
 
     // One fine-tuning step on the backend the profile selects.
     checks.push(check("finetune-step", || {
@@ -345,7 +397,7 @@ impl Selftest {
             s += &format!("  [{mark}] {:<14} {}\n", c.name, c.detail);
         }
         if let Some(a) = self.preferred_artifact {
-            s += &format!("  faster embedder here: {a:?}\n");
+            s += &format!("  fastest embedder here: {a}\n");
         }
         s += if self.ok { "PASS\n" } else { "FAIL\n" };
         s

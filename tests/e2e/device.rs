@@ -345,8 +345,10 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
         names,
         [
             "camera",
-            "embed-fp32",
-            "embed-int8",
+            "embed-tract-fp32",
+            "embed-tract-int8",
+            "embed-onnxruntime-fp32",
+            "embed-onnxruntime-int8",
             "finetune-step",
             "display",
             "disk",
@@ -358,7 +360,7 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
         fp32["p99_ms"].as_f64() >= fp32["p50_ms"].as_f64() && fp32["p50_ms"].as_f64() > Some(0.0)
     );
     assert!(
-        report["checks"][3]["values"]["loss"]
+        report["checks"][5]["values"]["loss"]
             .as_f64()
             .expect("loss")
             .is_finite()
@@ -370,7 +372,7 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
         report["preferred_artifact"].as_str()
     );
     let junit = std::fs::read_to_string(state.join("selftest.junit.xml")).expect("junit");
-    assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"9\" failures=\"0\""), "{junit}");
     // int8 was held to the export's int8-vs-fp32 agreement on the board's own frames.
     let parity = &report["checks"][2]["values"]["parity"];
     assert_eq!(parity["images"], 10, "{parity}");
@@ -437,7 +439,12 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
     );
     let report = read_json(&strict_state.join("selftest.json"));
     assert_eq!(report["checks"][2]["ok"], false, "{report}");
-    assert_eq!(report["preferred_artifact"], "fp32", "{report}");
+    assert!(
+        report["preferred_artifact"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(":fp32")),
+        "{report}"
+    );
 
     // No camera: the camera check fails, the rest still run, exit code 1.
     let fail = tmp.path().join("fail");

@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use edgeclr_runtime::embed::{self, Embedder, Preprocess};
+use edgeclr_runtime::embed::{self, Preprocess};
+use edgeclr_runtime::{Backend, OrtSettings};
 
 use super::model_path;
 use crate::config::ArtifactChoice;
@@ -30,6 +31,9 @@ pub struct BenchArgs {
     /// fp32 or int8.
     #[arg(long, value_enum, default_value = "fp32")]
     pub artifact: ArtifactChoice,
+    /// Inference engine: tract or onnxruntime (ORT_DYLIB_PATH names its library).
+    #[arg(long, default_value = "tract", value_parser = clap::value_parser!(Backend))]
+    pub backend: Backend,
     /// Instead: the embedding stream with fine-tuning off, then on, in this one process
     /// (the recording looped; `--seconds` each), as fast as possible and at the board's rate.
     #[arg(long)]
@@ -57,7 +61,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.finetune {
         return bench_finetune(&args);
     }
-    let opened = embed::open(&model_path(&args.model, args.artifact))?;
+    let file = model_path(&args.model, args.artifact);
+    let opened = embed::open_on(&file, args.backend, &OrtSettings::default())?;
     let pre = Preprocess::from_manifest(&opened.manifest);
     let fast = CaptureSettings::replay();
     // Bare: decode + preprocess up front, then time only the embedder (one thread).
@@ -69,7 +74,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if inputs.is_empty() {
         bail!("{} has no frames", args.source);
     }
-    let mut e = opened.embedder.fork()?;
+    let mut e = opened.embedder.fork_boxed()?;
     for x in inputs.iter().take(5) {
         e.embed(x)?;
     }
@@ -92,7 +97,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         lossless: true,
     };
     // The recording through the whole pipeline, no sinks, no screen.
-    let live = Arc::new(LiveModel::new(opened.embedder.fork()?, "bench"));
+    let live = Arc::new(LiveModel::new(opened.embedder.fork_boxed()?, "bench"));
     let run_once =
         |settings: CaptureSettings, options: &pipeline::Options| -> Result<pipeline::Report> {
             Ok(pipeline::run(
@@ -122,7 +127,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "model": opened.embedder.source().display().to_string(),
+            "model": file.display().to_string(),
+            "backend": args.backend.name(),
             "source": args.source.to_string(),
             "bare_embedder_fps": bare_fps,
             "pipeline_fps": pipe_fps,
@@ -191,7 +197,7 @@ fn bench_finetune(args: &BenchArgs) -> Result<()> {
             None
         };
         let live = Arc::new(LiveModel::new(
-            embed::open(&file)?.embedder,
+            Box::new(embed::open(&file)?.embedder),
             &manifest.source.model_version,
         ));
         Ok(pipeline::run(

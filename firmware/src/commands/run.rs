@@ -7,11 +7,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use edgeclr_runtime::embed::{self, Embedder, Preprocess};
+use edgeclr_runtime::Backend;
+use edgeclr_runtime::embed::{self, Preprocess};
 use tracing::info;
 
 use super::model_path;
 use super::profile::ProfileArgs;
+use crate::config::choice::EmbedChoice;
 use crate::config::finetune::TrainDevice;
 use crate::config::{ArtifactChoice, DeviceConfig};
 use crate::display::{self, DisplaySpec};
@@ -42,6 +44,10 @@ pub struct RunArgs {
     /// fp32 or int8 model.
     #[arg(long, value_enum)]
     pub artifact: Option<ArtifactChoice>,
+    /// Inference engine: tract, or onnxruntime (the board's libonnxruntime.so; see
+    /// `[runtime.onnxruntime]` and ORT_DYLIB_PATH).
+    #[arg(long, value_parser = clap::value_parser!(Backend))]
+    pub backend: Option<Backend>,
     /// Embedding threads.
     #[arg(long)]
     pub embed_workers: Option<usize>,
@@ -103,6 +109,9 @@ pub fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
     if let Some(a) = args.artifact {
         cfg.runtime.artifact = a;
     }
+    if let Some(b) = args.backend {
+        cfg.runtime.backend = b;
+    }
     if let Some(w) = args.embed_workers {
         cfg.runtime.embed_workers = w;
     }
@@ -160,22 +169,23 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         None => None,
     };
-    // The faster artifact measured by `selftest` on this board, unless --artifact is given.
-    if let (Some(st), None) = (&args.state, args.artifact)
+    // The fastest engine × precision measured by `selftest` on this board, unless
+    // --artifact or --backend is given.
+    if let (Some(st), None, None) = (&args.state, args.artifact, args.backend)
         && let Ok(text) = std::fs::read_to_string(st.join("artifact"))
     {
-        match text.trim() {
-            "fp32" => cfg.runtime.artifact = ArtifactChoice::Fp32,
-            "int8" => cfg.runtime.artifact = ArtifactChoice::Int8,
-            other => tracing::warn!(
-                "{}: unknown artifact `{other}`",
-                st.join("artifact").display()
+        match text.trim().parse::<EmbedChoice>() {
+            Ok(c) => {
+                cfg.runtime.artifact = c.artifact;
+                cfg.runtime.backend = c.backend;
+                info!("embedding with {c} (measured fastest here by selftest)");
+            }
+            Err(e) => tracing::warn!(
+                "{}: {e}; keeping {}",
+                st.join("artifact").display(),
+                cfg.runtime.choice()
             ),
         }
-        info!(
-            "artifact {:?} (measured faster here by selftest)",
-            cfg.runtime.artifact
-        );
     }
     let model_file = match &slots {
         Some(s) => {
@@ -186,13 +196,20 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         None => model_path(&args.model, cfg.runtime.artifact),
     };
-    let opened = embed::open(&model_file)
-        .with_context(|| format!("loading model {}", model_file.display()))?;
+    let opened = embed::open_on(&model_file, cfg.runtime.backend, &cfg.runtime.onnxruntime)
+        .with_context(|| {
+            format!(
+                "loading model {} on {}",
+                model_file.display(),
+                cfg.runtime.backend
+            )
+        })?;
     let m = &opened.manifest;
     info!(
-        "model {} ({:?}, {}×{} → {})",
+        "model {} ({:?} on {}, {}×{} → {})",
         m.source.model_version,
         opened.kind,
+        cfg.runtime.backend,
         m.input.size,
         m.input.size,
         opened.embedder.dim()
@@ -256,7 +273,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         &options,
         shutdown,
         pipeline::Extras {
-            slots: slots.map(|s| (s, cfg.runtime.artifact)),
+            slots: slots.map(|slots| pipeline::Follow {
+                slots,
+                choice: cfg.runtime.choice(),
+                ort: cfg.runtime.onnxruntime.clone(),
+            }),
             finetune: finetuner,
         },
     );

@@ -2,9 +2,11 @@
 //! or `--config FILE` in the same shape), then CLI overrides; validated into the runtime
 //! settings and logged resolved. Unknown keys are errors.
 
+pub mod choice;
 pub mod finetune;
 pub mod overrides;
 
+use edgeclr_runtime::{Backend, OrtSettings};
 use serde::{Deserialize, Serialize};
 
 use self::finetune::FinetuneSection;
@@ -60,6 +62,22 @@ pub struct RuntimeSection {
     pub memory_budget_mib: u64,
     /// fp32 or int8.
     pub artifact: ArtifactChoice,
+    /// The engine: `tract` (built in) or `onnxruntime` (the board's own library).
+    #[serde(default)]
+    pub backend: Backend,
+    /// Where onnxruntime's library is and which execution providers it tries.
+    #[serde(default)]
+    pub onnxruntime: OrtSettings,
+}
+
+impl RuntimeSection {
+    /// The configured engine × precision.
+    pub fn choice(&self) -> choice::EmbedChoice {
+        choice::EmbedChoice {
+            backend: self.backend,
+            artifact: self.artifact,
+        }
+    }
 }
 
 /// `[sink]`.

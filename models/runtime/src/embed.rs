@@ -12,6 +12,7 @@ pub use edgeclr_artifact::preprocess::Preprocess;
 pub use edgeclr_artifact::similarity::cosine;
 use edgeclr_artifact::{ArtifactError, ArtifactKind, Manifest};
 
+pub use crate::backend::{Backend, OrtSettings};
 pub use crate::tract::{ModelFormat, TractEmbedder, TractModel};
 
 /// What can go wrong loading or running an exported model.
@@ -55,18 +56,18 @@ pub const DEFAULT_PREFERENCE: [ArtifactKind; 4] = [
     ArtifactKind::OnnxFp32Batched,
 ];
 
-/// A model opened through its manifest.
+/// A model opened through its manifest: by tract ([`open`]) or on any backend ([`open_on`]).
 #[derive(Debug)]
-pub struct Opened {
+pub struct Opened<E = TractEmbedder> {
     /// The runnable embedder.
-    pub embedder: TractEmbedder,
+    pub embedder: E,
     /// The export folder's manifest.
     pub manifest: Manifest,
     /// Which file was loaded.
     pub kind: ArtifactKind,
 }
 
-/// Opens what a user points at: an export folder (its first artifact in
+/// Opens what a user points at with tract: an export folder (its first artifact in
 /// [`DEFAULT_PREFERENCE`]) or one file inside it. The file's sha256 is checked against the
 /// manifest and the input size comes from the manifest.
 ///
@@ -74,6 +75,51 @@ pub struct Opened {
 /// [`EmbedError::Artifact`] for a missing/malformed manifest, a file the manifest does not
 /// list, or a checksum mismatch; [`EmbedError::Load`] when tract rejects the file.
 pub fn open(path: &Path) -> Result<Opened, EmbedError> {
+    let (file, manifest, kind) = locate(path)?;
+    let embedder = TractEmbedder::load(&file, manifest.input.size)?;
+    check_dim(&file, embedder.dim(), &manifest)?;
+    Ok(Opened {
+        embedder,
+        manifest,
+        kind,
+    })
+}
+
+/// [`open`] on `backend` (onnxruntime set up by `ort`).
+///
+/// # Errors
+/// As [`open`], and [`EmbedError::Load`] when onnxruntime is not available (see
+/// [`crate::backend::load`]).
+pub fn open_on(
+    path: &Path,
+    backend: Backend,
+    ort: &OrtSettings,
+) -> Result<Opened<Box<dyn Embedder>>, EmbedError> {
+    let (file, manifest, kind) = locate(path)?;
+    let embedder = crate::backend::load(&file, manifest.input.size, backend, ort)?;
+    check_dim(&file, embedder.dim(), &manifest)?;
+    Ok(Opened {
+        embedder,
+        manifest,
+        kind,
+    })
+}
+
+fn check_dim(file: &Path, dim: usize, manifest: &Manifest) -> Result<(), EmbedError> {
+    if dim == manifest.output_dim {
+        return Ok(());
+    }
+    Err(EmbedError::Load {
+        path: file.to_path_buf(),
+        reason: format!(
+            "outputs {dim} values but the manifest says {}; the file belongs to another export",
+            manifest.output_dim
+        ),
+    })
+}
+
+/// The verified file `path` names (a folder: its preferred artifact), its manifest and kind.
+fn locate(path: &Path) -> Result<(PathBuf, Manifest, ArtifactKind), EmbedError> {
     let (dir, file) = if path.is_dir() {
         (path.to_path_buf(), None)
     } else {
@@ -114,26 +160,11 @@ pub fn open(path: &Path) -> Result<Opened, EmbedError> {
     };
     let kind = artifact.kind;
     let file_path = manifest.verify(&dir, artifact)?;
-    let embedder = TractEmbedder::load(&file_path, manifest.input.size)?;
-    if embedder.dim() != manifest.output_dim {
-        return Err(EmbedError::Load {
-            path: file_path,
-            reason: format!(
-                "outputs {} values but the manifest says {}; the file belongs to another export",
-                embedder.dim(),
-                manifest.output_dim
-            ),
-        });
-    }
-    Ok(Opened {
-        embedder,
-        manifest,
-        kind,
-    })
+    Ok((file_path, manifest, kind))
 }
 
 /// Maps one normalised image to its representation.
-pub trait Embedder: Send {
+pub trait Embedder: Send + std::fmt::Debug {
     /// Side of the square input in pixels.
     fn input_size(&self) -> usize;
     /// Dimension of the returned vectors.
@@ -147,4 +178,12 @@ pub trait Embedder: Send {
     /// [`EmbedError::InputSize`] for a buffer of the wrong length; [`EmbedError::Run`] when
     /// the runtime fails.
     fn embed(&mut self, chw: &[f32]) -> Result<Vec<f32>, EmbedError>;
+    /// The engine running it.
+    fn backend(&self) -> Backend;
+    /// A second embedder on the same model for another thread (a tract state on the shared
+    /// plan, or a new onnxruntime session).
+    ///
+    /// # Errors
+    /// [`EmbedError::Run`] when the runtime cannot create it.
+    fn fork_boxed(&self) -> Result<Box<dyn Embedder>, EmbedError>;
 }

@@ -8,12 +8,16 @@
 //! No learning framework is linked: `edgeclr-learn` depends on this crate for its parity
 //! checks, never the reverse.
 
+pub mod backend;
 pub mod embed;
 pub mod health;
 pub mod isa;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 pub mod profile;
 pub mod tract;
 
-pub use embed::{EmbedError, Embedder, Opened, Preprocess, open};
+pub use backend::{Backend, OrtSettings, Provider};
+pub use embed::{EmbedError, Embedder, Opened, Preprocess, open, open_on};
 pub use profile::{OpTime, Profile};
 pub use tract::{ModelFormat, TractEmbedder, TractModel};

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+use crate::backend::Backend;
 use crate::embed::{EmbedError, Embedder};
 
 /// On-disk model formats.
@@ -379,5 +380,13 @@ impl Embedder for TractEmbedder {
     fn embed(&mut self, chw: &[f32]) -> Result<Vec<f32>, EmbedError> {
         let mut outputs = self.model.run(chw)?;
         Ok(outputs.swap_remove(0))
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Tract
+    }
+
+    fn fork_boxed(&self) -> Result<Box<dyn Embedder>, EmbedError> {
+        Ok(Box::new(self.fork()?))
     }
 }

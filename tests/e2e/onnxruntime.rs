@@ -1,0 +1,235 @@
+//! onnxruntime as the board's second engine (issue 17): `selftest` times every engine ×
+//! precision on the board's frames, holds each to its parity check and records the fastest;
+//! `run` embeds on onnxruntime like tract does; a missing library is named, never a crash.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use e2e::{
+    assert_success, binary, clip, cosine, exported_model, onnxruntime_library, path, read_json,
+    read_npy_f32,
+};
+
+fn device(args: &[&str], library: &Path) -> Output {
+    Command::new(binary("edgeclr-device"))
+        .args(args)
+        .env("ORT_DYLIB_PATH", library)
+        .output()
+        .expect("spawn edgeclr-device")
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report}"))
+}
+
+/// The clip's first 20 frames embedded by `run` with `extra` flags, as rows.
+fn embed_clip(model: &Path, npy: &Path, library: &Path, extra: &[&str]) -> Vec<Vec<f32>> {
+    let sink = format!("npy:{}", path(npy));
+    let source = format!("mjpeg:{}", path(&clip()));
+    let mut args = vec![
+        "run",
+        "--board",
+        "x86-dev",
+        "--model",
+        path(model),
+        "--source",
+        &source,
+        "--frames",
+        "20",
+        "--as-fast-as-possible",
+        "--sink",
+        &sink,
+        "--embed-workers",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    assert_success(&device(&args, library));
+    let (shape, values) = read_npy_f32(npy);
+    assert_eq!(shape[0], 20, "{shape:?}");
+    values.chunks(shape[1]).map(<[f32]>::to_vec).collect()
+}
+
+#[test]
+fn selftest_times_every_engine_and_prefers_the_fastest_that_agrees() {
+    let Some(library) = onnxruntime_library() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let state = tmp.path().join("state");
+    let source = format!("mjpeg:{}", path(&clip()));
+    let args = [
+        "selftest",
+        "--model",
+        path(&model),
+        "--state",
+        path(&state),
+        "--source",
+        &source,
+        "--frames",
+        "10",
+    ];
+    assert_success(&device(&args, &library));
+    let report = read_json(&state.join("selftest.json"));
+    let engines = [
+        "tract-fp32",
+        "tract-int8",
+        "onnxruntime-fp32",
+        "onnxruntime-int8",
+    ];
+    let mut fastest = (f64::INFINITY, String::new());
+    for e in engines {
+        let c = check(&report, &format!("embed-{e}"));
+        assert!(c["ok"] == true && c["skipped"] == false, "{c}");
+        let p50 = c["values"]["p50_ms"].as_f64().expect("p50");
+        assert!(
+            p50 > 0.0 && c["values"]["p99_ms"].as_f64() >= Some(p50),
+            "{c}"
+        );
+        if p50 < fastest.0 {
+            fastest = (p50, e.replacen('-', ":", 1));
+        }
+    }
+    // Another fp32 engine agrees with tract fp32 to rounding on every frame.
+    let ort_fp32 = &check(&report, "embed-onnxruntime-fp32")["values"]["parity"];
+    assert_eq!(ort_fp32["images"], 10, "{ort_fp32}");
+    assert!(
+        ort_fp32["min_cosine"].as_f64() >= Some(0.9999),
+        "{ort_fp32}"
+    );
+    // Both int8 engines are held to the export's int8-vs-fp32 record.
+    let manifest = read_json(&model.join("manifest.json"));
+    let recorded = manifest["drift"]["agreements"]
+        .as_array()
+        .expect("agreements")
+        .iter()
+        .find(|a| {
+            a["compared"]
+                .as_str()
+                .is_some_and(|c| c.contains("encoder.int8.onnx"))
+        })
+        .and_then(|a| a["mean_cosine"].as_f64())
+        .expect("the export records int8 vs fp32");
+    for e in ["tract-int8", "onnxruntime-int8"] {
+        let mean = check(&report, &format!("embed-{e}"))["values"]["parity"]["mean_cosine"]
+            .as_f64()
+            .expect("mean cosine");
+        assert!(mean >= recorded - 0.005, "{e}: {mean} vs {recorded}");
+    }
+    // The fastest of the four is preferred and recorded for `run`.
+    assert_eq!(report["preferred_artifact"], fastest.1.as_str(), "{report}");
+    let recorded = std::fs::read_to_string(state.join("artifact")).expect("STATE/artifact");
+    assert_eq!(recorded, fastest.1);
+}
+
+#[test]
+fn run_on_onnxruntime_embeds_like_tract_and_follows_state() {
+    let Some(library) = onnxruntime_library() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let npy = |n: &str| tmp.path().join(format!("{n}.npy"));
+    let tract = embed_clip(&model, &npy("tract"), &library, &["--backend", "tract"]);
+    let ort = embed_clip(&model, &npy("ort"), &library, &["--backend", "onnxruntime"]);
+    for (i, (a, b)) in tract.iter().zip(&ort).enumerate() {
+        assert!(cosine(a, b) >= 0.9999, "frame {i}: cosine {}", cosine(a, b));
+    }
+    let tract8 = embed_clip(&model, &npy("tract8"), &library, &["--artifact", "int8"]);
+    let ort8 = embed_clip(
+        &model,
+        &npy("ort8"),
+        &library,
+        &["--backend", "onnxruntime", "--artifact", "int8"],
+    );
+    let mean = |x: &[Vec<f32>]| {
+        x.iter()
+            .zip(&tract)
+            .map(|(a, b)| f64::from(cosine(a, b)))
+            .sum::<f64>()
+            / 20.0
+    };
+    assert!(
+        mean(&ort8) > 0.99 && mean(&tract8) > 0.99,
+        "{} {}",
+        mean(&ort8),
+        mean(&tract8)
+    );
+
+    // STATE/artifact (what selftest writes) chooses the engine when no flag does.
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    std::fs::write(state.join("artifact"), "onnxruntime:int8").expect("write");
+    let followed = embed_clip(&model, &npy("state"), &library, &["--state", path(&state)]);
+    for (a, b) in followed.iter().zip(&ort8) {
+        assert!(
+            cosine(a, b) > 0.999_999,
+            "not onnxruntime int8: {}",
+            cosine(a, b)
+        );
+    }
+}
+
+#[test]
+fn a_missing_library_is_named_and_tract_still_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = exported_model(tmp.path());
+    let missing = tmp.path().join("nowhere/libonnxruntime.so.1.99.0");
+    let source = format!("mjpeg:{}", path(&clip()));
+    let state = tmp.path().join("state");
+    let args = [
+        "selftest",
+        "--model",
+        path(&model),
+        "--state",
+        path(&state),
+        "--source",
+        &source,
+        "--frames",
+        "4",
+    ];
+    assert_success(&device(&args, &missing));
+    let report = read_json(&state.join("selftest.json"));
+    for e in ["onnxruntime-fp32", "onnxruntime-int8"] {
+        let c = check(&report, &format!("embed-{e}"));
+        let detail = c["detail"].as_str().expect("detail");
+        assert!(
+            c["skipped"] == true && detail.contains(path(&missing)),
+            "{c}"
+        );
+        assert!(detail.contains("pip install onnxruntime"), "{detail}");
+    }
+    assert!(
+        report["preferred_artifact"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("tract:")),
+        "{report}"
+    );
+
+    let out = device(
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            &source,
+            "--frames",
+            "2",
+            "--backend",
+            "onnxruntime",
+        ],
+        &missing,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(path(&missing)) && stderr.contains("ORT_DYLIB_PATH"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
