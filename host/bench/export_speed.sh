@@ -17,9 +17,13 @@ venv="$HOME/.cache/edgeclr/ort-venv"
 cargo build --release --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/edgeclr"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import onnxruntime, onnx, numpy' 2>/dev/null \
-  || "$venv/bin/pip" install -q onnxruntime onnx numpy
+"$venv/bin/python" -c 'import onnxruntime, onnx, numpy, tract' 2>/dev/null \
+  || "$venv/bin/pip" install -q onnxruntime onnx numpy "tract==0.23.9"
 mkdir -p "$out"
+# The venv's libonnxruntime is also what our onnxruntime embedder loads (embed_speed times
+# both engines), so the Python and Rust figures run the same library.
+ORT_DYLIB_PATH=$("$venv/bin/python" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
+export ORT_DYLIB_PATH
 for size in 32 96; do
   "$bin" export --run "$run" --out "$out/p$size" --image-size "$size" --int8 \
     --calib-data "$data" --calib-n 256 --check-n 256
@@ -31,3 +35,5 @@ cargo bench --workspace --bench embed_speed -- "$(realpath "$out/p32")" "$(realp
 cargo bench --workspace --bench tract_profile -- "$(realpath "$out/p96")" > "$out/profile-p96.jsonl"
 "$venv/bin/python" host/bench/ort_speed.py --data "$data" --tract-npy "$out/tract-p32.npy" \
   --out "$out" "$out/p32" "$out/p96"
+# Small batches per engine (issue 17, item 4).
+for size in 32 96; do "$venv/bin/python" host/bench/batch_speed.py "$out/p$size"; done | tee "$out/batch.jsonl"

@@ -97,7 +97,11 @@ for r in rows:
     r["images_per_s"] = 1e3 / r["ms_per_image"]
     print(json.dumps(r))
 
-tract_rows = [json.loads(l) for l in open(os.path.join(a.out, "tract.jsonl")) if l.startswith("{")]
+rust_rows = [json.loads(l) for l in open(os.path.join(a.out, "tract.jsonl")) if l.startswith("{")]
+tract_rows = [r for r in rust_rows if r["engine"] == "tract"]
+# Our OrtEmbedder (Rust, the same libonnxruntime via ORT_DYLIB_PATH): one session single
+# threaded, or one single-threaded session per core, as Python's "session-per-core" mode.
+ours_ort = [r for r in rust_rows if r["engine"] == "onnxruntime"]
 
 
 def ort_best(size, threads, f):
@@ -117,5 +121,22 @@ for t in tract_rows:
                   "ort_int8_qdq_ms": oq["ms_per_image"] if oq else None, "throughput_vs_ort_fp32": ratio})
     print(f"| {t['size']}×{t['size']} | {t['threads']} | {t['file']} | {t['ms_per_image']:.3f} | "
           f"{of['ms_per_image']:.3f} ({of['mode']}) | **{ratio:.2f}×** | {oq['ms_per_image'] if oq else float('nan'):.3f} |")
+
+embedder = []
+if ours_ort:
+    print()
+    print("| input | threads | file | edgeclr onnxruntime embedder ms/img | onnxruntime from Python ms/img | embedder throughput ÷ Python's |")
+    print("|---|---|---|---|---|---|")
+for o in ours_ort:
+    mode = "intra-op" if o["threads"] == 1 else "session-per-core"
+    py = [r for r in rows if r["size"] == o["size"] and r["threads"] == o["threads"]
+          and r["file"] == o["file"] and r["mode"] == mode]
+    if not py:
+        continue
+    ratio = py[0]["ms_per_image"] / o["ms_per_image"]
+    embedder.append({**o, "python_ms": py[0]["ms_per_image"], "python_mode": mode, "throughput_vs_python": ratio})
+    print(f"| {o['size']}×{o['size']} | {o['threads']} | {o['file']} | {o['ms_per_image']:.3f} | "
+          f"{py[0]['ms_per_image']:.3f} ({mode}) | **{ratio:.2f}×** |")
 json.dump({"parity": parity, "onnxruntime": rows, "tract": tract_rows, "table": table, "cores": cores,
+           "ort_embedder": embedder,
            "onnxruntime_version": ort.__version__}, open(os.path.join(a.out, "speed.json"), "w"), indent=1)
