@@ -6,7 +6,6 @@
 //! (issue 17: the fastest backend × precision that passes the parity check).
 
 use anyhow::{Result, bail};
-use edgeclr_artifact::ArtifactKind;
 use edgeclr_artifact::manifest::{Agreement, Manifest};
 
 use crate::config::ArtifactChoice;
@@ -34,11 +33,7 @@ pub fn check(
     got: &[Vec<f32>],
     reference: &[Vec<f32>],
 ) -> Result<Agreement> {
-    let kind = match choice.artifact {
-        ArtifactChoice::Fp32 => ArtifactKind::OnnxFp32,
-        ArtifactChoice::Int8 => ArtifactKind::OnnxInt8Qlinear,
-    };
-    let file = kind.file_name();
+    let file = choice.artifact.kind().file_name();
     let a = Agreement::measure(
         format!("board {choice} {file} vs tract fp32"),
         got,

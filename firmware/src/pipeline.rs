@@ -281,7 +281,16 @@ pub fn run(
         }
         // Embedding workers.
         for w in 0..options.embed_workers {
-            let mut worker = model.worker().expect("an embedder state for each worker");
+            // A fork can fail for resources (an onnxruntime session per worker on a small
+            // GPU): run with the workers that started.
+            let mut worker = match model.worker() {
+                Ok(worker) => worker,
+                Err(e) => {
+                    tracing::error!("embedding worker {w} could not start: {e}");
+                    live_workers.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
             let (prep_rx, counters, latencies, sinks, model, live, offers) = (
                 prep_rx.clone(),
                 counters.clone(),

@@ -119,10 +119,7 @@ fn embed_check(
     frames: &[Vec<f32>],
     reference: &mut Option<Vec<Vec<f32>>>,
 ) -> Result<(Outcome, Option<f32>)> {
-    let kind = match choice.artifact {
-        ArtifactChoice::Fp32 => ArtifactKind::OnnxFp32,
-        ArtifactChoice::Int8 => ArtifactKind::OnnxInt8Qlinear,
-    };
+    let kind = choice.artifact.kind();
     if manifest.artifact(kind).is_none() {
         let why = format!("the model has no {}", kind.file_name());
         return Ok((Outcome::Skipped(why), None));
@@ -394,7 +391,7 @@ impl Selftest {
             } else {
                 " ok "
             };
-            s += &format!("  [{mark}] {:<14} {}\n", c.name, c.detail);
+            s += &format!("  [{mark}] {:<22} {}\n", c.name, c.detail);
         }
         if let Some(a) = self.preferred_artifact {
             s += &format!("  fastest embedder here: {a}\n");

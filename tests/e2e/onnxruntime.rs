@@ -27,8 +27,8 @@ fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no check {name} in {report}"))
 }
 
-/// The clip's first 20 frames embedded by `run` with `extra` flags, as rows.
-fn embed_clip(model: &Path, npy: &Path, library: &Path, extra: &[&str]) -> Vec<Vec<f32>> {
+/// The clip's first 20 frames embedded by `run` with `extra` flags, as rows, and the log.
+fn embed_clip(model: &Path, npy: &Path, library: &Path, extra: &[&str]) -> (Vec<Vec<f32>>, String) {
     let sink = format!("npy:{}", path(npy));
     let source = format!("mjpeg:{}", path(&clip()));
     let mut args = vec![
@@ -48,10 +48,12 @@ fn embed_clip(model: &Path, npy: &Path, library: &Path, extra: &[&str]) -> Vec<V
         "1",
     ];
     args.extend_from_slice(extra);
-    assert_success(&device(&args, library));
+    let out = device(&args, library);
+    assert_success(&out);
     let (shape, values) = read_npy_f32(npy);
     assert_eq!(shape[0], 20, "{shape:?}");
-    values.chunks(shape[1]).map(<[f32]>::to_vec).collect()
+    let rows = values.chunks(shape[1]).map(<[f32]>::to_vec).collect();
+    (rows, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -86,6 +88,8 @@ fn selftest_times_every_engine_and_prefers_the_fastest_that_agrees() {
     for e in engines {
         let c = check(&report, &format!("embed-{e}"));
         assert!(c["ok"] == true && c["skipped"] == false, "{c}");
+        let engine = c["values"]["engine"].as_str().expect("engine");
+        assert!(engine.starts_with(&e[..e.len() - 5]), "{e} ran on {engine}");
         let p50 = c["values"]["p50_ms"].as_f64().expect("p50");
         assert!(
             p50 > 0.0 && c["values"]["p99_ms"].as_f64() >= Some(p50),
@@ -135,44 +139,47 @@ fn run_on_onnxruntime_embeds_like_tract_and_follows_state() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let model = exported_model(tmp.path());
     let npy = |n: &str| tmp.path().join(format!("{n}.npy"));
-    let tract = embed_clip(&model, &npy("tract"), &library, &["--backend", "tract"]);
-    let ort = embed_clip(&model, &npy("ort"), &library, &["--backend", "onnxruntime"]);
+    let (tract, log) = embed_clip(&model, &npy("tract"), &library, &["--backend", "tract"]);
+    assert!(log.contains("on tract"), "{log}");
+    let (ort, log) = embed_clip(&model, &npy("ort"), &library, &["--backend", "onnxruntime"]);
+    assert!(log.contains("on onnxruntime"), "{log}");
     for (i, (a, b)) in tract.iter().zip(&ort).enumerate() {
         assert!(cosine(a, b) >= 0.9999, "frame {i}: cosine {}", cosine(a, b));
     }
-    let tract8 = embed_clip(&model, &npy("tract8"), &library, &["--artifact", "int8"]);
-    let ort8 = embed_clip(
-        &model,
-        &npy("ort8"),
-        &library,
-        &["--backend", "onnxruntime", "--artifact", "int8"],
-    );
-    let mean = |x: &[Vec<f32>]| {
+    let int8 = ["--backend", "onnxruntime", "--artifact", "int8"];
+    let (ort8, _) = embed_clip(&model, &npy("ort8"), &library, &int8);
+    let (tract8, _) = embed_clip(&model, &npy("tract8"), &library, &["--artifact", "int8"]);
+    let mean = |x: &[Vec<f32>], y: &[Vec<f32>]| {
         x.iter()
-            .zip(&tract)
+            .zip(y)
             .map(|(a, b)| f64::from(cosine(a, b)))
             .sum::<f64>()
             / 20.0
     };
-    assert!(
-        mean(&ort8) > 0.99 && mean(&tract8) > 0.99,
-        "{} {}",
-        mean(&ort8),
-        mean(&tract8)
-    );
+    let (m_ort8, m_tract8) = (mean(&ort8, &tract), mean(&tract8, &tract));
+    assert!(m_ort8 > 0.99 && m_tract8 > 0.99, "{m_ort8} {m_tract8}");
 
     // STATE/artifact (what selftest writes) chooses the engine when no flag does.
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).expect("mkdir");
     std::fs::write(state.join("artifact"), "onnxruntime:int8").expect("write");
-    let followed = embed_clip(&model, &npy("state"), &library, &["--state", path(&state)]);
-    for (a, b) in followed.iter().zip(&ort8) {
-        assert!(
-            cosine(a, b) > 0.999_999,
-            "not onnxruntime int8: {}",
-            cosine(a, b)
-        );
-    }
+    let flags = ["--state", path(&state)];
+    let (followed, log) = embed_clip(&model, &npy("state"), &library, &flags);
+    assert!(log.contains("embedding with onnxruntime:int8"), "{log}");
+    assert!(
+        mean(&followed, &ort8) > 0.999_999,
+        "{}",
+        mean(&followed, &ort8)
+    );
+    // Where the library has gone since selftest, the service keeps running on tract.
+    let elsewhere = tmp.path().join("gone/libonnxruntime.so");
+    let (fallback, log) = embed_clip(&model, &npy("fallback"), &elsewhere, &flags);
+    assert!(log.contains("running tract:int8"), "{log}");
+    assert!(
+        mean(&fallback, &tract8) > 0.999_999,
+        "{}",
+        mean(&fallback, &tract8)
+    );
 }
 
 #[test]
@@ -180,6 +187,8 @@ fn a_missing_library_is_named_and_tract_still_runs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let model = exported_model(tmp.path());
     let missing = tmp.path().join("nowhere/libonnxruntime.so.1.99.0");
+    // A bare name goes to the dynamic linker's search, and is named when it finds nothing.
+    let bare = Path::new("libonnxruntime-not-installed.so");
     let source = format!("mjpeg:{}", path(&clip()));
     let state = tmp.path().join("state");
     let args = [
@@ -229,6 +238,26 @@ fn a_missing_library_is_named_and_tract_still_runs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(path(&missing)) && stderr.contains("ORT_DYLIB_PATH"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let out = device(
+        &[
+            "run",
+            "--model",
+            path(&model),
+            "--source",
+            &source,
+            "--frames",
+            "2",
+            "--backend",
+            "onnxruntime",
+        ],
+        bare,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(path(bare)),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use edgeclr_runtime::Backend;
 use edgeclr_runtime::embed::{self, Preprocess};
-use edgeclr_runtime::{Backend, OrtSettings};
 
 use super::model_path;
-use crate::config::ArtifactChoice;
+use crate::config::{ArtifactChoice, DeviceConfig};
 use crate::live::LiveModel;
 use crate::pipeline;
 use crate::source::{self, CaptureSettings, SourceSpec};
@@ -62,7 +62,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return bench_finetune(&args);
     }
     let file = model_path(&args.model, args.artifact);
-    let opened = embed::open_on(&file, args.backend, &OrtSettings::default())?;
+    // onnxruntime's library and providers as the board profile sets them.
+    let ort = DeviceConfig::board(&args.board)
+        .map_err(anyhow::Error::msg)?
+        .runtime
+        .onnxruntime;
+    let opened = embed::open_on(&file, args.backend, &ort)?;
     let pre = Preprocess::from_manifest(&opened.manifest);
     let fast = CaptureSettings::replay();
     // Bare: decode + preprocess up front, then time only the embedder (one thread).
@@ -150,7 +155,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn bench_finetune(args: &BenchArgs) -> Result<()> {
     use anyhow::Context;
 
-    use crate::config::DeviceConfig;
     use crate::finetune::Finetuner;
     use crate::learner::Learner;
     use crate::slots::{self, Slots};

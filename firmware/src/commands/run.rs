@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use edgeclr_runtime::Backend;
+use edgeclr_runtime::backend;
 use edgeclr_runtime::embed::{self, Preprocess};
 use tracing::info;
 
@@ -175,6 +176,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         && let Ok(text) = std::fs::read_to_string(st.join("artifact"))
     {
         match text.trim().parse::<EmbedChoice>() {
+            // selftest may have found a library this process does not (another environment):
+            // keep running on tract rather than failing the service.
+            Ok(c) if backend::available(c.backend, &cfg.runtime.onnxruntime).is_err() => {
+                tracing::warn!(
+                    "{}: {c} was fastest at selftest but {} does not load here; running tract:{}",
+                    st.join("artifact").display(),
+                    c.backend,
+                    c.artifact.name()
+                );
+                cfg.runtime.artifact = c.artifact;
+                cfg.runtime.backend = edgeclr_runtime::Backend::Tract;
+            }
             Ok(c) => {
                 cfg.runtime.artifact = c.artifact;
                 cfg.runtime.backend = c.backend;

@@ -33,16 +33,9 @@ impl EmbedChoice {
     }
 }
 
-fn precision_name(a: ArtifactChoice) -> &'static str {
-    match a {
-        ArtifactChoice::Fp32 => "fp32",
-        ArtifactChoice::Int8 => "int8",
-    }
-}
-
 impl fmt::Display for EmbedChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.backend, precision_name(self.artifact))
+        write!(f, "{}:{}", self.backend, self.artifact.name())
     }
 }
 

@@ -50,6 +50,24 @@ pub enum ArtifactChoice {
     Int8,
 }
 
+impl ArtifactChoice {
+    /// `fp32` or `int8`, as in profiles and `STATE/artifact`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+        }
+    }
+
+    /// The exported ONNX file of this precision.
+    pub fn kind(self) -> edgeclr_artifact::ArtifactKind {
+        match self {
+            Self::Fp32 => edgeclr_artifact::ArtifactKind::OnnxFp32,
+            Self::Int8 => edgeclr_artifact::ArtifactKind::OnnxInt8Qlinear,
+        }
+    }
+}
+
 /// `[runtime]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

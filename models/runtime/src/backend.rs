@@ -73,6 +73,17 @@ pub enum Provider {
     Tensorrt,
 }
 
+impl Provider {
+    /// The name used in profiles and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Tensorrt => "tensorrt",
+        }
+    }
+}
+
 /// Where onnxruntime comes from and how it runs (`[runtime.onnxruntime]` on the board).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,8 +93,9 @@ pub struct OrtSettings {
     pub library: Option<PathBuf>,
     /// Intra-op threads per session; the board runs one session per embedding worker, so 1.
     pub threads: usize,
-    /// Execution providers in priority order; one that cannot register on this board (no
-    /// CUDA, a CPU-only build) is passed over with onnxruntime's warning.
+    /// Execution providers in priority order. One the library was not built with (CUDA on a
+    /// CPU-only wheel) is left out, and `selftest` names the ones used; one it has but cannot
+    /// start fails the session instead of falling back to the CPU unseen.
     pub providers: Vec<Provider>,
 }
 
@@ -112,9 +124,14 @@ pub fn available(backend: Backend, ort: &OrtSettings) -> Result<String, EmbedErr
 #[cfg(feature = "onnxruntime")]
 fn ort_available(ort: &OrtSettings) -> Result<String, EmbedError> {
     let lib = crate::onnxruntime::library(ort.library.as_deref())?;
+    let providers: Vec<&str> = crate::onnxruntime::usable_providers(&ort.providers)
+        .into_iter()
+        .map(Provider::name)
+        .collect();
     Ok(format!(
-        "onnxruntime {} ({})",
+        "onnxruntime {} on {} ({})",
         lib.version,
+        providers.join(", "),
         lib.path.display()
     ))
 }

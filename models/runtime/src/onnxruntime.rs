@@ -30,8 +30,9 @@ pub struct Library {
 /// The loaded library and the one environment `ort` allows per process.
 static LOADED: Mutex<Option<(Library, Environment)>> = Mutex::new(None);
 
-/// The file to load: `configured` (a file, or a folder holding `libonnxruntime.so*`), else
-/// `ORT_DYLIB_PATH`, else the bare name for the dynamic linker's search path.
+/// The file to load: `configured` (a file, or a folder holding `libonnxruntime.so*`: the
+/// fullest version name wins), else `ORT_DYLIB_PATH`, else the bare name (`ort` looks beside
+/// the executable, then the dynamic linker searches its path).
 fn resolve(configured: Option<&Path>) -> PathBuf {
     let given = configured.map(Path::to_path_buf).or_else(|| {
         std::env::var_os("ORT_DYLIB_PATH")
@@ -49,7 +50,7 @@ fn resolve(configured: Option<&Path>) -> PathBuf {
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with("libonnxruntime.so"))
             })
-            .min()
+            .max_by_key(|p| p.as_os_str().len())
             .unwrap_or_else(|| dir.join("libonnxruntime.so")),
         Some(file) => file,
         None => PathBuf::from("libonnxruntime.so"),
@@ -81,6 +82,14 @@ pub fn library(configured: Option<&Path>) -> Result<Library, EmbedError> {
         return Ok(lib.clone());
     }
     let path = resolve(configured);
+    // `ort` resolves a relative name against the executable's folder with `expect`: make
+    // sure that cannot fail first (and make relative paths absolute ourselves).
+    let path = if path.components().count() > 1 {
+        std::path::absolute(&path).map_err(|e| library_error(&path, e))?
+    } else {
+        std::env::current_exe().map_err(|e| library_error(&path, e))?;
+        path
+    };
     let env = ort::init_from(&path)
         .map_err(|e| library_error(&path, e))?
         .with_name("edgeclr")
@@ -148,33 +157,61 @@ fn load_error(path: &Path, reason: impl Into<String>) -> EmbedError {
     }
 }
 
-fn with_providers(b: SessionBuilder, providers: &[Provider]) -> ort::Result<SessionBuilder> {
-    let eps: Vec<ep::ExecutionProviderDispatch> = providers
+/// The providers of `wanted` this library was built with, in order (CPU always usable).
+pub fn usable_providers(wanted: &[Provider]) -> Vec<Provider> {
+    use ort::ep::ExecutionProvider;
+    wanted
         .iter()
+        .copied()
+        .filter(|p| match p {
+            Provider::Cpu => true,
+            Provider::Cuda => ep::CUDA::is_available().unwrap_or(false),
+            Provider::Tensorrt => ep::TensorRT::is_available().unwrap_or(false),
+        })
+        .collect()
+}
+
+/// Registers the usable providers; one that the library has but cannot start (no GPU
+/// memory, a missing CUDA library) fails the session rather than falling back unseen.
+fn with_providers(
+    b: SessionBuilder,
+    providers: &[Provider],
+    cache: Option<&Path>,
+) -> ort::Result<SessionBuilder> {
+    let eps: Vec<ep::ExecutionProviderDispatch> = usable_providers(providers)
+        .into_iter()
         .map(|p| match p {
             Provider::Cpu => ep::CPU::default().build(),
-            Provider::Cuda => ep::CUDA::default().build(),
-            Provider::Tensorrt => ep::TensorRT::default().with_engine_cache(true).build(),
+            Provider::Cuda => ep::CUDA::default().build().error_on_failure(),
+            Provider::Tensorrt => {
+                let trt = ep::TensorRT::default().with_engine_cache(true);
+                let trt = match cache {
+                    Some(dir) => trt.with_engine_cache_path(dir.display()),
+                    None => trt,
+                };
+                trt.build().error_on_failure()
+            }
         })
         .collect();
     Ok(b.with_execution_providers(eps)?)
 }
 
 /// A session on `bytes` with `settings`: all graph optimisations, sequential execution,
-/// `threads` intra-op threads (no spinning with one, as the board shares its cores).
-fn session(bytes: &[u8], settings: &OrtSettings) -> ort::Result<Session> {
-    let threads = settings.threads.max(1);
-    let b = Session::builder(&environment().map_err(|e| ort::Error::new(e.to_string()))?)?
+/// `threads` intra-op threads that never spin (the board shares its cores with the camera,
+/// the fine-tuner and the other workers). TensorRT caches its engines in `cache`.
+fn session(
+    env: &Environment,
+    bytes: &[u8],
+    settings: &OrtSettings,
+    cache: Option<&Path>,
+) -> ort::Result<Session> {
+    let b = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
-        .with_intra_threads(threads)?
+        .with_intra_threads(settings.threads.max(1))?
         .with_inter_threads(1)?
-        .with_parallel_execution(false)?;
-    let b = if threads == 1 {
-        b.with_intra_op_spinning(false)?
-    } else {
-        b
-    };
-    with_providers(b, &settings.providers)?.commit_from_memory(bytes)
+        .with_parallel_execution(false)?
+        .with_intra_op_spinning(false)?;
+    with_providers(b, &settings.providers, cache)?.commit_from_memory(bytes)
 }
 
 impl OrtEmbedder {
@@ -194,12 +231,20 @@ impl OrtEmbedder {
                 "an NNEF archive; onnxruntime runs the .onnx files",
             ));
         }
-        let session = session(&bytes, settings).map_err(|e| {
+        let session = session(&environment()?, &bytes, settings, path.parent()).map_err(|e| {
             load_error(
                 path,
-                format!("onnxruntime rejects this model ({e}); export it again"),
+                format!(
+                    "onnxruntime cannot run this model ({e}); export it again, or run it with tract"
+                ),
             )
         })?;
+        if session.outputs().is_empty() {
+            return Err(load_error(
+                path,
+                "the model has no output; is it an edgeclr encoder?",
+            ));
+        }
         let input = session
             .inputs()
             .first()
@@ -238,8 +283,13 @@ impl OrtEmbedder {
     /// # Errors
     /// [`EmbedError::Run`] when onnxruntime cannot create it.
     pub fn fork(&self) -> Result<Self, EmbedError> {
-        let session =
-            session(&self.bytes, &self.settings).map_err(|e| EmbedError::Run(e.to_string()))?;
+        let session = session(
+            &environment()?,
+            &self.bytes,
+            &self.settings,
+            self.source.parent(),
+        )
+        .map_err(|e| EmbedError::Run(e.to_string()))?;
         Ok(Self {
             session,
             bytes: self.bytes.clone(),
