@@ -40,6 +40,8 @@ pub enum Command {
     Bundle(crate::release::BundleArgs),
     /// Install a bundle on a board (ssh:// or dir:), self-test it, roll back on failure.
     Flash(crate::release::FlashArgs),
+    /// Write a data set as WebDataset tar shards that `pretrain` streams (data bigger than RAM).
+    Shard(crate::shard::ShardArgs),
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub struct TrainOptions {
     pub knn_every: usize,
     /// Class-balanced limit on the kNN memory bank (`None` = whole training split).
     pub knn_bank_limit: Option<usize>,
+    /// Streamed shards: samples held in the shuffle buffer (memory ≈ this × the mean
+    /// compressed sample).
+    pub shuffle_buffer: usize,
 }
 
 impl Default for TrainOptions {
@@ -61,6 +64,7 @@ impl Default for TrainOptions {
             seed: 0,
             knn_every: 1,
             knn_bank_limit: None,
+            shuffle_buffer: 4096,
         }
     }
 }
@@ -115,6 +119,15 @@ impl PretrainConfig {
             t.data = args.data.clone();
         }
         set!(t.dataset, args.dataset);
+        // A shard folder is recognised by its index unless --dataset says otherwise.
+        if args.dataset.is_none()
+            && t.data
+                .as_ref()
+                .is_some_and(|d| d.join(crate::data::shards::INDEX).is_file())
+        {
+            t.dataset = DatasetKind::Shards;
+        }
+        set!(t.shuffle_buffer, args.shuffle_buffer);
         set!(t.batch_size, args.batch_size);
         set!(t.epochs, args.epochs);
         if args.max_steps.is_some() {

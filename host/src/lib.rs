@@ -5,7 +5,7 @@
 //! command can be called with a typed configuration (as [`quickstart`] does) instead of an
 //! argv: [`pretrain`] (SimCLR pretraining), [`eval`] (kNN, linear probe, fine-tuning against
 //! a random-init floor), [`ablate`], [`supervised`], [`export`] (ONNX/NNEF, int8, drift),
-//! [`embed`], and [`release`] (keygen, bundle, flash over [`ssh`] or to a folder).
+//! [`embed`], [`shard`] (tar shards for data bigger than RAM), and [`release`] (keygen, bundle, flash over [`ssh`] or to a folder).
 //! Shared pieces: [`data`] (datasets), [`config`] (the run's TOML), [`plots`].
 
 pub mod ablate;
@@ -20,6 +20,7 @@ pub mod plots;
 pub mod pretrain;
 pub mod quickstart;
 pub mod release;
+pub mod shard;
 pub mod ssh;
 pub mod supervised;
 
@@ -40,5 +41,6 @@ pub fn run(command: cli::Command) -> anyhow::Result<()> {
         Command::Keygen(args) => release::keygen(&args),
         Command::Bundle(args) => release::bundle(&args),
         Command::Flash(args) => release::flash(&args),
+        Command::Shard(args) => shard::run(&args),
     }
 }

@@ -16,6 +16,13 @@ use super::{LabeledImages, Split, UNLABELED};
 /// crops and resizes to the training size anyway).
 pub const MAX_SHORT_SIDE: u32 = 256;
 
+/// Whether `p` names a PNG (else a JPEG) by extension.
+pub fn is_png(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+}
+
 fn is_image(p: &Path) -> bool {
     matches!(
         p.extension()
@@ -38,6 +45,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Decodes one file to RGB, downscaling large images.
 pub fn decode(path: &Path) -> Result<RgbImage> {
     let img = image::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    to_rgb(img)
+}
+
+/// A decoded image as RGB, its shorter side capped at [`MAX_SHORT_SIDE`].
+pub fn to_rgb(img: image::DynamicImage) -> Result<RgbImage> {
     let (w, h) = (img.width(), img.height());
     let short = w.min(h);
     let img = if short > MAX_SHORT_SIDE {
@@ -58,11 +70,12 @@ pub fn decode(path: &Path) -> Result<RgbImage> {
     )?)
 }
 
-/// Loads a split of an image folder.
+/// The image files of a split with their labels (class subfolders in name order; files at
+/// the top are unlabelled), and the class names.
 ///
 /// # Errors
-/// A missing folder or one without any readable image.
-pub fn load(root: &Path, split: Split) -> Result<LabeledImages> {
+/// A missing folder.
+pub fn list(root: &Path, split: Split) -> Result<(Vec<(PathBuf, u16)>, Vec<String>)> {
     let has_splits = root.join("train").is_dir();
     let dir = match (has_splits, split) {
         (true, Split::Train) => root.join("train"),
@@ -98,6 +111,15 @@ pub fn load(root: &Path, split: Split) -> Result<LabeledImages> {
             files.push((p, label as u16));
         }
     }
+    Ok((files, classes))
+}
+
+/// Loads a split of an image folder.
+///
+/// # Errors
+/// A missing folder or one without any readable image.
+pub fn load(root: &Path, split: Split) -> Result<LabeledImages> {
+    let (files, classes) = list(root, split)?;
     let decoded: Vec<(Result<RgbImage>, u16)> =
         files.par_iter().map(|(p, l)| (decode(p), *l)).collect();
     let mut out = LabeledImages {
@@ -118,12 +140,12 @@ pub fn load(root: &Path, split: Split) -> Result<LabeledImages> {
         }
     }
     if skipped > 0 {
-        warn!(skipped, kept = out.images.len(), folder = %dir.display(), "skipped unreadable images");
+        warn!(skipped, kept = out.images.len(), folder = %root.display(), "skipped unreadable images");
     }
     if out.images.is_empty() {
         bail!(
             "no readable .jpg/.jpeg/.png images in {} ({skipped} unreadable)",
-            dir.display()
+            root.display()
         );
     }
     Ok(out)

@@ -2,6 +2,7 @@
 
 pub mod cifar;
 pub mod folder;
+pub mod shards;
 pub mod stl10;
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +23,8 @@ pub enum DatasetKind {
     Stl10,
     /// JPEG/PNG files, flat (unlabelled) or one subfolder per class; `train/` + `test/` if split.
     Folder,
+    /// WebDataset tar shards with `shards.json` (`edgeclr shard`), streamed by `pretrain`.
+    Shards,
 }
 
 impl DatasetKind {
@@ -29,7 +32,9 @@ impl DatasetKind {
     /// their file names, anything else is an image folder.
     pub fn detect(root: &Path) -> Self {
         let has = |f: &str| root.join(f).is_file();
-        if has("data_batch_1.bin") || has("test_batch.bin") {
+        if has(shards::INDEX) {
+            Self::Shards
+        } else if has("data_batch_1.bin") || has("test_batch.bin") {
             Self::Cifar10
         } else if has("train.bin") && has("test.bin") {
             Self::Cifar100
@@ -142,6 +147,11 @@ pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<LabeledImage
         DatasetKind::Cifar100 => cifar::load(root, cifar::Variant::Cifar100, split),
         DatasetKind::Stl10 => stl10::load(root, split, true),
         DatasetKind::Folder => folder::load(root, split),
+        DatasetKind::Shards => bail!(
+            "{} holds tar shards, which only `edgeclr pretrain` streams; evaluate on the folder \
+             or binaries they were written from",
+            root.display()
+        ),
     }
     .with_context(|| format!("loading {kind:?} {split:?} split from {}", root.display()))
 }

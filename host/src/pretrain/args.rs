@@ -111,6 +111,9 @@ pub struct PretrainArgs {
     /// Class-balanced subset of the training split.
     #[arg(long)]
     pub train_limit: Option<usize>,
+    /// Streamed shards (`--data` with `shards.json`): samples in the shuffle buffer.
+    #[arg(long)]
+    pub shuffle_buffer: Option<usize>,
     /// Backend: auto (GPU if present, else CPU), cpu, wgpu.
     #[arg(long, value_parser = clap::value_parser!(DeviceChoice))]
     pub device: Option<DeviceChoice>,

@@ -5,6 +5,7 @@
 //! for the next batch are built on worker threads while the current one trains.
 
 mod args;
+mod source;
 
 pub use args::{LossKind, OptimizerKind, PretrainArgs};
 
@@ -22,7 +23,7 @@ use edgeclr_learn::checkpoint::{CheckpointDir, TrainState, save_weights, write_a
 use edgeclr_learn::device::select_device;
 use edgeclr_learn::encoder::trainable_params;
 use edgeclr_learn::optim::WarmupCosine;
-use edgeclr_learn::{RgbImage, SimclrTrainer};
+use edgeclr_learn::SimclrTrainer;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -32,8 +33,10 @@ use tracing::{info, warn};
 
 use crate::config::PretrainConfig;
 use crate::data::{self, LabeledImages, Split};
+use crate::data::shards::Position;
 use crate::eval::{features, knn};
 use crate::plots::{self, Series};
+use source::{Batches, TrainData};
 
 /// The plan derived from the config and the dataset size.
 #[derive(Debug, Clone, Copy)]
@@ -160,10 +163,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let device = selected.device.clone().autodiff();
 
     let root = cfg.train.data.clone().expect("validated: data is set");
-    let mut train = data::load(cfg.train.dataset, &root, Split::Train)?;
-    if let Some(limit) = cfg.train.train_limit {
-        train = train.balanced_subset(limit);
-    }
+    let train = TrainData::open(&cfg, &root)?;
     let batch = cfg.train.batch_size;
     if train.len() < batch {
         bail!(
@@ -233,10 +233,13 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         "encoder"
     );
 
-    let monitor = if cfg.train.knn_every > 0 {
-        Monitor::new(&train, &cfg, &root, &selected.device)
-    } else {
-        None
+    let monitor = match (cfg.train.knn_every > 0, train.in_memory()) {
+        (true, Some(bank)) => Monitor::new(bank, &cfg, &root, &selected.device),
+        (true, None) => {
+            info!("kNN monitor off for streamed shards; score the run with `edgeclr eval`");
+            None
+        }
+        (false, _) => None,
     };
     let mut metrics = Metrics::open(&out.join("metrics.jsonl"))?;
     let builder = BatchBuilder::new(cfg.simclr.augment.clone());
@@ -263,7 +266,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     };
     'training: while (state.step as usize) < stop_at {
         let segment = train_segment(
-            &train.images,
+            &train,
             &builder,
             &cfg,
             &plan,
@@ -334,6 +337,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         // excluding the kNN monitor, plots and checkpoints.
         "images_per_second": (steps_run * batch) as f64 / progress.train_seconds.max(1e-9),
         "wall_seconds": elapsed,
+        "corrupt_samples": progress.corrupt,
         "device": selected.description,
         "encoder": cfg.simclr.encoder,
         "encoder_params": trainable_params(&trainer.model().encoder),
@@ -485,6 +489,8 @@ struct Progress {
     train_seconds: f64,
     /// The step and result of the latest kNN check.
     last_knn: Option<(u64, knn::Accuracy)>,
+    /// Streamed samples skipped because they did not decode.
+    corrupt: usize,
 }
 
 enum Segment {
@@ -496,12 +502,13 @@ enum Segment {
 struct Prepared {
     step: usize,
     views: Vec<f32>,
+    progress: source::Progress,
 }
 
 /// Trains from `state.step` until `stop_at` or a non-finite loss.
 #[allow(clippy::too_many_arguments)]
 fn train_segment(
-    images: &[RgbImage],
+    data: &TrainData,
     builder: &BatchBuilder,
     cfg: &PretrainConfig,
     plan: &Plan,
@@ -519,30 +526,28 @@ fn train_segment(
     let side = cfg.simclr.augment.image_size;
     let start = state.step as usize;
     std::thread::scope(|scope| -> Result<Segment> {
-        // Producer: augments upcoming batches (rayon inside) while the device trains.
-        let (tx, rx) = mpsc::sync_channel::<Prepared>(2);
+        // Producer: reads/decodes and augments upcoming batches (rayon inside) while the
+        // device trains; the stream resumes where the checkpoint's position says.
+        let at: Position = state
+            .extra
+            .get("stream")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let mut batches = Batches::open(data, seed, at)?;
+        let (tx, rx) = mpsc::sync_channel::<Result<Prepared>>(2);
         scope.spawn(move || {
-            let mut order_epoch = usize::MAX;
-            let mut order = Vec::new();
             for step in start..stop_at {
-                let epoch = step / plan.steps_per_epoch;
-                if epoch != order_epoch {
-                    order = epoch_order(seed, epoch, images.len());
-                    order_epoch = epoch;
-                }
-                let b = step % plan.steps_per_epoch;
-                let picked: Vec<&RgbImage> = order[b * batch..(b + 1) * batch]
-                    .iter()
-                    .map(|&i| &images[i])
-                    .collect();
-                if tx
-                    .send(Prepared {
-                        step,
-                        views: builder.views(&picked, batch_seed(seed, step)),
-                    })
-                    .is_err()
-                {
-                    return; // the trainer stopped early (divergence)
+                let built = batches.with_batch(step, batch, plan, |picked| {
+                    builder.views(picked, batch_seed(seed, step))
+                });
+                let failed = built.is_err();
+                let msg = built.map(|(views, progress)| Prepared {
+                    step,
+                    views,
+                    progress,
+                });
+                if tx.send(msg).is_err() || failed {
+                    return; // the trainer stopped early (divergence), or the data failed
                 }
             }
         });
@@ -551,6 +556,7 @@ fn train_segment(
         let mut tick = Instant::now();
         let mut last = f32::NAN;
         for prepared in rx {
+            let prepared = prepared?;
             let step = prepared.step;
             let epoch = step / plan.steps_per_epoch;
             let views = Tensor::<4>::from_data(
@@ -569,6 +575,10 @@ fn train_segment(
             last = outcome.loss;
             progress.epoch_losses.push(outcome.loss);
             state.step = step as u64 + 1;
+            if let Some(p) = prepared.progress.position {
+                state.extra = json!({ "stream": p });
+                progress.corrupt = prepared.progress.corrupt;
+            }
             let dt = tick.elapsed().as_secs_f64();
             progress.train_seconds += dt;
             let ips = batch as f64 / dt.max(1e-9);

@@ -1,0 +1,120 @@
+//! `edgeclr shard`: writes a data set as WebDataset-layout tar shards plus `shards.json`, the
+//! form `edgeclr pretrain` streams without holding the data in memory (data::shards).
+//! Image folders are copied byte for byte; CIFAR/STL binaries are written as PNG (lossless).
+//! Every shard is written under a temporary name and renamed when complete; the index last.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::shards::{INDEX, ShardWriter};
+use crate::data::{self, DatasetKind, Split, folder};
+
+/// `edgeclr shard`.
+#[derive(Debug, clap::Args)]
+pub struct ShardArgs {
+    /// The data set: an image folder or CIFAR/STL binaries.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Its format (detected from the files when omitted).
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Which split to write.
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: SplitArg,
+    /// Output folder (created; must not already hold shards).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Samples per shard.
+    #[arg(long, default_value_t = 1000)]
+    pub per_shard: usize,
+    /// Write every sample this many times (a larger stand-in data set for memory tests).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+}
+
+/// `--split`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SplitArg {
+    /// The training split.
+    Train,
+    /// The test split.
+    Test,
+}
+
+/// One sample to write: encoded bytes, extension, label.
+type Encoded = (Vec<u8>, &'static str, u16);
+
+fn png(img: &edgeclr_artifact::RgbImage) -> Result<Vec<u8>> {
+    let buf = image::RgbImage::from_raw(
+        img.width() as u32,
+        img.height() as u32,
+        img.as_bytes().to_vec(),
+    )
+    .context("image buffer size")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    buf.write_to(&mut out, image::ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
+/// Runs `edgeclr shard`.
+///
+/// # Errors
+/// Unreadable input, an output folder that already holds shards, a write failure.
+pub fn run(args: &ShardArgs) -> Result<()> {
+    let kind = args
+        .dataset
+        .unwrap_or_else(|| DatasetKind::detect(&args.data));
+    let split = match args.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Test => Split::Test,
+    };
+    if args.out.join(INDEX).exists() {
+        bail!(
+            "{} already holds shards ({INDEX}); choose another --out or remove it",
+            args.out.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let (files, classes) = match kind {
+        DatasetKind::Folder => folder::list(&args.data, split)?,
+        _ => (Vec::new(), Vec::new()),
+    };
+    let set = match kind {
+        DatasetKind::Folder => None,
+        _ => Some(data::load(kind, &args.data, split)?),
+    };
+    let n = set.as_ref().map_or(files.len(), data::LabeledImages::len);
+    let classes = set.as_ref().map_or(classes, |s| s.classes.clone());
+    let bar = ProgressBar::new((n * args.repeat) as u64).with_style(
+        ProgressStyle::with_template("shard {bar:30} {pos}/{len} samples {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut writer = ShardWriter::new(&args.out, args.per_shard, classes);
+    for _ in 0..args.repeat {
+        for i in 0..n {
+            let (bytes, ext, label): Encoded = match &set {
+                Some(s) => (png(&s.images[i])?, "png", s.labels[i]),
+                None => {
+                    let (path, label) = &files[i];
+                    let ext = if folder::is_png(path) { "png" } else { "jpg" };
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    (bytes, ext, *label)
+                }
+            };
+            writer.add(&bytes, ext, label)?;
+            bar.inc(1);
+        }
+    }
+    let index = writer.finish()?;
+    bar.finish_and_clear();
+    println!(
+        "{}",
+        serde_json::json!({"out": args.out.display().to_string(), "shards": index.shards.len(),
+                           "samples": index.samples(), "classes": index.classes.len()})
+    );
+    Ok(())
+}
