@@ -28,5 +28,7 @@ mod onnxruntime;
 mod pretrain;
 #[path = "e2e/quality.rs"]
 mod quality;
+#[path = "e2e/shards.rs"]
+mod shards;
 #[path = "e2e/ssh.rs"]
 mod ssh;
