@@ -58,6 +58,21 @@ fn png(img: &edgeclr_artifact::RgbImage) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
+/// Sample `i`: PNG of the decoded image, or an image folder's file as it is.
+fn encoded(
+    set: Option<&data::LabeledImages>,
+    files: &[(PathBuf, u16)],
+    i: usize,
+) -> Result<Encoded> {
+    if let Some(s) = set {
+        return Ok((png(&s.images[i])?, "png", s.labels[i]));
+    }
+    let (path, label) = &files[i];
+    let ext = if folder::is_png(path) { "png" } else { "jpg" };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((bytes, ext, *label))
+}
+
 /// Runs `edgeclr shard`.
 ///
 /// # Errors
@@ -95,16 +110,7 @@ pub fn run(args: &ShardArgs) -> Result<()> {
     let mut writer = ShardWriter::new(&args.out, args.per_shard, classes);
     for _ in 0..args.repeat {
         for i in 0..n {
-            let (bytes, ext, label): Encoded = match &set {
-                Some(s) => (png(&s.images[i])?, "png", s.labels[i]),
-                None => {
-                    let (path, label) = &files[i];
-                    let ext = if folder::is_png(path) { "png" } else { "jpg" };
-                    let bytes = std::fs::read(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    (bytes, ext, *label)
-                }
-            };
+            let (bytes, ext, label) = encoded(set.as_ref(), &files, i)?;
             writer.add(&bytes, ext, label)?;
             bar.inc(1);
         }

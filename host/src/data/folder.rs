@@ -70,12 +70,15 @@ pub fn to_rgb(img: image::DynamicImage) -> Result<RgbImage> {
     )?)
 }
 
+/// Image files with their labels, and the class names.
+pub type Listing = (Vec<(PathBuf, u16)>, Vec<String>);
+
 /// The image files of a split with their labels (class subfolders in name order; files at
 /// the top are unlabelled), and the class names.
 ///
 /// # Errors
 /// A missing folder.
-pub fn list(root: &Path, split: Split) -> Result<(Vec<(PathBuf, u16)>, Vec<String>)> {
+pub fn list(root: &Path, split: Split) -> Result<Listing> {
     let has_splits = root.join("train").is_dir();
     let dir = match (has_splits, split) {
         (true, Split::Train) => root.join("train"),
