@@ -33,7 +33,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", edgeclr_artifact::describe(e.as_ref()));
-            ExitCode::FAILURE
+            // A device this machine or build does not have is a usage error, as clap's are.
+            let unavailable = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<edgeclr_learn::error::ModelError>(),
+                    Some(edgeclr_learn::error::ModelError::DeviceUnavailable { .. })
+                )
+            });
+            if unavailable {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

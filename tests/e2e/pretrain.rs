@@ -180,3 +180,36 @@ fn wgpu_backend_runs_pretrain_and_reports_its_adapter() {
         "{results}"
     );
 }
+
+/// `--device cuda`: on a machine without NVIDIA's driver (or a build without the `cuda`
+/// feature) a one-line error naming the flag and the fix, exit 2, nothing trained.
+#[test]
+fn cuda_without_nvidia_is_a_one_line_error_with_exit_2() {
+    let has_nvidia = Path::new("/proc/driver/nvidia/gpus").is_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = pretrain(
+        &tmp.path().join("run"),
+        &["--device", "cuda", "--max-steps", "1"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    if has_nvidia && out.status.success() {
+        // A CUDA build on an NVIDIA machine trains instead.
+        let results = read_json(&tmp.path().join("run/results.json"));
+        assert!(
+            results["device"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("cuda:")),
+            "{results}"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("--device cuda") && errors[0].contains("--device wgpu or cpu"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!tmp.path().join("run/encoder.bpk").exists());
+}

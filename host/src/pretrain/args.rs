@@ -114,7 +114,8 @@ pub struct PretrainArgs {
     /// Streamed shards (`--data` with `shards.json`): samples in the shuffle buffer.
     #[arg(long)]
     pub shuffle_buffer: Option<usize>,
-    /// Backend: auto (GPU if present, else CPU), cpu, wgpu.
+    /// Backend: auto (CUDA, else a hardware GPU through wgpu, else the CPU), cpu, wgpu, cuda
+    /// (a build with the `cuda` feature; otherwise, and without NVIDIA's driver, exit 2).
     #[arg(long, value_parser = clap::value_parser!(DeviceChoice))]
     pub device: Option<DeviceChoice>,
     /// Seed of initialisation, shuffling and augmentation.

@@ -4,7 +4,10 @@
 //!   our training step; see `docs/cpu-backend.md`).
 //! - `wgpu`: burn-wgpu through WGSL on whatever adapter wgpu finds (Vulkan, Metal, DX12),
 //!   including a software one such as Mesa's lavapipe.
-//! - `auto`: a hardware GPU adapter if one exists, else flex. burn's own default would pick
+//! - `cuda`: burn-cuda on NVIDIA GPU 0 (CubeCL; the driver and NVRTC are loaded at run
+//!   time, so the build needs no CUDA toolkit). Checked for first: a machine without the
+//!   NVIDIA driver gets [`ModelError::DeviceUnavailable`], never burn's panic.
+//! - `auto`: CUDA where an NVIDIA driver is loaded, else a hardware GPU adapter, else flex. burn's own default would pick
 //!   a software Vulkan adapter over flex (about 10× slower), and burn's wgpu runtime panics
 //!   when no adapter exists, so the adapters are probed first.
 
@@ -29,6 +32,8 @@ pub enum DeviceChoice {
     Cpu,
     /// burn-wgpu on the default adapter, software adapters included.
     Wgpu,
+    /// burn-cuda on NVIDIA GPU 0.
+    Cuda,
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -38,7 +43,10 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "wgpu" => Ok(Self::Wgpu),
-            other => Err(format!("unknown device `{other}`; use auto, cpu or wgpu")),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(format!(
+                "unknown device `{other}`; use auto, cpu, cuda or wgpu"
+            )),
         }
     }
 }
@@ -115,10 +123,10 @@ fn wgpu_device() -> Result<SelectedDevice, ModelError> {
             backend: "wgpu",
             description: description.clone(),
         }),
-        Err(e) => Err(ModelError::InvalidConfig {
-            field: "device",
-            value: format!("wgpu ({e})"),
-            hint: "no usable wgpu adapter; install a Vulkan driver (e.g. mesa-vulkan-drivers) or use --device cpu",
+        Err(e) => Err(ModelError::DeviceUnavailable {
+            device: "wgpu",
+            why: format!("no usable wgpu adapter ({e})"),
+            fix: "install a Vulkan driver (e.g. mesa-vulkan-drivers) or use --device cpu",
         }),
     }
 }
@@ -131,21 +139,72 @@ pub fn adapters() -> Vec<AdapterSummary> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Result<SelectedDevice, ModelError> {
-    Err(ModelError::InvalidConfig {
-        field: "device",
-        value: "wgpu".into(),
-        hint: "this build has no GPU backend (cargo feature `wgpu` of edgeclr-learn; `gpu` of edgeclr-device); use cpu or rebuild with it",
+    Err(ModelError::DeviceUnavailable {
+        device: "wgpu",
+        why: "this build has no GPU backend".into(),
+        fix: "rebuild with the cargo feature `wgpu` of edgeclr-learn (`gpu` of edgeclr-device), or use --device cpu",
+    })
+}
+
+/// The NVIDIA GPUs the loaded kernel driver reports (`/proc/driver/nvidia/gpus/*`), by
+/// model name; empty without the driver.
+pub fn nvidia_gpus() -> Vec<String> {
+    let Ok(dirs) = std::fs::read_dir("/proc/driver/nvidia/gpus") else {
+        return Vec::new();
+    };
+    let mut gpus: Vec<String> = dirs
+        .flatten()
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("information"))
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("Model:").map(|m| m.trim().to_string()))
+                })
+                .unwrap_or_else(|| "NVIDIA GPU".into())
+        })
+        .collect();
+    gpus.sort();
+    gpus
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<SelectedDevice, ModelError> {
+    let gpus = nvidia_gpus();
+    let Some(first) = gpus.first() else {
+        return Err(ModelError::DeviceUnavailable {
+            device: "cuda",
+            why: "no NVIDIA driver is loaded (no /proc/driver/nvidia/gpus)".into(),
+            fix: "install the NVIDIA driver and CUDA runtime (libcuda, libnvrtc), or use --device wgpu or cpu",
+        });
+    };
+    Ok(SelectedDevice {
+        device: Device::cuda(0),
+        backend: "cuda",
+        description: format!("cuda: {first} (device 0 of {})", gpus.len()),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<SelectedDevice, ModelError> {
+    Err(ModelError::DeviceUnavailable {
+        device: "cuda",
+        why: "this build has no CUDA backend".into(),
+        fix: "rebuild with `--features edgeclr-learn/cuda` (its build downloads LLVM; docs/backends.md), or use --device wgpu or cpu",
     })
 }
 
 /// Picks the device for `choice`.
 ///
 /// # Errors
-/// [`ModelError::InvalidConfig`] when `wgpu` is asked for and no adapter can be initialised.
+/// [`ModelError::DeviceUnavailable`] when `wgpu` or `cuda` is asked for and this machine or
+/// build does not have it.
 pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice, ModelError> {
     match choice {
         DeviceChoice::Cpu => Ok(flex()),
         DeviceChoice::Wgpu => wgpu_device(),
+        DeviceChoice::Cuda => cuda_device(),
+        DeviceChoice::Auto if cfg!(feature = "cuda") && !nvidia_gpus().is_empty() => cuda_device(),
         DeviceChoice::Auto => {
             if adapters().iter().any(|a| !a.software) {
                 wgpu_device().or_else(|e| {

@@ -16,6 +16,16 @@ pub enum ModelError {
         /// What a valid value looks like.
         hint: &'static str,
     },
+    /// The requested compute device is not on this machine or not in this build.
+    #[error("--device {device}: {why}; {fix}")]
+    DeviceUnavailable {
+        /// `cuda`, `wgpu`.
+        device: &'static str,
+        /// What is missing.
+        why: String,
+        /// What to do.
+        fix: &'static str,
+    },
     /// An image buffer, atomic write or manifest of the artifact contract.
     #[error(transparent)]
     Artifact(#[from] edgeclr_artifact::ArtifactError),
