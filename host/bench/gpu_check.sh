@@ -14,7 +14,8 @@ out="${2:-runs/gpu-check}"
 cifar="${CIFAR:-../shared/data/cifar10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgeclr/target}"
 command -v nvidia-smi >/dev/null || { echo "gpu_check: no nvidia-smi; this check needs an NVIDIA GPU" >&2; exit 1; }
-cargo build --release --workspace --all-targets
+# The CUDA backend is opt-in (its build downloads LLVM; docs/backends.md).
+cargo build --release --workspace --all-targets --features edgeclr-learn/cuda
 bin="$CARGO_TARGET_DIR/release/edgeclr"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"

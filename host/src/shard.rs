@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::shards::{INDEX, ShardWriter};
+use crate::data::shards::ShardWriter;
 use crate::data::{self, DatasetKind, Split, folder};
 
 /// `edgeclr shard`.
@@ -27,11 +27,11 @@ pub struct ShardArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Samples per shard.
-    #[arg(long, default_value_t = 1000)]
-    pub per_shard: usize,
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_shard: u32,
     /// Write every sample this many times (a larger stand-in data set for memory tests).
-    #[arg(long, default_value_t = 1)]
-    pub repeat: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
 }
 
 /// `--split`.
@@ -85,9 +85,13 @@ pub fn run(args: &ShardArgs) -> Result<()> {
         SplitArg::Train => Split::Train,
         SplitArg::Test => Split::Test,
     };
-    if args.out.join(INDEX).exists() {
+    let occupied = std::fs::read_dir(&args.out)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if occupied {
         bail!(
-            "{} already holds shards ({INDEX}); choose another --out or remove it",
+            "--out {} is not empty; write shards into a new folder (a re-run after an \
+             interrupted one: remove the folder first)",
             args.out.display()
         );
     }
@@ -103,12 +107,16 @@ pub fn run(args: &ShardArgs) -> Result<()> {
     };
     let n = set.as_ref().map_or(files.len(), data::LabeledImages::len);
     let classes = set.as_ref().map_or(classes, |s| s.classes.clone());
-    let bar = ProgressBar::new((n * args.repeat) as u64).with_style(
+    let repeat = args.repeat as usize;
+    if n == 0 {
+        bail!("{} has no samples to shard", args.data.display());
+    }
+    let bar = ProgressBar::new((n * repeat) as u64).with_style(
         ProgressStyle::with_template("shard {bar:30} {pos}/{len} samples {per_sec} ETA {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut writer = ShardWriter::new(&args.out, args.per_shard, classes);
-    for _ in 0..args.repeat {
+    let mut writer = ShardWriter::new(&args.out, args.per_shard as usize, classes);
+    for _ in 0..repeat {
         for i in 0..n {
             let (bytes, ext, label) = encoded(set.as_ref(), &files, i)?;
             writer.add(&bytes, ext, label)?;

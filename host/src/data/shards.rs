@@ -2,7 +2,7 @@
 //! `000000000.jpg` + `000000000.cls`, …) and `shards.json` (shard names, sample counts, class
 //! names), written by `edgeclr shard` and streamed by `edgeclr pretrain`.
 //!
-//! The stream never holds the data set: shards are read one entry at a time in an order
+//! The stream never holds the data set: shards are read one shard at a time in an order
 //! permuted per pass from the seed, through a shuffle buffer of compressed samples, and each
 //! batch is decoded on rayon's threads; memory is the shuffle buffer plus the batches in
 //! flight. A pass is deterministic from `(seed, pass)`, so a position — pass and samples taken
@@ -61,6 +61,25 @@ impl ShardIndex {
         })?;
         let index: Self = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a shard index", path.display()))?;
+        let plain = |f: &str| !f.is_empty() && !f.contains('/') && f != ".." && f != ".";
+        if let Some(bad) = index.shards.iter().find(|s| !plain(&s.file)) {
+            bail!(
+                "{} lists `{}`; shard entries are plain file names in the index's folder",
+                path.display(),
+                bad.file
+            );
+        }
+        if index
+            .shards
+            .iter()
+            .try_fold(0usize, |n, s| n.checked_add(s.samples))
+            .is_none()
+        {
+            bail!(
+                "{}: sample counts overflow; the index is corrupt",
+                path.display()
+            );
+        }
         if let Some(missing) = index.shards.iter().find(|s| !dir.join(&s.file).is_file()) {
             bail!(
                 "{} lists {} but it is missing; copy the whole shard folder",
@@ -207,6 +226,10 @@ fn read_shard(path: &Path, name: &str, out: &mut Vec<RawSample>) -> Result<()> {
         let Some((stem, ext)) = entry_path.rsplit_once('.') else {
             continue;
         };
+        let ext = ext.to_ascii_lowercase();
+        if !matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "cls") {
+            continue; // not part of a sample (a README, a .json sidecar)
+        }
         let key = format!("{name}/{stem}");
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes)?;
@@ -218,7 +241,7 @@ fn read_shard(path: &Path, name: &str, out: &mut Vec<RawSample>) -> Result<()> {
             bytes: Vec::new(),
             label: UNLABELED,
         });
-        match ext.to_ascii_lowercase().as_str() {
+        match ext.as_str() {
             "jpg" | "jpeg" | "png" => sample.bytes = bytes,
             "cls" => {
                 sample.label = std::str::from_utf8(&bytes)
@@ -255,8 +278,9 @@ impl ShardStream {
     /// A missing or malformed index.
     pub fn open(dir: &Path, seed: u64, pass: u64, buffer: usize, skip: u64) -> Result<Self> {
         let index = ShardIndex::load(dir)?;
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(seed ^ 0x5a4d_0000 ^ pass.wrapping_mul(0x9e37_79b9));
+        // One ChaCha stream per pass of the run's seed (as `epoch_order` does per epoch).
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(pass);
         let mut shards = index.shards;
         shards.shuffle(&mut rng);
         let mut s = Self {
@@ -264,7 +288,7 @@ impl ShardStream {
             shards,
             next_shard: 0,
             loaded: Vec::new().into_iter(),
-            buffer: Vec::with_capacity(buffer),
+            buffer: Vec::new(),
             capacity: buffer.max(1),
             rng,
             position: Position { pass, taken: 0 },
@@ -272,7 +296,12 @@ impl ShardStream {
         };
         for _ in 0..skip {
             if s.next().is_none() {
-                break;
+                bail!(
+                    "{}: pass {pass} ends after {} samples but the checkpoint had taken {skip}; \
+                     the shards changed since — resume with the shards the run started on",
+                    dir.display(),
+                    s.position.taken
+                );
             }
         }
         Ok(s)
@@ -291,7 +320,7 @@ impl ShardStream {
             }
             let shard = self.shards.get(self.next_shard)?.clone();
             self.next_shard += 1;
-            let mut samples = Vec::with_capacity(shard.samples);
+            let mut samples = Vec::new();
             if let Err(e) = read_shard(&self.dir.join(&shard.file), &shard.file, &mut samples) {
                 warn!("{}: {e:#}; skipping the rest of this shard", shard.file);
                 self.unreadable_shards += 1;
@@ -342,17 +371,24 @@ pub struct ShardBatches {
 }
 
 impl ShardBatches {
-    /// Batches starting at `at` (a checkpoint's position; the default is the beginning).
+    /// Batches starting at `at` (a checkpoint's position; the default is the beginning),
+    /// with `corrupt` samples already skipped before it.
     ///
     /// # Errors
-    /// A missing or malformed index.
-    pub fn open(dir: &Path, seed: u64, buffer: usize, at: Position) -> Result<Self> {
+    /// A missing or malformed index; a position past the end of its pass.
+    pub fn open(
+        dir: &Path,
+        seed: u64,
+        buffer: usize,
+        at: Position,
+        corrupt: usize,
+    ) -> Result<Self> {
         Ok(Self {
             dir: dir.to_path_buf(),
             seed,
             buffer,
             stream: ShardStream::open(dir, seed, at.pass, buffer, at.taken)?,
-            corrupt: 0,
+            corrupt,
         })
     }
 

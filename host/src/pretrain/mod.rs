@@ -32,7 +32,6 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::config::PretrainConfig;
-use crate::data::shards::Position;
 use crate::data::{self, LabeledImages, Split};
 use crate::eval::{features, knn};
 use crate::plots::{self, Series};
@@ -502,7 +501,7 @@ enum Segment {
 struct Prepared {
     step: usize,
     views: Vec<f32>,
-    progress: source::Progress,
+    mark: Option<source::StreamMark>,
 }
 
 /// Trains from `state.step` until `stop_at` or a non-finite loss.
@@ -527,13 +526,8 @@ fn train_segment(
     let start = state.step as usize;
     std::thread::scope(|scope| -> Result<Segment> {
         // Producer: reads/decodes and augments upcoming batches (rayon inside) while the
-        // device trains; the stream resumes where the checkpoint's position says.
-        let at: Position = state
-            .extra
-            .get("stream")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
-        let mut batches = Batches::open(data, seed, at)?;
+        // device trains; a stream resumes at the checkpoint's mark.
+        let mut batches = Batches::open(data, seed, state)?;
         let (tx, rx) = mpsc::sync_channel::<Result<Prepared>>(2);
         scope.spawn(move || {
             for step in start..stop_at {
@@ -541,11 +535,7 @@ fn train_segment(
                     builder.views(picked, batch_seed(seed, step))
                 });
                 let failed = built.is_err();
-                let msg = built.map(|(views, progress)| Prepared {
-                    step,
-                    views,
-                    progress,
-                });
+                let msg = built.map(|(views, mark)| Prepared { step, views, mark });
                 if tx.send(msg).is_err() || failed {
                     return; // the trainer stopped early (divergence), or the data failed
                 }
@@ -575,9 +565,9 @@ fn train_segment(
             last = outcome.loss;
             progress.epoch_losses.push(outcome.loss);
             state.step = step as u64 + 1;
-            if let Some(p) = prepared.progress.position {
-                state.extra = json!({ "stream": p });
-                progress.corrupt = prepared.progress.corrupt;
+            if let Some(mark) = prepared.mark {
+                mark.record(state)?;
+                progress.corrupt = mark.corrupt;
             }
             let dt = tick.elapsed().as_secs_f64();
             progress.train_seconds += dt;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use edgeclr_artifact::RgbImage;
+use edgeclr_learn::checkpoint::TrainState;
+use serde::{Deserialize, Serialize};
 
 use super::{Plan, epoch_order};
 use crate::config::PretrainConfig;
@@ -84,25 +86,78 @@ pub enum Batches<'a> {
         /// Its permutation.
         order: Vec<usize>,
     },
-    /// The shard stream.
-    Shards(Box<ShardBatches>),
+    /// The shard stream and the mark it advances.
+    Shards(Box<ShardBatches>, StreamMark),
 }
 
-/// What a batch leaves behind for the checkpoint (streamed data only).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Progress {
-    /// The stream position after this batch.
-    pub position: Option<Position>,
-    /// Samples skipped so far because they did not decode.
+/// Where a streamed run stands, saved with every checkpoint (`TrainState::extra["stream"]`)
+/// and checked on `--resume`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMark {
+    /// The stream position after the last trained batch.
+    pub at: Position,
+    /// Samples skipped so far because they did not decode (counted each time they are met).
     pub corrupt: usize,
+    /// The shuffle buffer the position was reached with.
+    pub buffer: usize,
+    /// Samples in the shards then.
+    pub samples: usize,
+}
+
+impl StreamMark {
+    /// The mark a shard run resumes from: none at step 0, the checkpoint's otherwise.
+    ///
+    /// # Errors
+    /// A checkpoint without a mark or with a malformed one, or one made with another
+    /// shuffle buffer or other shards.
+    fn resume(state: &TrainState, buffer: usize, samples: usize) -> Result<Self> {
+        let fresh = Self {
+            buffer,
+            samples,
+            ..Self::default()
+        };
+        let Some(saved) = state.extra.get("stream") else {
+            if state.step == 0 {
+                return Ok(fresh);
+            }
+            bail!(
+                "the checkpoint at step {} has no stream position (made from in-memory data or \
+                 by an older edgeclr); resume it with the data it was made from",
+                state.step
+            );
+        };
+        let mark: Self = serde_json::from_value(saved.clone())
+            .map_err(|e| anyhow::anyhow!("the checkpoint's stream position is malformed ({e})"))?;
+        if (mark.buffer, mark.samples) != (buffer, samples) {
+            bail!(
+                "the checkpoint streamed {} samples through a shuffle buffer of {}; now {samples} \
+                 and {buffer}: resume with the same shards and --shuffle-buffer {}",
+                mark.samples,
+                mark.buffer,
+                mark.buffer
+            );
+        }
+        Ok(mark)
+    }
+
+    /// Writes the mark into a checkpoint state's `extra`, keeping its other keys.
+    pub fn record(self, state: &mut TrainState) -> Result<()> {
+        if !state.extra.is_object() {
+            state.extra = serde_json::Value::Object(serde_json::Map::new());
+        }
+        if let Some(extra) = state.extra.as_object_mut() {
+            extra.insert("stream".into(), serde_json::to_value(self)?);
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Batches<'a> {
-    /// Batches of `data` from the run's position `at` (shards) or step (memory).
+    /// Batches of `data` from where `state` stands: its step (memory) or its stream mark.
     ///
     /// # Errors
-    /// A missing or malformed shard index.
-    pub fn open(data: &'a TrainData, seed: u64, at: Position) -> Result<Self> {
+    /// A missing or malformed shard index; a checkpoint whose stream mark does not fit.
+    pub fn open(data: &'a TrainData, seed: u64, state: &TrainState) -> Result<Self> {
         Ok(match data {
             TrainData::Memory(t) => Self::Memory {
                 images: &t.images,
@@ -110,8 +165,14 @@ impl<'a> Batches<'a> {
                 epoch: usize::MAX,
                 order: Vec::new(),
             },
-            TrainData::Shards { dir, buffer, .. } => {
-                Self::Shards(Box::new(ShardBatches::open(dir, seed, *buffer, at)?))
+            TrainData::Shards {
+                dir,
+                buffer,
+                samples,
+            } => {
+                let mark = StreamMark::resume(state, *buffer, *samples)?;
+                let batches = ShardBatches::open(dir, seed, *buffer, mark.at, mark.corrupt)?;
+                Self::Shards(Box::new(batches), mark)
             }
         })
     }
@@ -127,7 +188,7 @@ impl<'a> Batches<'a> {
         batch: usize,
         plan: &Plan,
         build: impl FnOnce(&[&RgbImage]) -> R,
-    ) -> Result<(R, Progress)> {
+    ) -> Result<(R, Option<StreamMark>)> {
         match self {
             Self::Memory {
                 images,
@@ -145,16 +206,14 @@ impl<'a> Batches<'a> {
                     .iter()
                     .map(|&i| &images[i])
                     .collect();
-                Ok((build(&picked), Progress::default()))
+                Ok((build(&picked), None))
             }
-            Self::Shards(s) => {
+            Self::Shards(s, mark) => {
                 let (images, _) = s.next_batch(batch)?;
                 let picked: Vec<&RgbImage> = images.iter().collect();
-                let progress = Progress {
-                    position: Some(s.position()),
-                    corrupt: s.corrupt,
-                };
-                Ok((build(&picked), progress))
+                mark.at = s.position();
+                mark.corrupt = s.corrupt;
+                Ok((build(&picked), Some(*mark)))
             }
         }
     }

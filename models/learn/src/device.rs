@@ -5,8 +5,9 @@
 //! - `wgpu`: burn-wgpu through WGSL on whatever adapter wgpu finds (Vulkan, Metal, DX12),
 //!   including a software one such as Mesa's lavapipe.
 //! - `cuda`: burn-cuda on NVIDIA GPU 0 (CubeCL; the driver and NVRTC are loaded at run
-//!   time, so the build needs no CUDA toolkit). Checked for first: a machine without the
-//!   NVIDIA driver gets [`ModelError::DeviceUnavailable`], never burn's panic.
+//!   time, so the build needs no CUDA toolkit). The kernel driver is checked for first: a
+//!   machine without it gets [`ModelError::DeviceUnavailable`]; a driver without the CUDA
+//!   user libraries (libcuda, NVRTC) still fails inside burn.
 //! - `auto`: CUDA where an NVIDIA driver is loaded, else a hardware GPU adapter, else flex. burn's own default would pick
 //!   a software Vulkan adapter over flex (about 10× slower), and burn's wgpu runtime panics
 //!   when no adapter exists, so the adapters are probed first.
@@ -152,7 +153,7 @@ pub fn nvidia_gpus() -> Vec<String> {
     let Ok(dirs) = std::fs::read_dir("/proc/driver/nvidia/gpus") else {
         return Vec::new();
     };
-    let mut gpus: Vec<String> = dirs
+    let gpus: Vec<String> = dirs
         .flatten()
         .map(|d| {
             std::fs::read_to_string(d.path().join("information"))
@@ -164,24 +165,23 @@ pub fn nvidia_gpus() -> Vec<String> {
                 .unwrap_or_else(|| "NVIDIA GPU".into())
         })
         .collect();
-    gpus.sort();
     gpus
 }
 
 #[cfg(feature = "cuda")]
 fn cuda_device() -> Result<SelectedDevice, ModelError> {
     let gpus = nvidia_gpus();
-    let Some(first) = gpus.first() else {
+    if gpus.is_empty() {
         return Err(ModelError::DeviceUnavailable {
             device: "cuda",
             why: "no NVIDIA driver is loaded (no /proc/driver/nvidia/gpus)".into(),
             fix: "install the NVIDIA driver and CUDA runtime (libcuda, libnvrtc), or use --device wgpu or cpu",
         });
-    };
+    }
     Ok(SelectedDevice {
         device: Device::cuda(0),
         backend: "cuda",
-        description: format!("cuda: {first} (device 0 of {})", gpus.len()),
+        description: format!("cuda: device 0 (the driver lists {})", gpus.join(", ")),
     })
 }
 

@@ -71,7 +71,7 @@ fn batches_resume_on_the_right_sample_across_passes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     write_set(tmp.path(), 50, 16, None);
     // 10 batches of 7 run through pass 0 (50 samples) into pass 1.
-    let mut straight = ShardBatches::open(tmp.path(), 3, 8, Position::default()).expect("open");
+    let mut straight = ShardBatches::open(tmp.path(), 3, 8, Position::default(), 0).expect("open");
     let mut positions = Vec::new();
     let mut all = Vec::new();
     for _ in 0..10 {
@@ -83,7 +83,7 @@ fn batches_resume_on_the_right_sample_across_passes() {
     let pass0: std::collections::BTreeSet<usize> = all[..7].iter().flatten().copied().collect();
     assert_eq!(pass0.len(), 49, "no repeats within a pass");
     for at in [2, 6, 7] {
-        let mut resumed = ShardBatches::open(tmp.path(), 3, 8, positions[at]).expect("resume");
+        let mut resumed = ShardBatches::open(tmp.path(), 3, 8, positions[at], 0).expect("resume");
         assert_eq!(
             ids(&mut resumed, 2, 7),
             all[at + 1..at + 3],
@@ -96,7 +96,7 @@ fn batches_resume_on_the_right_sample_across_passes() {
 fn corrupt_samples_are_skipped_and_counted_and_a_truncated_shard_ends_early() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let index = write_set(tmp.path(), 40, 10, Some(5));
-    let mut b = ShardBatches::open(tmp.path(), 0, 4, Position::default()).expect("open");
+    let mut b = ShardBatches::open(tmp.path(), 0, 4, Position::default(), 0).expect("open");
     let seen: Vec<usize> = ids(&mut b, 4, 10).concat();
     assert_eq!(seen.len(), 40, "batches stay full");
     assert_eq!(b.corrupt, 1);
@@ -132,4 +132,30 @@ fn a_missing_shard_or_index_is_named() {
         format!("{err:#}").contains(&index.shards[2].file),
         "{err:#}"
     );
+}
+
+#[test]
+fn a_position_past_the_end_of_its_pass_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_set(tmp.path(), 12, 5, None);
+    assert!(ShardStream::open(tmp.path(), 0, 0, 4, 12).is_ok());
+    let err = ShardStream::open(tmp.path(), 0, 0, 4, 13)
+        .err()
+        .expect("past the end");
+    assert!(format!("{err:#}").contains("shards changed"), "{err:#}");
+}
+
+#[test]
+fn an_index_naming_files_outside_its_folder_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_set(tmp.path(), 6, 5, None);
+    let path = tmp.path().join(INDEX);
+    let text = std::fs::read_to_string(&path).expect("index");
+    std::fs::write(
+        &path,
+        text.replace("shard-000001.tar", "../shard-000001.tar"),
+    )
+    .expect("write");
+    let err = ShardIndex::load(tmp.path()).expect_err("escapes");
+    assert!(format!("{err:#}").contains("plain file names"), "{err:#}");
 }
