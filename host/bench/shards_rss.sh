@@ -9,12 +9,12 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgeclr/target}"
 data="${1:-../shared/data/cifar10}"
 out="${2:-runs/shards-rss}"
-steps="${3:-40}"
+steps="${3:-115}"
 cargo build --release --workspace --all-targets
 bin="$CARGO_TARGET_DIR/release/edgeclr"
 mkdir -p "$out"
-[ -f "$out/x1/shards.json" ] || "$bin" shard --data "$data" --out "$out/x1" --per-shard 2000
-[ -f "$out/x10/shards.json" ] || "$bin" shard --data "$data" --out "$out/x10" --per-shard 2000 --repeat 10
+[ -f "$out/x1/shards.json" ] || "$bin" shard --data "$data" --out "$out/x1" --per-shard 1000
+[ -f "$out/x10/shards.json" ] || "$bin" shard --data "$data" --out "$out/x10" --per-shard 1000 --repeat 10
 common=(--encoder resnet8 --batch-size 256 --image-size 32 --knn-every 0 --device cpu --max-steps "$steps" --seed 0)
 rows=()
 for case in memory x1 x10; do
