@@ -315,3 +315,21 @@ pub fn onnxruntime_library() -> Option<PathBuf> {
         }
     }
 }
+
+/// The int8-vs-fp32 mean cosine `edgeclr export` recorded in `model`'s manifest.
+///
+/// # Panics
+/// When the manifest records none.
+pub fn recorded_int8_agreement(model: &std::path::Path) -> f64 {
+    read_json(&model.join("manifest.json"))["drift"]["agreements"]
+        .as_array()
+        .expect("agreements")
+        .iter()
+        .find(|a| {
+            a["compared"]
+                .as_str()
+                .is_some_and(|c| c.contains("encoder.int8.onnx"))
+        })
+        .and_then(|a| a["mean_cosine"].as_f64())
+        .expect("the export records int8 vs fp32")
+}

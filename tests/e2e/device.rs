@@ -376,18 +376,7 @@ fn selftest_passes_on_the_clip_and_fails_without_a_camera() {
     // int8 was held to the export's int8-vs-fp32 agreement on the board's own frames.
     let parity = &report["checks"][2]["values"]["parity"];
     assert_eq!(parity["images"], 10, "{parity}");
-    let manifest = read_json(&model.join("manifest.json"));
-    let recorded = manifest["drift"]["agreements"]
-        .as_array()
-        .expect("agreements")
-        .iter()
-        .find(|a| {
-            a["compared"]
-                .as_str()
-                .is_some_and(|c| c.contains("encoder.int8.onnx"))
-        })
-        .and_then(|a| a["mean_cosine"].as_f64())
-        .expect("the export records int8 vs fp32");
+    let recorded = e2e::recorded_int8_agreement(&model);
     let measured = parity["mean_cosine"].as_f64().expect("mean cosine");
     assert!(
         measured >= recorded - 0.005 && measured <= 1.0 + 1e-9,

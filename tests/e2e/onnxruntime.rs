@@ -18,6 +18,24 @@ fn device(args: &[&str], library: &Path) -> Output {
         .expect("spawn edgeclr-device")
 }
 
+/// `edgeclr-device selftest` of `model` on `frames` frames of the clip into `state`.
+fn selftest(model: &Path, state: &Path, frames: u32, library: &Path) -> Output {
+    let source = format!("mjpeg:{}", path(&clip()));
+    let frames = frames.to_string();
+    let args = [
+        "selftest",
+        "--model",
+        path(model),
+        "--state",
+        path(state),
+        "--source",
+        &source,
+        "--frames",
+        &frames,
+    ];
+    device(&args, library)
+}
+
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["checks"]
         .as_array()
@@ -64,19 +82,7 @@ fn selftest_times_every_engine_and_prefers_the_fastest_that_agrees() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let model = exported_model(tmp.path());
     let state = tmp.path().join("state");
-    let source = format!("mjpeg:{}", path(&clip()));
-    let args = [
-        "selftest",
-        "--model",
-        path(&model),
-        "--state",
-        path(&state),
-        "--source",
-        &source,
-        "--frames",
-        "10",
-    ];
-    assert_success(&device(&args, &library));
+    assert_success(&selftest(&model, &state, 10, &library));
     let report = read_json(&state.join("selftest.json"));
     let engines = [
         "tract-fp32",
@@ -107,18 +113,7 @@ fn selftest_times_every_engine_and_prefers_the_fastest_that_agrees() {
         "{ort_fp32}"
     );
     // Both int8 engines are held to the export's int8-vs-fp32 record.
-    let manifest = read_json(&model.join("manifest.json"));
-    let recorded = manifest["drift"]["agreements"]
-        .as_array()
-        .expect("agreements")
-        .iter()
-        .find(|a| {
-            a["compared"]
-                .as_str()
-                .is_some_and(|c| c.contains("encoder.int8.onnx"))
-        })
-        .and_then(|a| a["mean_cosine"].as_f64())
-        .expect("the export records int8 vs fp32");
+    let recorded = e2e::recorded_int8_agreement(&model);
     for e in ["tract-int8", "onnxruntime-int8"] {
         let mean = check(&report, &format!("embed-{e}"))["values"]["parity"]["mean_cosine"]
             .as_f64()
@@ -191,18 +186,7 @@ fn a_missing_library_is_named_and_tract_still_runs() {
     let bare = Path::new("libonnxruntime-not-installed.so");
     let source = format!("mjpeg:{}", path(&clip()));
     let state = tmp.path().join("state");
-    let args = [
-        "selftest",
-        "--model",
-        path(&model),
-        "--state",
-        path(&state),
-        "--source",
-        &source,
-        "--frames",
-        "4",
-    ];
-    assert_success(&device(&args, &missing));
+    assert_success(&selftest(&model, &state, 4, &missing));
     let report = read_json(&state.join("selftest.json"));
     for e in ["onnxruntime-fp32", "onnxruntime-int8"] {
         let c = check(&report, &format!("embed-{e}"));

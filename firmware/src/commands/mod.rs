@@ -13,16 +13,12 @@ pub mod selftest;
 
 use std::path::{Path, PathBuf};
 
-use edgeclr_artifact::ArtifactKind;
-
 use crate::config::ArtifactChoice;
 
 /// The file `--model` names for `artifact`: the int8 file inside a folder, else as given.
 pub(crate) fn model_path(model: &Path, artifact: ArtifactChoice) -> PathBuf {
     match artifact {
-        ArtifactChoice::Int8 if model.is_dir() => {
-            model.join(ArtifactKind::OnnxInt8Qlinear.file_name())
-        }
+        ArtifactChoice::Int8 if model.is_dir() => model.join(artifact.kind().file_name()),
         _ => model.to_path_buf(),
     }
 }

@@ -17,6 +17,7 @@ use ort::value::TensorRef;
 
 use crate::backend::{Backend, OrtSettings, Provider};
 use crate::embed::{EmbedError, Embedder};
+use crate::tract::load_error;
 
 /// The onnxruntime library this process loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,13 +148,6 @@ impl std::fmt::Debug for OrtEmbedder {
             .field("size", &self.size)
             .field("dim", &self.dim)
             .finish_non_exhaustive()
-    }
-}
-
-fn load_error(path: &Path, reason: impl Into<String>) -> EmbedError {
-    EmbedError::Load {
-        path: path.to_path_buf(),
-        reason: reason.into(),
     }
 }
 

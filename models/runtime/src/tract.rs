@@ -51,7 +51,8 @@ impl std::fmt::Debug for TractModel {
     }
 }
 
-fn load_error(path: &Path, reason: impl Into<String>) -> EmbedError {
+/// [`EmbedError::Load`] for `path`.
+pub(crate) fn load_error(path: &Path, reason: impl Into<String>) -> EmbedError {
     EmbedError::Load {
         path: path.to_path_buf(),
         reason: reason.into(),
