@@ -8,6 +8,8 @@ mod adapt;
 mod arm;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/deb.rs"]
+mod deb;
 #[path = "e2e/device.rs"]
 mod device;
 #[path = "e2e/eval.rs"]
@@ -20,6 +22,8 @@ mod finetune;
 mod flash;
 #[path = "e2e/isa.rs"]
 mod isa;
+#[path = "e2e/mqtt.rs"]
+mod mqtt;
 #[path = "e2e/onnx_parity.rs"]
 mod onnx_parity;
 #[path = "e2e/onnxruntime.rs"]
@@ -28,6 +32,8 @@ mod onnxruntime;
 mod pretrain;
 #[path = "e2e/quality.rs"]
 mod quality;
+#[path = "e2e/rollout.rs"]
+mod rollout;
 #[path = "e2e/shards.rs"]
 mod shards;
 #[path = "e2e/ssh.rs"]

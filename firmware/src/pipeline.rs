@@ -22,7 +22,7 @@ use crate::error::SourceError;
 use crate::learner::{FinetuneReport, Learner, Offer};
 use crate::live::LiveModel;
 use crate::queue::{self, Recv};
-use crate::sink::{Embedding, SinkWorker};
+use crate::sink::{BoardStatus, Embedding, SinkReport, SinkWorker};
 use crate::slots::{self, Slots, model_file};
 use crate::source::FrameSource;
 use crate::stats::{Status, Window};
@@ -45,6 +45,10 @@ pub struct Options {
     /// Wait for queue space instead of dropping the oldest frame: for recordings replayed as
     /// fast as possible, where every frame should be embedded. Live sources drop.
     pub lossless: bool,
+    /// How often the sinks get the board's state ([`BoardStatus`]); also at every model swap.
+    pub status_every: Duration,
+    /// How long the sinks may take to deliver what is queued at the end.
+    pub sink_drain: Duration,
 }
 
 /// A frame decoded and preprocessed, waiting for an embedder.
@@ -115,8 +119,8 @@ pub struct Report {
     pub embed_errors: u64,
     /// Source reopen attempts (camera unplug).
     pub source_reopens: u64,
-    /// Per sink: (name, delivered, dropped, errors).
-    pub sinks: Vec<(String, u64, u64, u64)>,
+    /// What each sink delivered and dropped.
+    pub sinks: Vec<SinkReport>,
     /// Model swaps during the run: (seconds since start, new version).
     pub model_swaps: Vec<(f64, String)>,
     /// What fine-tuning did, when it ran.
@@ -375,6 +379,7 @@ pub fn run(
         let mut last = (Instant::now(), 0u64);
         let mut rss_samples = Vec::new();
         let mut warned_memory = false;
+        let (mut last_status, mut announced) = (Instant::now(), model_label.clone());
         while live_workers.load(Ordering::Relaxed) > 0 {
             // Short steps so the run ends promptly when the workers finish; work happens
             // once per refresh.
@@ -402,6 +407,14 @@ pub fn run(
                 .map(|s| s.stats().dropped.load(Ordering::Relaxed))
                 .sum();
             status.bad_frames = counters.bad_frames.load(Ordering::Relaxed);
+            if last_status.elapsed() >= options.status_every || announced != model_label {
+                last_status = Instant::now();
+                announced = model_label.clone();
+                let board = Arc::new(board_status(&status, &model_label, started));
+                for s in sinks.iter() {
+                    s.offer_status(&board);
+                }
+            }
             if let Some((_, _, progress)) = &sampling {
                 status.finetune_loss = progress.lock().expect("progress lock").loss;
             }
@@ -512,23 +525,28 @@ pub fn run(
             rss_samples,
         }
     })
-    .with_sinks(Arc::try_unwrap(sinks).expect("workers have finished"))
+    .with_sinks(
+        Arc::try_unwrap(sinks).expect("workers have finished"),
+        options.sink_drain,
+    )
+}
+
+/// What the sinks are told of the board (MQTT's retained status).
+fn board_status(status: &Status, model: &str, started: Instant) -> BoardStatus {
+    BoardStatus {
+        model_version: model.to_string(),
+        fps: status.fps,
+        frames: status.frames,
+        dropped_frames: status.queue_drops,
+        sink_drops: status.sink_drops,
+        uptime_s: started.elapsed().as_secs_f64(),
+    }
 }
 
 impl Report {
     /// Flushes and stops the sinks, recording their counters.
-    fn with_sinks(mut self, sinks: Vec<SinkWorker>) -> Self {
-        for s in sinks {
-            let st = s.stats().clone();
-            let name = s.name().to_string();
-            s.finish();
-            self.sinks.push((
-                name,
-                st.delivered.load(Ordering::Relaxed),
-                st.dropped.load(Ordering::Relaxed),
-                st.errors.load(Ordering::Relaxed),
-            ));
-        }
+    fn with_sinks(mut self, sinks: Vec<SinkWorker>, drain: Duration) -> Self {
+        self.sinks = sinks.into_iter().map(|s| s.finish(drain)).collect();
         info!(
             frames = self.frames_embedded,
             fps = format!("{:.1}", self.fps),
@@ -601,6 +619,8 @@ mod tests {
             memory_budget_mib: u64::MAX,
             systemd: false,
             lossless: false,
+            status_every: Duration::from_secs(5),
+            sink_drain: Duration::from_secs(10),
         }
     }
 
@@ -624,7 +644,7 @@ mod tests {
             "{r:?}"
         );
         assert!(r.frames_embedded >= 8, "{r:?}");
-        assert_eq!(r.sinks[0].1, r.frames_embedded, "delivered");
+        assert_eq!(r.sinks[0].delivered, r.frames_embedded, "delivered");
         let items = memory.items.lock().expect("lock");
         let ids: Vec<u64> = items.iter().map(|e| e.frame_id).collect();
         assert!(

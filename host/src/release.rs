@@ -17,6 +17,7 @@ use edgeclr_release::keys::{
     self, fingerprint, key_hex, read_signing_key, read_verifying_key, write_secret_key,
 };
 
+use crate::rollout::{Outcome, selftest_summary};
 use crate::ssh::{Ssh, Target, sh_quote};
 use tracing::{info, warn};
 
@@ -47,9 +48,20 @@ pub struct BundleArgs {
     /// Release version (default: model version + a timestamp).
     #[arg(long)]
     pub version: Option<String>,
-    /// Output tarball.
+    /// Output tarball (`--format tar`), or the folder the `.deb` goes to (`--format deb`).
     #[arg(long)]
     pub out: PathBuf,
+    /// `tar`: a signed bundle for `edgeclr flash`; `deb`: a Debian package
+    /// (`edgeclr-device_VERSION_ARCH.deb`) for apt, an apt repository or Ansible.
+    #[arg(long, value_enum, default_value_t = BundleFormat::Tar)]
+    pub format: BundleFormat,
+    /// `--format deb`: the model in a package of its own (`edgeclr-model_VERSION_all.deb`,
+    /// which the device package depends on), so fleets can roll out models without binaries.
+    #[arg(long)]
+    pub model_package: bool,
+    /// `--format deb`: the packages' Maintainer field.
+    #[arg(long, default_value = "edgeclr release <release@edgeclr.invalid>")]
+    pub maintainer: String,
     /// Sign with this secret key (`edgeclr keygen`).
     #[arg(long)]
     pub sign_key: Option<PathBuf>,
@@ -76,8 +88,20 @@ impl BundleArgs {
             sign_key: None,
             rotate_key: None,
             no_strip: false,
+            format: BundleFormat::Tar,
+            model_package: false,
+            maintainer: "edgeclr release <release@edgeclr.invalid>".into(),
         }
     }
+}
+
+/// What `edgeclr bundle` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BundleFormat {
+    /// edgeclr's signed tarball, for `edgeclr flash`.
+    Tar,
+    /// Debian packages, for apt.
+    Deb,
 }
 
 /// `edgeclr flash`.
@@ -87,8 +111,24 @@ pub struct FlashArgs {
     #[arg(long)]
     pub bundle: PathBuf,
     /// `dir:ROOT` or `ssh://USER@HOST[:PORT][/ROOT]` (remote root default /opt/edgeclr).
+    #[arg(long, required_unless_present = "to_file", conflicts_with = "to_file")]
+    pub to: Option<String>,
+    /// A staged rollout: one `--to` target per line (`#` comments, blank lines allowed); the
+    /// first `--canary` boards first, then the rest `--parallel` at a time.
     #[arg(long)]
-    pub to: String,
+    pub to_file: Option<PathBuf>,
+    /// `--to-file`: boards flashed (and self-tested) first; any failure stops the rollout.
+    #[arg(long, default_value_t = 1, requires = "to_file")]
+    pub canary: usize,
+    /// `--to-file`: boards flashed at once.
+    #[arg(long, default_value_t = 4, requires = "to_file")]
+    pub parallel: usize,
+    /// `--to-file`: the rollout's JSON report (every board's versions, self-test, rollback).
+    #[arg(long, default_value = "rollout.json", requires = "to_file")]
+    pub report: PathBuf,
+    /// Write this board's outcome as JSON (what `--to-file` collects from each board).
+    #[arg(long, hide = true)]
+    pub result_json: Option<PathBuf>,
     /// SSH private key.
     #[arg(long)]
     pub identity: Option<PathBuf>,
@@ -139,7 +179,12 @@ impl FlashArgs {
     pub fn new(bundle: PathBuf, to: String) -> Self {
         Self {
             bundle,
-            to,
+            to: Some(to),
+            to_file: None,
+            canary: 1,
+            parallel: 4,
+            report: PathBuf::from("rollout.json"),
+            result_json: None,
             identity: None,
             known_hosts: None,
             key: None,
@@ -173,7 +218,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<()> {
 }
 
 /// ELF machine of `bytes`: the Rust architecture name.
-fn elf_arch(bytes: &[u8]) -> Option<&'static str> {
+pub(crate) fn elf_arch(bytes: &[u8]) -> Option<&'static str> {
     if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
         return None;
     }
@@ -251,7 +296,7 @@ fn stripped(bin: Vec<u8>, arch: &str) -> Result<Vec<u8>> {
 }
 
 /// The systemd unit for a release installed under /opt/edgeclr.
-fn unit_for(board: &str) -> String {
+pub(crate) fn unit_for(board: &str) -> String {
     edgeclr_artifact::boards::SYSTEMD_UNIT
         .lines()
         .map(|l| {
@@ -268,8 +313,33 @@ fn unit_for(board: &str) -> String {
         + "\n"
 }
 
-/// Runs `edgeclr bundle`.
-pub fn bundle(args: &BundleArgs) -> Result<()> {
+/// What a release ships, gathered and checked: the board's binary, the model, its profile.
+#[derive(Debug)]
+pub struct Release {
+    /// The board's target triple.
+    pub triple: &'static str,
+    /// Its ELF architecture (`aarch64`, `x86_64`).
+    pub arch: &'static str,
+    /// The board profile's TOML.
+    pub profile: &'static str,
+    /// `edgeclr-device` for the board, stripped unless --no-strip.
+    pub bin: Vec<u8>,
+    /// The exported model's files (artifacts and manifest): (file name, bytes).
+    pub model: Vec<(String, Vec<u8>)>,
+    /// The model's version.
+    pub model_version: String,
+    /// The newest glibc symbol version the binary needs.
+    pub min_glibc: Option<String>,
+    /// Seconds since the Unix epoch when gathered.
+    pub created: u64,
+}
+
+/// Checks the export and the board binary and reads them.
+///
+/// # Errors
+/// A folder that is not an export, a tampered artifact, a missing binary or one built for
+/// another architecture, each with the command that fixes it.
+pub fn gather(args: &BundleArgs) -> Result<Release> {
     let (triple, profile) =
         edgeclr_artifact::boards::board(&args.board).map_err(anyhow::Error::msg)?;
     let export = args
@@ -300,41 +370,67 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         )
     })?;
     let want = triple.split('-').next().unwrap_or_default();
-    match elf_arch(&bin) {
-        Some(arch) if arch == want => {}
+    let arch = match elf_arch(&bin) {
+        Some(arch) if arch == want => arch,
         Some(arch) => bail!(
             "{} is an {arch} binary but {} runs {triple}; pass --device-binary built for {triple}",
             binary.display(),
             args.board
         ),
         None => bail!("{} is not an ELF executable", binary.display()),
-    }
+    };
     let bin = if args.no_strip {
         bin
     } else {
         stripped(bin, want)?
     };
-    let mut files: Vec<(String, Vec<u8>, u32)> = vec![("bin/edgeclr-device".into(), bin, 0o755)];
-    let mut model_files: Vec<String> = model.artifacts.iter().map(|a| a.file.clone()).collect();
-    model_files.push(edgeclr_artifact::manifest::MANIFEST.into());
-    for f in model_files {
+    let mut names: Vec<String> = model.artifacts.iter().map(|a| a.file.clone()).collect();
+    names.push(edgeclr_artifact::manifest::MANIFEST.into());
+    let mut files = Vec::new();
+    for f in names {
         let bytes = std::fs::read(export.join(&f))?;
+        files.push((f, bytes));
+    }
+    Ok(Release {
+        triple,
+        arch,
+        profile,
+        min_glibc: min_glibc(&bin),
+        bin,
+        model: files,
+        model_version: model.source.model_version.clone(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+}
+
+/// Runs `edgeclr bundle`: a signed tarball for `edgeclr flash`, or Debian packages.
+pub fn bundle(args: &BundleArgs) -> Result<()> {
+    let release = gather(args)?;
+    match args.format {
+        BundleFormat::Tar => write_bundle(args, release),
+        BundleFormat::Deb => crate::package::write_debs(args, &release),
+    }
+}
+
+fn write_bundle(args: &BundleArgs, r: Release) -> Result<()> {
+    let triple = r.triple;
+    let mut files: Vec<(String, Vec<u8>, u32)> = vec![("bin/edgeclr-device".into(), r.bin, 0o755)];
+    for (f, bytes) in r.model {
         files.push((format!("model/{f}"), bytes, 0o644));
     }
-    files.push(("board.toml".into(), profile.as_bytes().to_vec(), 0o644));
+    files.push(("board.toml".into(), r.profile.as_bytes().to_vec(), 0o644));
     files.push((
         "edgeclr-device.service".into(),
         unit_for(&args.board).into_bytes(),
         0o644,
     ));
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let version = args
         .version
         .clone()
-        .unwrap_or_else(|| format!("{}-{created}", model.source.model_version));
+        .unwrap_or_else(|| format!("{}-{}", r.model_version, r.created));
     bundle::check_version(&version)
         .map_err(|e| anyhow::anyhow!("--version {version}: {e}; use letters, digits and `._+-`"))?;
     let manifest = BundleManifest {
@@ -342,9 +438,9 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         version: version.clone(),
         board: args.board.clone(),
         target_triple: triple.into(),
-        min_glibc: min_glibc(&files[0].1),
+        min_glibc: r.min_glibc,
         git_revision: git_revision(),
-        model_version: model.source.model_version.clone(),
+        model_version: r.model_version,
         producer: format!("edgeclr {}", env!("CARGO_PKG_VERSION")),
         files: files.iter().map(|(p, b, m)| file_entry(p, b, *m)).collect(),
         rotate_key: args
@@ -403,23 +499,61 @@ fn default_device_binary(triple: &str) -> Result<PathBuf> {
     })
 }
 
-/// Runs `edgeclr flash`.
+/// Runs `edgeclr flash`: one board (`--to`), or a staged rollout (`--to-file`).
 pub fn flash(args: &FlashArgs) -> Result<()> {
-    let target: Target = args.to.parse().map_err(anyhow::Error::msg)?;
+    if let Some(file) = &args.to_file {
+        return crate::rollout::run(args, file);
+    }
+    let to = args
+        .to
+        .as_deref()
+        .context("name the board: --to TARGET (or --to-file FILE for several)")?;
+    let started = std::time::Instant::now();
+    let mut outcome = Outcome::new(to);
+    let result = flash_to(args, to, &mut outcome);
+    if let Some(path) = &args.result_json {
+        outcome.finish(result.as_ref().err(), started.elapsed());
+        edgeclr_artifact::atomic::write_atomic(path, &serde_json::to_vec_pretty(&outcome)?)?;
+    }
+    result
+}
+
+/// Flashes one board, recording its versions before and after in `out`.
+fn flash_to(args: &FlashArgs, to: &str, out: &mut Outcome) -> Result<()> {
+    let target: Target = to.parse().map_err(anyhow::Error::msg)?;
     if args.runner.is_some() && !matches!(target, Target::Dir(_)) {
         bail!("--runner applies to dir: targets; an ssh board runs its own binary");
     }
     match target {
-        Target::Dir(root) => flash_dir(args, &root),
-        Target::Ssh(t) => flash_ssh(
-            args,
-            &Ssh {
+        Target::Dir(root) => {
+            out.before = InstallRoot::new(&root).current();
+            let r = flash_dir(args, &root, out);
+            out.after = InstallRoot::new(&root).current();
+            r
+        }
+        Target::Ssh(t) => {
+            let ssh = Ssh {
                 target: t,
                 known_hosts: args.known_hosts.clone(),
                 identity: args.identity.clone(),
                 limit_kbps: args.limit_kbps,
-            },
-        ),
+            };
+            out.before = remote_current(&ssh);
+            let r = flash_ssh(args, &ssh, out);
+            out.after = remote_current(&ssh);
+            r
+        }
+    }
+}
+
+/// The release `ROOT/current` names on an ssh board (None when unreachable or absent).
+fn remote_current(ssh: &Ssh) -> Option<String> {
+    let link = format!("{}/current", ssh.target.root);
+    match ssh.run(&format!("readlink {}", sh_quote(&link))) {
+        Ok((true, text)) => Path::new(text.trim())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        _ => None,
     }
 }
 
@@ -476,7 +610,7 @@ fn selftest_command(
     v
 }
 
-fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
+fn flash_dir(args: &FlashArgs, root_path: &Path, outcome: &mut Outcome) -> Result<()> {
     let root = InstallRoot::new(root_path);
     if args.rollback {
         let (from, to) = root.rollback()?;
@@ -503,6 +637,7 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
         .stage(&args.bundle, key.as_ref())
         .map_err(|e| anyhow::anyhow!("refused {} before any change: {e}", args.bundle.display()))?;
     let m = staged.manifest;
+    outcome.version = Some(m.version.clone());
     info!("staged {} for {}", m.version, m.board);
     root.switch(&m.version)?;
     let root_s = root_path.display().to_string();
@@ -533,8 +668,10 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
         ),
     };
     print!("{text}");
+    outcome.selftest = selftest_summary(&text);
     if !ok {
         root.abandon(&m.version)?;
+        outcome.rolled_back = true;
         bail!(
             "release {} failed its self-test and was rolled back; current is {}",
             m.version,
@@ -555,7 +692,7 @@ fn flash_dir(args: &FlashArgs, root_path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
+fn flash_ssh(args: &FlashArgs, ssh: &Ssh, outcome: &mut Outcome) -> Result<()> {
     let root = ssh.target.root.as_str();
     let q = |s: &str| sh_quote(s);
     let current_bin = format!("{root}/current/bin/edgeclr-device");
@@ -575,6 +712,7 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
     let keys: Vec<_> = std::iter::once(&anchor.key).chain(extra.as_ref()).collect();
     let (staging, m) = verify_here(&args.bundle, &keys)?;
     let version = m.version.clone();
+    outcome.version = Some(version.clone());
     ssh.must(
         &format!("mkdir -p {}/incoming {}/bootstrap", q(root), q(root)),
         "preparing the install root",
@@ -668,6 +806,7 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
     );
     let (ok, text) = ssh.run(&cmd.iter().map(|c| q(c)).collect::<Vec<_>>().join(" "))?;
     print!("{text}");
+    outcome.selftest = selftest_summary(&text);
     if !ok {
         ssh.must(
             &format!(
@@ -678,6 +817,7 @@ fn flash_ssh(args: &FlashArgs, ssh: &Ssh) -> Result<()> {
             ),
             "rolling back",
         )?;
+        outcome.rolled_back = true;
         bail!(
             "release {version} failed its self-test on {} and was rolled back",
             ssh.target.dest()

@@ -20,7 +20,7 @@ const QEMU: [&str; 3] = ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"];
 
 /// `target/aarch64-unknown-linux-gnu/release/edgeclr-device`, beside this test's
 /// `target/release/`.
-fn arm_binary() -> PathBuf {
+pub(crate) fn arm_binary() -> PathBuf {
     let x86 = binary("edgeclr-device");
     let target = x86
         .parent()

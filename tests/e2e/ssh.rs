@@ -20,12 +20,12 @@ fn sshd_path() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
-    port: u16,
-    user: String,
-    identity: PathBuf,
-    known_hosts: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) identity: PathBuf,
+    pub(crate) known_hosts: PathBuf,
 }
 
 impl Drop for Sshd {
@@ -55,7 +55,7 @@ fn keygen(path: &Path) {
     );
 }
 
-fn start_sshd(dir: &Path) -> Option<Sshd> {
+pub(crate) fn start_sshd(dir: &Path) -> Option<Sshd> {
     let sshd = sshd_path()?;
     let user = String::from_utf8(Command::new("id").arg("-un").output().ok()?.stdout)
         .ok()?

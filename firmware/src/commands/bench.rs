@@ -100,6 +100,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         memory_budget_mib: u64::MAX,
         systemd: false,
         lossless: true,
+        status_every: Duration::from_secs(5),
+        sink_drain: Duration::from_secs(10),
     };
     // The recording through the whole pipeline, no sinks, no screen.
     let live = Arc::new(LiveModel::new(opened.embedder.fork_boxed()?, "bench"));
@@ -189,6 +191,8 @@ fn bench_finetune(args: &BenchArgs) -> Result<()> {
             memory_budget_mib: u64::MAX,
             systemd: false,
             lossless: !paced,
+            status_every: Duration::from_secs(5),
+            sink_drain: Duration::from_secs(10),
         };
         let ft = if finetune {
             Some(Box::new(Finetuner::new(

@@ -36,9 +36,14 @@ pub struct RunArgs {
     /// Frame source: v4l:/dev/videoN, mjpeg:FILE (`-` = stdin), folder:DIR, synthetic.
     #[arg(long)]
     pub source: Option<SourceSpec>,
-    /// Embedding sink, repeatable: jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT.
+    /// Embedding sink, repeatable: jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT,
+    /// mqtt://[USER[:PASS]@]HOST[:PORT]/TOPIC[?qos=0|1&password_file=FILE] (mqtts:// with
+    /// ?ca=FILE); `{board}` in the topic is the board id.
     #[arg(long)]
     pub sink: Vec<SinkSpec>,
+    /// Payload of the MQTT sink: binary (the udp/tcp layout) or json (a jsonl line).
+    #[arg(long, value_enum)]
+    pub sink_format: Option<sink::PayloadFormat>,
     /// Status screen: none, png:FILE, fb:/dev/fbN, ssd1306:/dev/i2c-N.
     #[arg(long)]
     pub display: Option<DisplaySpec>,
@@ -103,6 +108,9 @@ pub fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
     }
     if !args.sink.is_empty() {
         cfg.sink.outputs = args.sink.clone();
+    }
+    if let Some(f) = args.sink_format {
+        cfg.sink.format = f;
     }
     if let Some(d) = &args.display {
         cfg.display.target = d.clone();
@@ -238,9 +246,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     let src = source::open(&cfg.source.spec, settings)
         .with_context(|| format!("opening source {}", cfg.source.spec))?;
     info!("source {}", src.describe());
+    let context = sink::SinkContext {
+        board: cfg.board.id(),
+        model_version: m.source.model_version.clone(),
+        format: cfg.sink.format,
+    };
     let mut sinks = Vec::new();
     for spec in &cfg.sink.outputs {
-        let s = sink::open(spec).with_context(|| format!("opening sink {spec}"))?;
+        let s = sink::open(spec, &context).with_context(|| format!("opening sink {spec}"))?;
         sinks.push(SinkWorker::spawn(s, cfg.sink.capacity));
     }
     // A screen is a side consumer: one that cannot open never stops the embeddings.
@@ -270,6 +283,8 @@ pub fn run(args: RunArgs) -> Result<()> {
                 SourceSpec::Folder(_) => true,
                 _ => false,
             },
+        status_every: Duration::from_secs_f64(cfg.sink.status_every_s),
+        sink_drain: Duration::from_secs_f64(cfg.sink.drain_s),
     };
     let finetuner = match (&slots, cfg.finetune.enabled) {
         (Some(s), true) => Some(learner(&cfg, &args.model, s)?),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use self::finetune::FinetuneSection;
 use crate::display::DisplaySpec;
-use crate::sink::SinkSpec;
+use crate::sink::{PayloadFormat, SinkSpec};
 use crate::source::SourceSpec;
 
 /// `[board]`.
@@ -24,6 +24,22 @@ pub struct BoardSection {
     pub description: String,
     /// Whether a wgpu adapter is expected (fine-tuning on the GPU).
     pub gpu_expected: bool,
+    /// This board's id in a fleet (`{board}` in MQTT topics); the host name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl BoardSection {
+    /// `id`, else the host name, else the profile name.
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| self.name.clone())
+        })
+    }
 }
 
 /// `[source]`.
@@ -106,6 +122,23 @@ pub struct SinkSection {
     pub outputs: Vec<SinkSpec>,
     /// Embeddings each sink may lag behind before dropping.
     pub capacity: usize,
+    /// Payload of message sinks (MQTT): `binary` (the socket layout) or `json`.
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// Seconds between the board-status messages (MQTT's retained `TOPIC/status`).
+    #[serde(default = "default_status_every_s")]
+    pub status_every_s: f64,
+    /// Seconds the sinks may take at exit to deliver what is queued.
+    #[serde(default = "default_drain_s")]
+    pub drain_s: f64,
+}
+
+fn default_status_every_s() -> f64 {
+    5.0
+}
+
+fn default_drain_s() -> f64 {
+    10.0
 }
 
 /// `[display]`.
@@ -168,6 +201,21 @@ impl DeviceConfig {
         }
         if self.sink.capacity == 0 {
             return Err("sink.capacity = 0; use ≥ 1".into());
+        }
+        for (key, v) in [
+            ("sink.status_every_s", self.sink.status_every_s),
+            ("sink.drain_s", self.sink.drain_s),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return Err(format!("{key} = {v}; use seconds in (0, 86400]"));
+            }
+        }
+        if let Some(id) = &self.board.id
+            && (id.is_empty() || id.contains(['/', '+', '#', '\0']))
+        {
+            return Err(format!(
+                "board.id = {id:?}: an id is one MQTT topic level, non-empty, without / + #"
+            ));
         }
         if self.source.fps.is_nan() || self.source.fps <= 0.0 {
             return Err(format!(

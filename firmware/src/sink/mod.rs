@@ -1,18 +1,22 @@
 //! Where embeddings go: [`EmbeddingSink`] and its implementations — `jsonl:-`/`jsonl:FILE`,
-//! `npy:FILE`, `udp:HOST:PORT`, `tcp:HOST:PORT` — each behind a [`SinkWorker`]: its own thread
-//! and a bounded queue, so a slow sink drops embeddings (counted) and never stalls capture or
-//! embedding.
+//! `npy:FILE`, `udp:HOST:PORT`, `tcp:HOST:PORT`, `mqtt://…` — each behind a [`SinkWorker`]:
+//! its own thread and a bounded queue, so a slow sink drops embeddings (counted) and never
+//! stalls capture or embedding.
 
 pub mod file;
 #[cfg(test)]
 pub mod memory;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+pub mod mqtt_url;
 pub mod socket;
+mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicU64;
 
+pub use self::mqtt_url::MqttUrl;
+pub use self::worker::{SinkReport, SinkWorker};
 use crate::error::SinkError;
 
 /// One frame's representation.
@@ -44,6 +48,77 @@ pub trait EmbeddingSink: Send {
     }
     /// For logs.
     fn describe(&self) -> String;
+    /// The board's state, every few seconds (the MQTT sink publishes it retained).
+    ///
+    /// # Errors
+    /// [`SinkError`] when it cannot be sent (logged, not counted as a dropped embedding).
+    fn status(&mut self, _status: &BoardStatus) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Counters of the connection, for sinks that hold one to a broker.
+    fn link(&self) -> Option<Arc<LinkStats>> {
+        None
+    }
+}
+
+/// What a sink knows of the board it runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkContext {
+    /// The board id (`[board] id`, else the host name): `{board}` in MQTT topics.
+    pub board: String,
+    /// The model version at start.
+    pub model_version: String,
+    /// Payload of message sinks.
+    pub format: PayloadFormat,
+}
+
+/// How a message sink (MQTT) encodes one embedding.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// The little-endian layout of [`socket`] (24 + 4·dim bytes).
+    #[default]
+    Binary,
+    /// One JSON object, as a `jsonl` line.
+    Json,
+}
+
+/// The board's state as the pipeline sees it, offered to every sink every few seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BoardStatus {
+    /// The model now embedding.
+    pub model_version: String,
+    /// Embeddings per second over the last refresh.
+    pub fps: f32,
+    /// Embeddings so far.
+    pub frames: u64,
+    /// Frames dropped before embedding (queues).
+    pub dropped_frames: u64,
+    /// Embeddings dropped by slow sinks.
+    pub sink_drops: u64,
+    /// Seconds since the run started.
+    pub uptime_s: f64,
+}
+
+/// Counters of a sink's connection to a broker.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Connections re-established after a loss.
+    pub reconnects: AtomicU64,
+    /// Messages the broker acknowledged (QoS 1), or wrote to the socket (QoS 0).
+    pub acked: AtomicU64,
+    /// Messages still unacknowledged when the sink gave up at exit (lost).
+    pub unacked_at_exit: AtomicU64,
 }
 
 /// A parsed `--sink` value.
@@ -57,11 +132,16 @@ pub enum SinkSpec {
     Udp(String),
     /// A length-prefixed stream.
     Tcp(String),
+    /// An MQTT broker.
+    Mqtt(Box<MqttUrl>),
 }
 
 impl std::str::FromStr for SinkSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("mqtt://") || s.starts_with("mqtts://") {
+            return Ok(Self::Mqtt(Box::new(s.parse()?)));
+        }
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         let needs_port = |r: &str| {
             r.rsplit_once(':')
@@ -79,7 +159,7 @@ impl std::str::FromStr for SinkSpec {
                 "sink `{s}`: name the file, e.g. {kind}:embeddings.{kind} (jsonl:- for stdout)"
             )),
             _ => Err(format!(
-                "unknown sink `{s}`; use jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT or tcp:HOST:PORT"
+                "unknown sink `{s}`; use jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT or mqtt://HOST/TOPIC"
             )),
         }
     }
@@ -92,6 +172,7 @@ impl std::fmt::Display for SinkSpec {
             Self::Npy(p) => write!(f, "npy:{p}"),
             Self::Udp(a) => write!(f, "udp:{a}"),
             Self::Tcp(a) => write!(f, "tcp:{a}"),
+            Self::Mqtt(u) => write!(f, "{u}"),
         }
     }
 }
@@ -112,150 +193,33 @@ impl<'de> serde::Deserialize<'de> for SinkSpec {
 /// Opens the sink named by `spec`.
 ///
 /// # Errors
-/// [`SinkError`] when a file cannot be created or an address does not resolve.
-pub fn open(spec: &SinkSpec) -> Result<Box<dyn EmbeddingSink>, SinkError> {
+/// [`SinkError`] when a file cannot be created, an address does not resolve or a broker
+/// refuses the credentials.
+pub fn open(spec: &SinkSpec, context: &SinkContext) -> Result<Box<dyn EmbeddingSink>, SinkError> {
     Ok(match spec {
         SinkSpec::Jsonl(p) => Box::new(file::JsonlSink::open(p)?),
         SinkSpec::Npy(p) => Box::new(file::NpySink::open(p)?),
         SinkSpec::Udp(a) => Box::new(socket::UdpSink::open(a)?),
         SinkSpec::Tcp(a) => Box::new(socket::TcpSink::new(a)),
+        SinkSpec::Mqtt(u) => open_mqtt(u, context)?,
     })
 }
 
-/// Per-sink counters.
-#[derive(Debug, Default)]
-pub struct SinkStats {
-    /// Delivered.
-    pub delivered: AtomicU64,
-    /// Dropped because the sink's queue was full.
-    pub dropped: AtomicU64,
-    /// Pushes that failed.
-    pub errors: AtomicU64,
+#[cfg(feature = "mqtt")]
+fn open_mqtt(url: &MqttUrl, context: &SinkContext) -> Result<Box<dyn EmbeddingSink>, SinkError> {
+    Ok(Box::new(mqtt::MqttSink::open(url, context)?))
 }
 
-/// A sink on its own thread behind a bounded queue.
-#[derive(Debug)]
-pub struct SinkWorker {
-    name: String,
-    tx: Option<SyncSender<Arc<Embedding>>>,
-    thread: Option<JoinHandle<()>>,
-    stats: Arc<SinkStats>,
-}
-
-impl SinkWorker {
-    /// Starts `sink` with a queue of `capacity` embeddings.
-    pub fn spawn(mut sink: Box<dyn EmbeddingSink>, capacity: usize) -> Self {
-        let name = sink.describe();
-        let (tx, rx) = sync_channel::<Arc<Embedding>>(capacity.max(1));
-        let stats = Arc::new(SinkStats::default());
-        let s = stats.clone();
-        let thread_name = name.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sink {name}"))
-            .spawn(move || {
-                for e in rx {
-                    match sink.push(&e) {
-                        Ok(()) => s.delivered.fetch_add(1, Ordering::Relaxed),
-                        Err(err) => {
-                            if s.errors.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
-                                tracing::warn!(sink = %thread_name, "{err}");
-                            }
-                            0
-                        }
-                    };
-                }
-                if let Err(err) = sink.flush() {
-                    tracing::error!(sink = %thread_name, "flush failed: {err}");
-                }
-            })
-            .expect("spawning a sink thread");
-        Self {
-            name,
-            tx: Some(tx),
-            thread: Some(thread),
-            stats,
-        }
-    }
-
-    /// Offers an embedding; drops it (counted) when the sink is behind.
-    pub fn offer(&self, e: &Arc<Embedding>) {
-        if let Some(tx) = &self.tx {
-            match tx.try_send(e.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &Arc<SinkStats> {
-        &self.stats
-    }
-
-    /// Description.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Delivers what is queued, flushes and stops the thread.
-    pub fn finish(mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+#[cfg(not(feature = "mqtt"))]
+fn open_mqtt(url: &MqttUrl, _: &SinkContext) -> Result<Box<dyn EmbeddingSink>, SinkError> {
+    Err(SinkError::Invalid(format!(
+        "sink {url}: this edgeclr-device is built without MQTT; rebuild with the default features (or --features mqtt)"
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Slow(Arc<std::sync::Mutex<Vec<u64>>>);
-    impl EmbeddingSink for Slow {
-        fn push(&mut self, e: &Embedding) -> Result<(), SinkError> {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            self.0.lock().expect("lock").push(e.frame_id);
-            Ok(())
-        }
-        fn describe(&self) -> String {
-            "slow".into()
-        }
-    }
-
-    fn emb(id: u64) -> Arc<Embedding> {
-        Arc::new(Embedding {
-            frame_id: id,
-            timestamp_us: 0,
-            model_version: "m".into(),
-            vector: vec![1.0],
-        })
-    }
-
-    #[test]
-    fn a_slow_sink_drops_instead_of_blocking() {
-        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let w = SinkWorker::spawn(Box::new(Slow(got.clone())), 2);
-        let t = std::time::Instant::now();
-        for i in 0..50 {
-            w.offer(&emb(i));
-        }
-        assert!(
-            t.elapsed().as_millis() < 20,
-            "offering never waits on the sink: {:?}",
-            t.elapsed()
-        );
-        let stats = w.stats().clone();
-        w.finish();
-        let delivered = got.lock().expect("lock").len() as u64;
-        assert_eq!(delivered, stats.delivered.load(Ordering::Relaxed));
-        assert_eq!(delivered + stats.dropped.load(Ordering::Relaxed), 50);
-        assert!(
-            stats.dropped.load(Ordering::Relaxed) >= 45,
-            "most are dropped"
-        );
-    }
 
     #[test]
     fn specs_parse() {
@@ -265,6 +229,7 @@ mod tests {
             "npy:e.npy",
             "udp:127.0.0.1:9000",
             "tcp:host:7",
+            "mqtt://broker:1883/edgeclr/{board}/embeddings?qos=1",
         ] {
             assert_eq!(s.parse::<SinkSpec>().expect(s).to_string(), s);
         }

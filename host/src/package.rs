@@ -1,0 +1,266 @@
+//! `edgeclr bundle --format deb`: the board runtime as Debian packages, so a board is
+//! provisioned with `apt install ./edgeclr-device_VERSION_arm64.deb` and a fleet from an apt
+//! repository or Ansible.
+//!
+//! `edgeclr-device_VERSION_ARCH.deb` holds `/usr/bin/edgeclr-device`, the systemd unit,
+//! the `edgeclr` system user (sysusers.d, or adduser where systemd-sysusers is missing),
+//! `/etc/edgeclr/board.toml` (the board's profile, a conffile: sinks and camera are set there
+//! and survive upgrades), every profile under `/usr/share/edgeclr/boards/`, `/var/lib/edgeclr`
+//! and the model under `/usr/share/edgeclr/model/`. With `--model-package` the model goes to
+//! `edgeclr-model_VERSION_all.deb` instead, which the device package depends on: models then
+//! roll out without touching the binary. The maintainer scripts honour `DPKG_ROOT`, so the
+//! package also installs into an image (`dpkg --root … --force-script-chrootless`).
+
+use anyhow::{Context, Result};
+
+use crate::deb::{self, Control, Entry, Package};
+use crate::release::{BundleArgs, Release};
+
+/// Where the package puts things.
+const MODEL_DIR: &str = "/usr/share/edgeclr/model";
+const CONFIG: &str = "/etc/edgeclr/board.toml";
+
+/// Writes the package(s) into `args.out` (a folder), printing each path.
+///
+/// # Errors
+/// An invalid `--version`, an architecture Debian has no name for, an unwritable folder.
+pub fn write_debs(args: &BundleArgs, r: &Release) -> Result<()> {
+    let version = match &args.version {
+        Some(v) => v.clone(),
+        None => format!("{}+{}", env!("CARGO_PKG_VERSION"), r.created),
+    };
+    deb::check_version(&version).context("--version for --format deb")?;
+    let arch = deb::debian_arch(r.arch)
+        .with_context(|| format!("no Debian architecture for {}", r.arch))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut packages = vec![device_package(args, r, &version, arch)];
+    if args.model_package {
+        packages.push(model_package(args, r, &version));
+    }
+    for p in &packages {
+        let bytes = deb::build(p, r.created)?;
+        let path = args.out.join(deb::file_name(&p.control));
+        edgeclr_artifact::atomic::write_atomic(&path, &bytes)?;
+        println!(
+            "{} {} ({}, {} files, {} bytes) → {}",
+            p.control.package,
+            p.control.version,
+            p.control.architecture,
+            p.entries.iter().filter(|e| e.bytes.is_some()).count(),
+            bytes.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn device_package(args: &BundleArgs, r: &Release, version: &str, arch: &str) -> Package {
+    let mut entries = vec![
+        Entry::file("/usr/bin/edgeclr-device", r.bin.clone(), 0o755),
+        Entry::file(
+            "/lib/systemd/system/edgeclr-device.service",
+            unit().into_bytes(),
+            0o644,
+        ),
+        Entry::file(
+            "/usr/lib/sysusers.d/edgeclr.conf",
+            SYSUSERS.as_bytes().to_vec(),
+            0o644,
+        ),
+        Entry::file(CONFIG, r.profile.as_bytes().to_vec(), 0o644),
+        Entry::dir("/var/lib/edgeclr", 0o750),
+    ];
+    for (name, _, text) in edgeclr_artifact::boards::BOARDS {
+        entries.push(Entry::file(
+            &format!("/usr/share/edgeclr/boards/{name}.toml"),
+            text.as_bytes().to_vec(),
+            0o644,
+        ));
+    }
+    let mut depends = r
+        .min_glibc
+        .as_ref()
+        .map_or_else(|| "libc6".to_string(), |g| format!("libc6 (>= {g})"));
+    if args.model_package {
+        depends += ", edgeclr-model";
+    } else {
+        entries.extend(model_entries(r));
+    }
+    let model_line = if args.model_package {
+        "The model comes with the edgeclr-model package.".to_string()
+    } else {
+        format!("Model {} ({MODEL_DIR}).", r.model_version)
+    };
+    Package {
+        control: Control {
+            package: "edgeclr-device".into(),
+            version: version.into(),
+            architecture: arch.into(),
+            maintainer: args.maintainer.clone(),
+            depends: Some(depends),
+            description: vec![
+                "edgeclr board runtime: camera frames to SimCLR embeddings".into(),
+                format!(
+                    "Built for the {} board profile ({}). {model_line}",
+                    args.board, r.triple
+                ),
+                format!("Set sinks and camera in {CONFIG}; the service is edgeclr-device."),
+            ],
+        },
+        entries,
+        conffiles: vec![CONFIG.into()],
+        scripts: vec![
+            ("postinst".into(), POSTINST.into()),
+            ("prerm".into(), PRERM.into()),
+            ("postrm".into(), POSTRM.into()),
+        ],
+    }
+}
+
+fn model_package(args: &BundleArgs, r: &Release, version: &str) -> Package {
+    Package {
+        control: Control {
+            package: "edgeclr-model".into(),
+            version: version.into(),
+            architecture: "all".into(),
+            maintainer: args.maintainer.clone(),
+            depends: None,
+            description: vec![
+                format!("edgeclr encoder {} for edgeclr-device", r.model_version),
+                format!("The exported model (ONNX fp32/int8 + manifest) in {MODEL_DIR}."),
+                "A running edgeclr-device restarts onto it and keeps the previous one as a slot."
+                    .into(),
+            ],
+        },
+        entries: model_entries(r).collect(),
+        conffiles: Vec::new(),
+        scripts: vec![("postinst".into(), MODEL_POSTINST.into())],
+    }
+}
+
+fn model_entries(r: &Release) -> impl Iterator<Item = Entry> + '_ {
+    r.model
+        .iter()
+        .map(|(f, b)| Entry::file(&format!("{MODEL_DIR}/{f}"), b.clone(), 0o644))
+}
+
+/// The shipped unit with the package's paths: config from /etc, model from /usr/share.
+fn unit() -> String {
+    let mut out = String::from(
+        "# Installed by the edgeclr-device package. Sinks, camera and screen: /etc/edgeclr/board.toml,\n\
+         # then `systemctl restart edgeclr-device`. Model slots and fine-tuning state: /var/lib/edgeclr.\n",
+    );
+    for l in edgeclr_artifact::boards::SYSTEMD_UNIT
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+    {
+        if l.starts_with("ExecStart=") {
+            out += &format!(
+                "ExecStart=/usr/bin/edgeclr-device run --config {CONFIG} --model {MODEL_DIR} --state /var/lib/edgeclr --finetune\n"
+            );
+        } else {
+            out += l;
+            out.push('\n');
+        }
+    }
+    out
+}
+
+const SYSUSERS: &str = "\
+# edgeclr-device's service user: camera (video) and screen (i2c) access.
+u edgeclr - \"edgeclr camera runtime\" /var/lib/edgeclr
+m edgeclr video
+m edgeclr i2c
+";
+
+const POSTINST: &str = r#"#!/bin/sh
+# edgeclr-device: the service user, then the unit enabled (and restarted on a running systemd).
+# Honours DPKG_ROOT: `dpkg --root DIR --force-script-chrootless` installs into an image.
+set -e
+if [ "$1" = configure ]; then
+    if command -v systemd-sysusers >/dev/null 2>&1; then
+        systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"}
+    elif [ -z "$DPKG_ROOT" ] && ! getent passwd edgeclr >/dev/null; then
+        adduser --system --group --home /var/lib/edgeclr --no-create-home edgeclr
+        for g in video i2c; do
+            getent group "$g" >/dev/null || addgroup --system "$g"
+            adduser edgeclr "$g"
+        done
+    fi
+    if [ -n "$DPKG_ROOT" ]; then
+        systemctl --root="$DPKG_ROOT" enable edgeclr-device.service
+    elif [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+        systemctl enable edgeclr-device.service
+        systemctl restart edgeclr-device.service \
+            || echo "edgeclr-device did not start: journalctl -u edgeclr-device" >&2
+    elif command -v systemctl >/dev/null 2>&1; then
+        systemctl enable edgeclr-device.service
+    fi
+fi
+exit 0
+"#;
+
+const PRERM: &str = r#"#!/bin/sh
+# edgeclr-device: stop and disable the service before its files go.
+set -e
+if [ "$1" = remove ]; then
+    if [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ]; then
+        systemctl stop edgeclr-device.service || true
+    fi
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl ${DPKG_ROOT:+--root="$DPKG_ROOT"} disable edgeclr-device.service || true
+    fi
+fi
+exit 0
+"#;
+
+const POSTRM: &str = r#"#!/bin/sh
+# edgeclr-device: purge removes the board's state (model slots, fine-tuning checkpoints).
+set -e
+if [ "$1" = purge ]; then
+    rm -rf "$DPKG_ROOT/var/lib/edgeclr"
+fi
+if [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+fi
+exit 0
+"#;
+
+const MODEL_POSTINST: &str = r#"#!/bin/sh
+# edgeclr-model: a running edgeclr-device restarts onto the new model (installed as a slot).
+set -e
+if [ "$1" = configure ] && [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ] \
+    && systemctl is-active --quiet edgeclr-device.service; then
+    systemctl restart edgeclr-device.service || true
+fi
+exit 0
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_runs_the_packaged_paths_and_keeps_the_service_settings() {
+        let u = unit();
+        let exec: Vec<&str> = u.lines().filter(|l| l.starts_with("ExecStart=")).collect();
+        assert_eq!(
+            exec,
+            [
+                "ExecStart=/usr/bin/edgeclr-device run --config /etc/edgeclr/board.toml --model /usr/share/edgeclr/model --state /var/lib/edgeclr --finetune"
+            ]
+        );
+        for kept in [
+            "Type=notify",
+            "WatchdogSec=30",
+            "User=edgeclr",
+            "StateDirectory=edgeclr",
+            "[Install]",
+        ] {
+            assert!(u.contains(kept), "{kept}");
+        }
+        assert!(!u.contains("/usr/local/bin"), "{u}");
+    }
+}
