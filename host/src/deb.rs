@@ -215,7 +215,7 @@ fn data_tar(entries: &[Entry], mtime: u64) -> Result<Vec<u8>> {
             .find(|e| e.bytes.is_none() && &e.path == d)
             .map_or(0o755, |e| e.mode);
         let mut h = header(tar::EntryType::Directory, 0, mode, mtime);
-        tar.append_data(&mut h, format!("./{d}/"), std::io::empty())?;
+        append(&mut tar, &mut h, &format!("./{d}/"), &[])?;
     }
     let mut files: Vec<&Entry> = entries.iter().filter(|e| e.bytes.is_some()).collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -241,8 +241,7 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header
 
 fn dir_header(tar: &mut tar::Builder<Vec<u8>>, path: &str, mtime: u64) -> Result<()> {
     let mut h = header(tar::EntryType::Directory, 0, 0o755, mtime);
-    tar.append_data(&mut h, path, std::io::empty())?;
-    Ok(())
+    append(tar, &mut h, path, &[])
 }
 
 fn file_header(
@@ -253,7 +252,28 @@ fn file_header(
     mtime: u64,
 ) -> Result<()> {
     let mut h = header(tar::EntryType::Regular, bytes.len() as u64, mode, mtime);
-    tar.append_data(&mut h, path, bytes)?;
+    append(tar, &mut h, path, bytes)
+}
+
+/// Appends with the name exactly as given: dpkg-deb's `./usr/…` (the tar crate's path setter
+/// drops the `./`).
+fn append(
+    tar: &mut tar::Builder<Vec<u8>>,
+    h: &mut tar::Header,
+    path: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let name = &mut h.as_old_mut().name;
+    if path.len() >= name.len() {
+        bail!(
+            "package path {path} is longer than {} bytes",
+            name.len() - 1
+        );
+    }
+    name.fill(0);
+    name[..path.len()].copy_from_slice(path.as_bytes());
+    h.set_cksum();
+    tar.append(h, bytes)?;
     Ok(())
 }
 

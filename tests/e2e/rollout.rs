@@ -43,6 +43,9 @@ fn roll(bundle: &Path, boards: &Path, report: &Path, ssh: (&Path, &Path)) -> std
 fn a_failing_canary_stops_the_rollout_and_leaves_the_rest_untouched() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    for d in ["sshd-a", "sshd-b"] {
+        std::fs::create_dir_all(dir.join(d)).expect("sshd folder");
+    }
     let (Some(a), Some(b)) = (
         start_sshd(&dir.join("sshd-a")),
         start_sshd(&dir.join("sshd-b")),
@@ -119,6 +122,7 @@ fn a_failing_canary_stops_the_rollout_and_leaves_the_rest_untouched() {
     let out = roll(&v2, &list, &report2, (&a.identity, &known));
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
     assert!(
         stdout
             .lines()
