@@ -436,7 +436,12 @@ mod tests {
         assert!(build(&p, 0).is_err());
         let mut p = package();
         p.conffiles = vec!["/usr/bin/demo".into()];
-        assert!(build(&p, 0).unwrap_err().to_string().contains("under /etc"));
+        assert!(
+            build(&p, 0)
+                .expect_err("refused")
+                .to_string()
+                .contains("under /etc")
+        );
         assert_eq!(file_name(&package().control), "demo_1.0+2_amd64.deb");
     }
 }

@@ -326,21 +326,21 @@ mod tests {
         std::fs::write(&f, "dir:/a\nftp://x\n").expect("w");
         assert!(
             read_boards(&f)
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("boards.txt:2")
         );
         std::fs::write(&f, "dir:/a\ndir:/a\n").expect("w");
         assert!(
             read_boards(&f)
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("listed twice")
         );
         std::fs::write(&f, "# nothing\n").expect("w");
         assert!(
             read_boards(&f)
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("no boards")
         );

@@ -158,9 +158,12 @@ impl Broker {
 
 /// A persistent-session `mosquitto_sub` collecting `topic/#` and `topic` messages as
 /// (topic, payload bytes); it reconnects by itself when the broker restarts.
+/// (topic, payload) pairs in arrival order.
+type Messages = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 struct Subscriber {
     child: Child,
-    messages: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    messages: Messages,
 }
 
 impl Drop for Subscriber {
@@ -193,7 +196,7 @@ impl Subscriber {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto_sub");
-        let messages = Arc::new(Mutex::new(Vec::new()));
+        let messages: Messages = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");
         let sink = messages.clone();

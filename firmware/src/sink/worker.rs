@@ -158,7 +158,7 @@ fn drain(mut sink: Box<dyn EmbeddingSink>, rx: &Receiver<Item>, s: &SinkStats, n
                     s.delivered.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => {
-                    if s.errors.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                    if s.errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                         tracing::warn!(sink = %name, "{err}");
                     }
                 }
