@@ -62,6 +62,9 @@ pub enum SinkError {
     /// A sink spec is unusable.
     #[error("{0}")]
     Invalid(String),
+    /// Not delivered on purpose (a dead connection given up at exit): counted as dropped.
+    #[error("{0}")]
+    Dropped(String),
     /// I/O while writing or sending.
     #[error("{target}: {source}")]
     Io {

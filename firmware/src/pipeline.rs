@@ -546,7 +546,7 @@ fn board_status(status: &Status, model: &str, started: Instant) -> BoardStatus {
 impl Report {
     /// Flushes and stops the sinks, recording their counters.
     fn with_sinks(mut self, sinks: Vec<SinkWorker>, drain: Duration) -> Self {
-        self.sinks = sinks.into_iter().map(|s| s.finish(drain)).collect();
+        self.sinks = crate::sink::finish_all(sinks, drain);
         info!(
             frames = self.frames_embedded,
             fps = format!("{:.1}", self.fps),

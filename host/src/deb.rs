@@ -53,6 +53,8 @@ pub struct Control {
     pub maintainer: String,
     /// `Depends:`, when any.
     pub depends: Option<String>,
+    /// Further relationship fields: (`Conflicts`, `edgeclr-model`), (`Replaces`, …).
+    pub relations: Vec<(String, String)>,
     /// One line, then the long description's lines.
     pub description: Vec<String>,
 }
@@ -89,6 +91,28 @@ pub fn check_version(v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Control fields are single lines (a newline would inject a field) and the summary is set.
+fn check_control(c: &Control) -> Result<()> {
+    check_version(&c.version)?;
+    let fields = [&c.package, &c.architecture, &c.maintainer]
+        .into_iter()
+        .chain(c.depends.as_ref())
+        .chain(c.relations.iter().map(|(_, v)| v))
+        .chain(c.description.iter());
+    for f in fields {
+        if f.contains(['\n', '\r']) {
+            bail!("control field `{}` holds a line break", f.escape_debug());
+        }
+    }
+    if c.description.first().is_none_or(|s| s.trim().is_empty()) {
+        bail!("the package description's first line (the summary) is empty");
+    }
+    if !c.maintainer.contains('@') {
+        bail!("Maintainer `{}`: use `Name <email>`", c.maintainer);
+    }
+    Ok(())
+}
+
 /// `x86_64` → `amd64`, `aarch64` → `arm64`, as an ELF machine names them.
 pub fn debian_arch(elf_arch: &str) -> Option<&'static str> {
     match elf_arch {
@@ -104,7 +128,7 @@ pub fn debian_arch(elf_arch: &str) -> Option<&'static str> {
 /// # Errors
 /// Relative paths with `..`, a conffile that is not a packaged file under `etc/`.
 pub fn build(pkg: &Package, mtime: u64) -> Result<Vec<u8>> {
-    check_version(&pkg.control.version)?;
+    check_control(&pkg.control)?;
     for e in &pkg.entries {
         if e.path.is_empty()
             || e.path
@@ -150,6 +174,9 @@ fn control_text(pkg: &Package) -> String {
     );
     if let Some(d) = &c.depends {
         t += &format!("Depends: {d}\n");
+    }
+    for (field, value) in &c.relations {
+        t += &format!("{field}: {value}\n");
     }
     t += "Section: misc\nPriority: optional\nHomepage: https://github.com/edgeclr/edgeclr\n";
     let (summary, long) = c
@@ -314,6 +341,7 @@ mod tests {
                 architecture: "amd64".into(),
                 maintainer: "Ops <ops@example.com>".into(),
                 depends: Some("libc6 (>= 2.34)".into()),
+                relations: vec![("Conflicts".into(), "old-demo".into())],
                 description: vec![
                     "a demo".into(),
                     "Long text.".into(),
@@ -390,7 +418,7 @@ mod tests {
         assert!(
             text("control").starts_with("Package: demo\nVersion: 1.0+2\nArchitecture: amd64\n")
         );
-        assert!(text("control").contains("Depends: libc6 (>= 2.34)\n"));
+        assert!(text("control").contains("Depends: libc6 (>= 2.34)\nConflicts: old-demo\n"));
         assert!(text("control").ends_with("Description: a demo\n Long text.\n .\n More.\n"));
         assert_eq!(text("conffiles"), "/etc/demo/a.toml\n");
         assert_eq!(
@@ -443,5 +471,21 @@ mod tests {
                 .contains("under /etc")
         );
         assert_eq!(file_name(&package().control), "demo_1.0+2_amd64.deb");
+        let mut p = package();
+        p.control.maintainer = "Ops <o@x>\nEssential: yes".into();
+        assert!(
+            build(&p, 0)
+                .expect_err("injected")
+                .to_string()
+                .contains("line break")
+        );
+        let mut p = package();
+        p.control.description = vec![" ".into()];
+        assert!(
+            build(&p, 0)
+                .expect_err("no summary")
+                .to_string()
+                .contains("summary")
+        );
     }
 }

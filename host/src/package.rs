@@ -87,6 +87,15 @@ fn device_package(args: &BundleArgs, r: &Release, version: &str, arch: &str) -> 
     } else {
         entries.extend(model_entries(r));
     }
+    // A device package with the model inside and a model package own the same files.
+    let relations = if args.model_package {
+        Vec::new()
+    } else {
+        vec![
+            ("Conflicts".into(), "edgeclr-model".into()),
+            ("Replaces".into(), "edgeclr-model".into()),
+        ]
+    };
     let model_line = if args.model_package {
         "The model comes with the edgeclr-model package.".to_string()
     } else {
@@ -99,6 +108,7 @@ fn device_package(args: &BundleArgs, r: &Release, version: &str, arch: &str) -> 
             architecture: arch.into(),
             maintainer: args.maintainer.clone(),
             depends: Some(depends),
+            relations,
             description: vec![
                 "edgeclr board runtime: camera frames to SimCLR embeddings".into(),
                 format!(
@@ -126,6 +136,11 @@ fn model_package(args: &BundleArgs, r: &Release, version: &str) -> Package {
             architecture: "all".into(),
             maintainer: args.maintainer.clone(),
             depends: None,
+            // It takes over the model files of a device package that carried them.
+            relations: vec![
+                ("Replaces".into(), format!("edgeclr-device (<< {version})")),
+                ("Breaks".into(), format!("edgeclr-device (<< {version})")),
+            ],
             description: vec![
                 format!("edgeclr encoder {} for edgeclr-device", r.model_version),
                 format!("The exported model (ONNX fp32/int8 + manifest) in {MODEL_DIR}."),
@@ -178,24 +193,35 @@ const POSTINST: &str = r#"#!/bin/sh
 # edgeclr-device: the service user, then the unit enabled (and restarted on a running systemd).
 # Honours DPKG_ROOT: `dpkg --root DIR --force-script-chrootless` installs into an image.
 set -e
+# First install ($2 empty): enable and start. Upgrade: restart only if it runs, and never
+# re-enable a service the admin disabled.
 if [ "$1" = configure ]; then
     if command -v systemd-sysusers >/dev/null 2>&1; then
-        systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"}
-    elif [ -z "$DPKG_ROOT" ] && ! getent passwd edgeclr >/dev/null; then
+        systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"} edgeclr.conf
+    elif [ -n "$DPKG_ROOT" ]; then
+        echo "edgeclr-device: no systemd-sysusers; create the edgeclr user in $DPKG_ROOT yourself" >&2
+    elif ! getent passwd edgeclr >/dev/null; then
         adduser --system --group --home /var/lib/edgeclr --no-create-home edgeclr
         for g in video i2c; do
             getent group "$g" >/dev/null || addgroup --system "$g"
             adduser edgeclr "$g"
         done
     fi
-    if [ -n "$DPKG_ROOT" ]; then
-        systemctl --root="$DPKG_ROOT" enable edgeclr-device.service
+    if ! command -v systemctl >/dev/null 2>&1; then
+        :
+    elif [ -n "$DPKG_ROOT" ]; then
+        [ -n "$2" ] || systemctl --root="$DPKG_ROOT" enable edgeclr-device.service
     elif [ -d /run/systemd/system ]; then
         systemctl daemon-reload
-        systemctl enable edgeclr-device.service
-        systemctl restart edgeclr-device.service \
-            || echo "edgeclr-device did not start: journalctl -u edgeclr-device" >&2
-    elif command -v systemctl >/dev/null 2>&1; then
+        if [ -z "$2" ]; then
+            systemctl enable edgeclr-device.service
+            systemctl start edgeclr-device.service \
+                || echo "edgeclr-device did not start: journalctl -u edgeclr-device" >&2
+        elif systemctl is-active --quiet edgeclr-device.service; then
+            systemctl restart edgeclr-device.service \
+                || echo "edgeclr-device did not restart: journalctl -u edgeclr-device" >&2
+        fi
+    elif [ -z "$2" ]; then
         systemctl enable edgeclr-device.service
     fi
 fi

@@ -123,9 +123,13 @@ pub struct FlashArgs {
     /// `--to-file`: boards flashed at once.
     #[arg(long, default_value_t = 4, requires = "to_file")]
     pub parallel: usize,
-    /// `--to-file`: the rollout's JSON report (every board's versions, self-test, rollback).
+    /// `--to-file`: the rollout's JSON report (every board's versions, self-test, rollback);
+    /// each board's output goes to REPORT's name with `.logs/`.
     #[arg(long, default_value = "rollout.json", requires = "to_file")]
     pub report: PathBuf,
+    /// `--to-file`: seconds one board may take before it is stopped and counted as failed.
+    #[arg(long, default_value_t = 900, requires = "to_file")]
+    pub board_timeout: u64,
     /// Write this board's outcome as JSON (what `--to-file` collects from each board).
     #[arg(long, hide = true)]
     pub result_json: Option<PathBuf>,
@@ -184,6 +188,7 @@ impl FlashArgs {
             canary: 1,
             parallel: 4,
             report: PathBuf::from("rollout.json"),
+            board_timeout: 900,
             result_json: None,
             identity: None,
             known_hosts: None,
@@ -513,9 +518,27 @@ pub fn flash(args: &FlashArgs) -> Result<()> {
     let result = flash_to(args, to, &mut outcome);
     if let Some(path) = &args.result_json {
         outcome.finish(result.as_ref().err(), started.elapsed());
-        edgeclr_artifact::atomic::write_atomic(path, &serde_json::to_vec_pretty(&outcome)?)?;
+        let written = serde_json::to_vec_pretty(&outcome)
+            .map_err(anyhow::Error::from)
+            .and_then(|j| Ok(edgeclr_artifact::atomic::write_atomic(path, &j)?));
+        if let Err(e) = written {
+            warn!("--result-json {}: {e:#}", path.display());
+        }
     }
     result
+}
+
+/// Checks the bundle here (checksums, and the signature of `--key` when given) without
+/// touching a board: what a rollout does once before its first board.
+///
+/// # Errors
+/// The bundle is unreadable, tampered, or not signed by `--key`.
+pub fn verify_bundle(args: &FlashArgs) -> Result<()> {
+    let key = args.key.as_deref().map(read_verifying_key).transpose()?;
+    let keys: Vec<_> = key.iter().collect();
+    let (_staging, m) = verify_here(&args.bundle, &keys)?;
+    info!("bundle {} for {} verified here", m.version, m.board);
+    Ok(())
 }
 
 /// Flashes one board, recording its versions before and after in `out`.

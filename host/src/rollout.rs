@@ -17,15 +17,49 @@ use serde::{Deserialize, Serialize};
 use crate::release::FlashArgs;
 use crate::ssh::Target;
 
+/// Which wave a board is in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Flashed first; any failure stops the rollout.
+    Canary,
+    /// Flashed after every canary passed.
+    #[default]
+    Rest,
+}
+
+/// How a board's flash ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Flashed and self-tested.
+    Ok,
+    /// Refused, unreachable, or failed its self-test (see `rolled_back`).
+    Failed,
+    /// Not attempted: a canary failed.
+    #[default]
+    Skipped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        })
+    }
+}
+
 /// What happened to one board.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The `--to` target.
     pub target: String,
-    /// `canary` or `rest`.
-    pub phase: String,
-    /// `ok`, `failed` or `skipped` (not attempted: a canary failed).
-    pub status: String,
+    /// Canary or the rest.
+    pub phase: Phase,
+    /// Ok, failed, or skipped.
+    pub status: Status,
     /// The release current before.
     pub before: Option<String>,
     /// The release current after.
@@ -40,6 +74,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// Wall time of this board's flash.
     pub seconds: f64,
+    /// Line order in the boards file (names the board's result and log files).
+    #[serde(skip)]
+    pub index: usize,
 }
 
 impl Outcome {
@@ -47,14 +84,17 @@ impl Outcome {
     pub fn new(target: &str) -> Self {
         Self {
             target: target.into(),
-            status: "skipped".into(),
             ..Self::default()
         }
     }
 
     /// Records how the flash ended.
     pub fn finish(&mut self, error: Option<&anyhow::Error>, took: Duration) {
-        self.status = if error.is_some() { "failed" } else { "ok" }.into();
+        self.status = if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Ok
+        };
         self.error = error.map(|e| format!("{e:#}"));
         self.seconds = (took.as_secs_f64() * 10.0).round() / 10.0;
     }
@@ -118,25 +158,33 @@ pub fn run(args: &FlashArgs, file: &Path) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel 0: flash at least one board at a time");
     }
+    // The bundle is checked here once (and against --key): a broken or unsigned bundle stops
+    // before any board is touched, canaries or not.
+    crate::release::verify_bundle(args)?;
     let canaries = args.canary.min(boards.len());
     let mut outcomes: Vec<Outcome> = boards.iter().map(|b| Outcome::new(b)).collect();
     for (i, o) in outcomes.iter_mut().enumerate() {
-        o.phase = if i < canaries { "canary" } else { "rest" }.into();
+        o.phase = if i < canaries {
+            Phase::Canary
+        } else {
+            Phase::Rest
+        };
+        o.index = i;
     }
     let bar = indicatif::ProgressBar::new(boards.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} boards {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let scratch = tempfile::Builder::new()
-        .prefix("edgeclr-rollout-")
-        .tempdir()?;
+    // Each board's output, kept beside the report: `rollout.json` → `rollout.logs/3.log`.
+    let scratch = args.report.with_extension("logs");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     bar.set_message("canaries");
-    flash_many(args, &mut outcomes[..canaries], scratch.path(), &bar);
-    let canary_failed = outcomes[..canaries].iter().any(|o| o.status != "ok");
+    flash_many(args, &mut outcomes[..canaries], &scratch, &bar);
+    let canary_failed = outcomes[..canaries].iter().any(|o| o.status != Status::Ok);
     if !canary_failed {
         bar.set_message("the rest");
-        flash_many(args, &mut outcomes[canaries..], scratch.path(), &bar);
+        flash_many(args, &mut outcomes[canaries..], &scratch, &bar);
     }
     bar.finish_and_clear();
     let report = serde_json::json!({
@@ -148,12 +196,22 @@ pub fn run(args: &FlashArgs, file: &Path) -> Result<()> {
     });
     edgeclr_artifact::atomic::write_atomic(&args.report, &serde_json::to_vec_pretty(&report)?)?;
     print!("{}", table(&outcomes));
-    println!("report: {}", args.report.display());
-    let failed = outcomes.iter().filter(|o| o.status == "failed").count();
+    println!(
+        "report: {} (each board's output: {}/)",
+        args.report.display(),
+        scratch.display()
+    );
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Failed)
+        .count();
     if canary_failed {
         bail!(
             "a canary failed: rollout stopped, {} boards untouched",
-            outcomes.iter().filter(|o| o.status == "skipped").count()
+            outcomes
+                .iter()
+                .filter(|o| o.status == Status::Skipped)
+                .count()
         );
     }
     if failed > 0 {
@@ -179,10 +237,11 @@ fn flash_many(
             scope.spawn(|| {
                 while let Some(slot) = slots.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let mut o = slot.lock().expect("outcome lock");
-                    let phase = o.phase.clone();
+                    let (phase, index, target) = (o.phase, o.index, o.target.clone());
                     **o = Outcome {
                         phase,
-                        ..flash_child(args, &o.target, scratch)
+                        index,
+                        ..flash_child(args, &target, &scratch.join(index.to_string()))
                     };
                     bar.println(format!("{:<8} {}", o.status, o.target));
                     bar.inc(1);
@@ -192,36 +251,63 @@ fn flash_many(
     });
 }
 
-/// `edgeclr flash --to TARGET --result-json …` with this rollout's options.
-fn flash_child(args: &FlashArgs, target: &str, scratch: &Path) -> Outcome {
-    let result = scratch.join(format!("{}.json", sanitize(target)));
-    let output = std::env::current_exe()
-        .context("finding the edgeclr binary")
-        .and_then(|exe| {
-            Command::new(exe)
-                .args(child_args(args, target, &result))
-                .output()
-                .context("starting edgeclr flash")
-        });
+/// `edgeclr flash --to TARGET --result-json …` with this rollout's options, killed after
+/// `--board-timeout`; its output goes to `stem.log`, its outcome comes from `stem.json`.
+fn flash_child(args: &FlashArgs, target: &str, stem: &Path) -> Outcome {
+    let result = stem.with_extension("json");
+    let started = std::time::Instant::now();
+    let ran = run_child(args, target, &result, &stem.with_extension("log"));
     let read = std::fs::read(&result)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Outcome>(&b).ok());
-    match (read, output) {
+        .and_then(|b| serde_json::from_slice::<Outcome>(&b).ok())
+        .filter(|o| o.target == target);
+    match (read, ran) {
         (Some(o), _) => o,
-        (None, out) => {
+        (None, ran) => {
             let mut o = Outcome::new(target);
-            let why = match out {
-                Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                Err(e) => format!("{e:#}"),
-            };
-            o.finish(
-                Some(&anyhow::anyhow!(
-                    "edgeclr flash ended without a result: {why}"
-                )),
-                Duration::ZERO,
+            let why = ran.err().map_or_else(
+                || "edgeclr flash wrote no result".into(),
+                |e| format!("{e:#}"),
             );
+            o.finish(Some(&anyhow::anyhow!(why)), started.elapsed());
             o
         }
+    }
+}
+
+/// Runs the child with its output in `log`, killing it after `--board-timeout` seconds.
+fn run_child(args: &FlashArgs, target: &str, result: &Path, log: &Path) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the edgeclr binary")?;
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = Command::new(exe)
+        .args(child_args(args, target, result))
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .context("starting edgeclr flash")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.board_timeout);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return if status.success() || result.exists() {
+                Ok(())
+            } else {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                bail!(
+                    "edgeclr flash failed ({status}): {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                )
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "no answer within --board-timeout {} s; stopped",
+                args.board_timeout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -267,13 +353,6 @@ fn child_args(args: &FlashArgs, target: &str, result: &Path) -> Vec<String> {
     v
 }
 
-fn sanitize(target: &str) -> String {
-    target
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
-
 /// One line per board: target, phase, status, before → after, self-test, rollback.
 pub fn table(outcomes: &[Outcome]) -> String {
     let width = outcomes
@@ -296,8 +375,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
         t += &format!(
             "{:<width$}  {:<6}  {:<7}  {:<30}  {:<32}  {}\n",
             o.target,
-            o.phase,
-            o.status,
+            format!("{:?}", o.phase).to_lowercase(),
+            o.status.to_string(),
             versions,
             o.selftest.clone().unwrap_or_else(none),
             if o.rolled_back { "yes" } else { "no" }

@@ -39,7 +39,7 @@ pub struct RunArgs {
     /// Embedding sink, repeatable: jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT,
     /// mqtt://[USER[:PASS]@]HOST[:PORT]/TOPIC[?qos=0|1&password_file=FILE] (mqtts:// with
     /// ?ca=FILE); `{board}` in the topic is the board id.
-    #[arg(long)]
+    #[arg(long, value_parser = sink::SinkParser)]
     pub sink: Vec<SinkSpec>,
     /// Payload of the MQTT sink: binary (the udp/tcp layout) or json (a jsonl line).
     #[arg(long, value_enum)]

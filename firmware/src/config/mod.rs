@@ -128,7 +128,8 @@ pub struct SinkSection {
     /// Seconds between the board-status messages (MQTT's retained `TOPIC/status`).
     #[serde(default = "default_status_every_s")]
     pub status_every_s: f64,
-    /// Seconds the sinks may take at exit to deliver what is queued.
+    /// Seconds the sinks may take at exit to deliver what is queued (then up to 4 s more for a
+    /// sink on a dead connection to give up; within the unit's TimeoutStopSec=15).
     #[serde(default = "default_drain_s")]
     pub drain_s: f64,
 }
@@ -138,7 +139,7 @@ fn default_status_every_s() -> f64 {
 }
 
 fn default_drain_s() -> f64 {
-    10.0
+    5.0
 }
 
 /// `[display]`.
@@ -185,7 +186,8 @@ impl DeviceConfig {
     /// # Errors
     /// The TOML error (unknown keys included) with the origin.
     pub fn parse(text: &str, origin: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| format!("{origin}: {e}"))
+        toml::from_str(text)
+            .map_err(|e| crate::sink::mqtt_url::redact_urls(&format!("{origin}: {e}")))
     }
 
     /// Checks ranges.

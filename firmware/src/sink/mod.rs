@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 pub use self::mqtt_url::MqttUrl;
-pub use self::worker::{SinkReport, SinkWorker};
+pub use self::worker::{SinkReport, SinkWorker, finish_all};
 use crate::error::SinkError;
 
 /// One frame's representation.
@@ -57,6 +57,11 @@ pub trait EmbeddingSink: Send {
     }
     /// Counters of the connection, for sinks that hold one to a broker.
     fn link(&self) -> Option<Arc<LinkStats>> {
+        None
+    }
+    /// A flag the worker sets when the sink has had its time to drain at exit: a sink that
+    /// waits on a connection then stops waiting ([`SinkError::Dropped`]).
+    fn interrupt_flag(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
         None
     }
 }
@@ -139,9 +144,14 @@ pub enum SinkSpec {
 impl std::str::FromStr for SinkSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.starts_with("mqtt://") || s.starts_with("mqtts://") {
-            return Ok(Self::Mqtt(Box::new(s.parse()?)));
+        if let Some((scheme, rest)) = s.split_once("://")
+            && matches!(scheme.to_ascii_lowercase().as_str(), "mqtt" | "mqtts")
+        {
+            let canonical = format!("{}://{rest}", scheme.to_ascii_lowercase());
+            return Ok(Self::Mqtt(Box::new(canonical.parse()?)));
         }
+        // Errors show the spec with any `USER:PASS@` hidden.
+        let shown = mqtt_url::redacted(s);
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
         let needs_port = |r: &str| {
             r.rsplit_once(':')
@@ -153,15 +163,37 @@ impl std::str::FromStr for SinkSpec {
             "udp" if needs_port(rest) => Ok(Self::Udp(rest.into())),
             "tcp" if needs_port(rest) => Ok(Self::Tcp(rest.into())),
             "udp" | "tcp" => Err(format!(
-                "sink `{s}`: {kind} needs HOST:PORT with a port from 0 to 65535, e.g. {kind}:192.168.1.10:9000"
+                "sink `{shown}`: {kind} needs HOST:PORT with a port from 0 to 65535, e.g. {kind}:192.168.1.10:9000"
             )),
             "jsonl" | "npy" => Err(format!(
-                "sink `{s}`: name the file, e.g. {kind}:embeddings.{kind} (jsonl:- for stdout)"
+                "sink `{shown}`: name the file, e.g. {kind}:embeddings.{kind} (jsonl:- for stdout)"
             )),
             _ => Err(format!(
-                "unknown sink `{s}`; use jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT or mqtt://HOST/TOPIC"
+                "unknown sink `{shown}`; use jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT or mqtt://HOST/TOPIC"
             )),
         }
+    }
+}
+
+/// clap's parser for `--sink`: a bad value gets our message (password hidden), not clap's
+/// usual "invalid value '…'", which would echo a password to the terminal and the journal.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkParser;
+
+impl clap::builder::TypedValueParser for SinkParser {
+    type Value = SinkSpec;
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SinkSpec, clap::Error> {
+        use clap::error::ErrorKind;
+        let text = value
+            .to_str()
+            .ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "--sink is not UTF-8\n"))?;
+        text.parse()
+            .map_err(|e| clap::Error::raw(ErrorKind::ValueValidation, format!("--sink: {e}\n")))
     }
 }
 

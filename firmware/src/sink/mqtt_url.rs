@@ -219,20 +219,34 @@ impl std::fmt::Display for MqttUrl {
     }
 }
 
-/// `s` with any `:PASS@` hidden, for error messages about a URL that did not parse.
-fn redacted(s: &str) -> String {
+/// `s` with everything between `://` and the last `@` (before any `?`) hidden when it holds a
+/// `:`, for messages about a URL that did not parse: a password with an unencoded `/` or `@`
+/// stays hidden too.
+pub fn redacted(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
         return s.into();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, _)) if userinfo.contains(':') => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let at = rest[..authority_end].rfind('@').unwrap_or(0);
+    let query = rest.find('?').unwrap_or(rest.len());
+    match rest[..query].rfind('@') {
+        Some(at) if rest[..at].contains(':') => {
+            let user = rest[..at].split(':').next().unwrap_or("");
             format!("{scheme}://{user}:***{}", &rest[at..])
         }
         _ => s.into(),
     }
+}
+
+/// `text` with every URL's `USER:PASS@` hidden (TOML errors quote the offending line).
+pub fn redact_urls(text: &str) -> String {
+    text.split_inclusive(['"', '\'', ' ', '\n'])
+        .map(|part| {
+            if part.contains("://") {
+                redacted(part)
+            } else {
+                part.to_string()
+            }
+        })
+        .collect()
 }
 
 fn host_port(s: &str, default: u16) -> Result<(String, u16), String> {
@@ -240,7 +254,10 @@ fn host_port(s: &str, default: u16) -> Result<(String, u16), String> {
         p.parse::<u16>()
             .ok()
             .filter(|&p| p > 0)
-            .ok_or_else(|| format!("port `{p}`: use 1 to 65535"))
+            .ok_or_else(|| {
+                "the port is not a number from 1 to 65535 (in a password, percent-encode `/` `@` `:` as %2F %40 %3A)"
+                    .to_string()
+            })
     };
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
         let (host, after) = v6
@@ -281,10 +298,11 @@ fn percent_decode(s: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Never echo the text: it may be a password.
             let hex = s
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("`{}` is not a %XX escape", &s[i..s.len().min(i + 3)]))?;
+                .ok_or("a `%` is not followed by two hex digits (write `%` itself as %25)")?;
             out.push(hex);
             i += 3;
         } else {
@@ -364,7 +382,9 @@ mod tests {
         for (s, hint) in [
             ("mqtt://host", "name the topic"),
             ("mqtt:///t", "no broker host"),
-            ("mqtt://h:0/t", "port `0`"),
+            ("mqtt://h:0/t", "1 to 65535"),
+            ("mqtt://u:pa/ss@h/t", "percent-encode"),
+            ("mqtt://u:%aé@h/t", "two hex digits"),
             ("mqtt://h/t?qos=2", "use 0 (at most once) or 1"),
             ("mqtt://h/a/#", "wildcards"),
             ("mqtt://h/t?ca=x", "for mqtts://"),
@@ -373,12 +393,22 @@ mod tests {
             ("mqtt://h/t?keepalive=1", "from 5"),
             ("mqtt://:pw@h/t", "user name before `@` is empty"),
             ("mqtt://u:pw@h/t?password_file=f", "give the password once"),
-            ("mqtt://u:p%zz@h/t", "%XX"),
+            ("mqtt://u:p%zz@h/t", "two hex digits"),
         ] {
             let err = s.parse::<MqttUrl>().expect_err(s);
             assert!(err.contains(hint), "{s}: {err}");
-            assert!(!err.contains(":pw@"), "{s}: {err}");
+            for secret in [":pw@", "pa/ss", "%aé", "%zz"] {
+                assert!(!err.contains(secret), "{s}: {err}");
+            }
         }
+    }
+
+    #[test]
+    fn urls_inside_other_text_are_redacted() {
+        let toml_error = "TOML parse error at line 3\n3 | outputs = [\"mqtt://cam:hunter2@h/t\"]\n";
+        let shown = redact_urls(toml_error);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("mqtt://cam:***@h/t"), "{shown}");
     }
 
     #[test]

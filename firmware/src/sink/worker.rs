@@ -1,13 +1,15 @@
 //! [`SinkWorker`]: one sink on its own thread behind a bounded queue. Offering never waits:
-//! a full queue drops the embedding (counted). At exit the queue drains for at most a bounded
-//! time, so a sink stuck on a dead broker or socket cannot hold the board's shutdown.
+//! a full queue drops the embedding (counted). At exit ([`finish_all`]) every queue drains at
+//! once for a bounded time, then sinks still waiting on a connection are told to give up, so
+//! a dead broker or socket cannot hold the board's shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{BoardStatus, Embedding, EmbeddingSink, LinkStats};
+use crate::error::SinkError;
 
 /// Per-sink counters.
 #[derive(Debug, Default)]
@@ -20,6 +22,8 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     /// Pushes that failed.
     pub errors: AtomicU64,
+    /// Taken from the queue but given up at exit (also counted in `dropped`).
+    pub given_up: AtomicU64,
 }
 
 /// What one sink did over a run (the report's `sinks`).
@@ -58,6 +62,35 @@ pub struct SinkWorker {
     done: std::sync::Mutex<Receiver<()>>,
     stats: Arc<SinkStats>,
     link: Option<Arc<LinkStats>>,
+    interrupt: Option<Arc<AtomicBool>>,
+    ended: bool,
+}
+
+/// How long a sink told to give up at exit may take to do so (MQTT: 1 s for the broker's
+/// last acknowledgements, 2 s for its connection thread).
+pub const GIVE_UP: Duration = Duration::from_secs(4);
+
+/// Closes every sink's queue, lets them all deliver what is queued for `drain`, tells those
+/// still busy to give up (for at most [`GIVE_UP`] more), and reports each; what a sink never
+/// delivered counts as dropped.
+pub fn finish_all(mut sinks: Vec<SinkWorker>, drain: Duration) -> Vec<SinkReport> {
+    for s in &mut sinks {
+        s.tx.take();
+    }
+    let deadline = Instant::now() + drain;
+    for s in &mut sinks {
+        s.wait(deadline);
+    }
+    let deadline = Instant::now() + GIVE_UP;
+    for s in sinks.iter().filter(|s| !s.ended) {
+        if let Some(f) = &s.interrupt {
+            f.store(true, Ordering::Relaxed);
+        }
+    }
+    for s in &mut sinks {
+        s.wait(deadline);
+    }
+    sinks.into_iter().map(|s| s.report(drain)).collect()
 }
 
 impl std::fmt::Debug for Item {
@@ -73,7 +106,7 @@ impl SinkWorker {
     /// Starts `sink` with a queue of `capacity` embeddings.
     pub fn spawn(sink: Box<dyn EmbeddingSink>, capacity: usize) -> Self {
         let name = sink.describe();
-        let link = sink.link();
+        let (link, interrupt) = (sink.link(), sink.interrupt_flag());
         let (tx, rx) = sync_channel::<Item>(capacity.max(1));
         let (done_tx, done) = sync_channel(1);
         let stats = Arc::new(SinkStats::default());
@@ -92,6 +125,8 @@ impl SinkWorker {
             done: std::sync::Mutex::new(done),
             stats,
             link,
+            interrupt,
+            ended: false,
         }
     }
 
@@ -123,25 +158,34 @@ impl SinkWorker {
         &self.name
     }
 
-    /// Delivers what is queued, flushes and stops the thread, waiting at most `drain`; what is
-    /// still queued then counts as dropped and the thread is left to the process's exit.
-    pub fn finish(mut self, drain: Duration) -> SinkReport {
-        self.tx.take();
-        let ended = self.done.lock().map(|d| d.recv_timeout(drain).is_ok());
-        if !ended.unwrap_or(false) {
-            let st = &self.stats;
-            let pending = st.accepted.load(Ordering::Relaxed)
-                - st.delivered.load(Ordering::Relaxed)
-                - st.errors.load(Ordering::Relaxed);
-            st.dropped.fetch_add(pending, Ordering::Relaxed);
-            tracing::warn!(sink = %self.name, "still busy after {drain:?}; {pending} queued embeddings abandoned");
+    /// Delivers what is queued, flushes and stops the thread ([`finish_all`] for one sink).
+    pub fn finish(self, drain: Duration) -> SinkReport {
+        finish_all(vec![self], drain).remove(0)
+    }
+
+    /// Waits for the thread to end, until `deadline`.
+    fn wait(&mut self, deadline: Instant) {
+        if !self.ended {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.ended = self.done.lock().is_ok_and(|d| d.recv_timeout(left).is_ok());
         }
+    }
+
+    /// The counters; a thread that never ended leaves its queue counted as dropped.
+    fn report(self, drain: Duration) -> SinkReport {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let st = &self.stats;
+        if !self.ended {
+            let pending = load(&st.accepted)
+                .saturating_sub(load(&st.delivered) + load(&st.errors) + load(&st.given_up));
+            st.dropped.fetch_add(pending, Ordering::Relaxed);
+            tracing::warn!(sink = %self.name, "still busy after {drain:?} + {GIVE_UP:?}; {pending} queued embeddings abandoned");
+        }
         SinkReport {
             sink: self.name.clone(),
-            delivered: load(&self.stats.delivered),
-            dropped: load(&self.stats.dropped),
-            errors: load(&self.stats.errors),
+            delivered: load(&st.delivered),
+            dropped: load(&st.dropped),
+            errors: load(&st.errors),
             reconnects: self.link.as_ref().map(|l| load(&l.reconnects)),
             acked: self.link.as_ref().map(|l| load(&l.acked)),
             unacked_at_exit: self.link.as_ref().map(|l| load(&l.unacked_at_exit)),
@@ -156,6 +200,10 @@ fn drain(mut sink: Box<dyn EmbeddingSink>, rx: &Receiver<Item>, s: &SinkStats, n
             Item::Embedding(e) => match sink.push(&e) {
                 Ok(()) => {
                     s.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(SinkError::Dropped(_)) => {
+                    s.given_up.fetch_add(1, Ordering::Relaxed);
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => {
                     if s.errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
@@ -178,7 +226,6 @@ fn drain(mut sink: Box<dyn EmbeddingSink>, rx: &Receiver<Item>, s: &SinkStats, n
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::SinkError;
 
     struct Slow(Arc<std::sync::Mutex<Vec<u64>>>, Duration);
     impl EmbeddingSink for Slow {
@@ -231,7 +278,12 @@ mod tests {
         }
         let t = std::time::Instant::now();
         let r = w.finish(Duration::from_millis(200));
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        // No interrupt flag: drain, then the give-up time, then abandoned.
+        assert!(
+            t.elapsed() < GIVE_UP + Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
         // One is stuck in push, 8 queued behind it, 11 never fitted: all 20 are lost, counted.
         assert_eq!((r.delivered, r.errors, r.dropped), (0, 0, 20), "{r:?}");
     }

@@ -67,7 +67,9 @@ impl Link {
                     ever_connected = true;
                     self.shared.connected.store(true, Ordering::Relaxed);
                     (backoff, failures) = (BACKOFF.0, 0);
-                    // Ours go first: they are older than anything in the event loop.
+                    // Ours go first: they are older than anything in the event loop. (After a
+                    // second loss, re-sent and never-sent ones may interleave: consumers key on
+                    // frame_id, and QoS 1 allows duplicates anyway.)
                     while let Some(r) = saved.pop_back() {
                         conn.eventloop.pending.push_front(r);
                     }
@@ -84,10 +86,9 @@ impl Link {
                     saved.extend(std::mem::take(&mut conn.eventloop.pending));
                     self.log_failure(&e, failures, backoff);
                     failures += 1;
-                    if self.shared.stop.load(Ordering::Relaxed) {
+                    if !self.sleep_unless_stopped(backoff) {
                         break;
                     }
-                    std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(BACKOFF.1);
                 }
             }
@@ -99,6 +100,18 @@ impl Link {
         if lost > 0 {
             tracing::warn!(sink = %self.name, "{lost} messages never reached the broker");
         }
+    }
+
+    /// Sleeps `d` in short steps; false as soon as the sink says stop.
+    fn sleep_unless_stopped(&self, d: Duration) -> bool {
+        let until = std::time::Instant::now() + d;
+        while std::time::Instant::now() < until {
+            if self.shared.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !self.shared.stop.load(Ordering::Relaxed)
     }
 
     fn republish_status(&self) {

@@ -16,7 +16,7 @@ mod link;
 mod tls;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,7 @@ pub struct MqttSink {
     board: String,
     model_version: String,
     last: Option<BoardStatus>,
+    interrupted: Arc<AtomicBool>,
     shared: Arc<Shared>,
     stats: Arc<LinkStats>,
     link: Option<JoinHandle<()>>,
@@ -117,6 +118,7 @@ impl MqttSink {
             board,
             model_version: context.model_version.clone(),
             last: None,
+            interrupted: Arc::new(AtomicBool::new(false)),
             shared,
             stats,
             link: Some(handle),
@@ -161,14 +163,27 @@ impl MqttSink {
 }
 
 impl EmbeddingSink for MqttSink {
+    /// Hands the embedding to the client, waiting while its channel is full (the broker is
+    /// slow or gone: the worker's queue fills and drops meanwhile), until the worker says to
+    /// give up at exit.
     fn push(&mut self, e: &Embedding) -> Result<(), SinkError> {
         let payload = match self.format {
             PayloadFormat::Binary => super::socket::encode(e),
             PayloadFormat::Json => serde_json::to_vec(e).expect("embeddings serialise"),
         };
-        self.client
-            .publish(&self.topic, self.qos, false, payload)
-            .map_err(|err| SinkError::Invalid(format!("{}: {err}", self.name)))?;
+        while self
+            .client
+            .try_publish(&self.topic, self.qos, false, payload.clone())
+            .is_err()
+        {
+            if self.interrupted.load(Ordering::Relaxed) {
+                return Err(SinkError::Dropped(format!(
+                    "{}: the broker never took it; given up at exit",
+                    self.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -179,12 +194,17 @@ impl EmbeddingSink for MqttSink {
         self.publish_status("online", Some(status))
     }
 
-    /// Says `stopped` (retained), waits up to 5 s for the broker's acknowledgements, then
-    /// disconnects cleanly (so the broker does not fire the last will).
+    /// Says `stopped` (retained), waits for the broker's acknowledgements (5 s, or 1 s once
+    /// told to give up), then disconnects cleanly (so the broker does not fire the last will).
     fn flush(&mut self) -> Result<(), SinkError> {
         let last = self.last.take();
         let _ = self.publish_status("stopped", last.as_ref());
-        let unacked = self.wait_acked(FLUSH_WAIT);
+        let wait = if self.interrupted.load(Ordering::Relaxed) {
+            Duration::from_secs(1)
+        } else {
+            FLUSH_WAIT
+        };
+        let unacked = self.wait_acked(wait);
         self.stats.unacked_at_exit.store(unacked, Ordering::Relaxed);
         self.shared.stop.store(true, Ordering::Relaxed);
         let _ = self.client.try_disconnect();
@@ -199,7 +219,7 @@ impl EmbeddingSink for MqttSink {
         }
         if unacked > 0 {
             return Err(SinkError::Invalid(format!(
-                "{}: {unacked} messages unacknowledged by the broker after {FLUSH_WAIT:?}",
+                "{}: {unacked} messages unacknowledged by the broker after {wait:?}",
                 self.name
             )));
         }
@@ -212,6 +232,10 @@ impl EmbeddingSink for MqttSink {
 
     fn link(&self) -> Option<Arc<LinkStats>> {
         Some(self.stats.clone())
+    }
+
+    fn interrupt_flag(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        Some(self.interrupted.clone())
     }
 }
 
