@@ -37,7 +37,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub source: Option<SourceSpec>,
     /// Embedding sink, repeatable: jsonl:-, jsonl:FILE, npy:FILE, udp:HOST:PORT, tcp:HOST:PORT,
-    /// mqtt://[USER[:PASS]@]HOST[:PORT]/TOPIC[?qos=0|1&password_file=FILE] (mqtts:// with
+    /// `mqtt://[USER[:PASS]@]HOST[:PORT]/TOPIC[?qos=0|1&password_file=FILE]` (mqtts:// with
     /// ?ca=FILE); `{board}` in the topic is the board id.
     #[arg(long, value_parser = sink::SinkParser)]
     pub sink: Vec<SinkSpec>,

@@ -71,7 +71,7 @@ pub struct SinkWorker {
 pub const GIVE_UP: Duration = Duration::from_secs(4);
 
 /// Closes every sink's queue, lets them all deliver what is queued for `drain`, tells those
-/// still busy to give up (for at most [`GIVE_UP`] more), and reports each; what a sink never
+/// still busy to give up (for at most `GIVE_UP`, 4 s, more), and reports each; what a sink never
 /// delivered counts as dropped.
 pub fn finish_all(mut sinks: Vec<SinkWorker>, drain: Duration) -> Vec<SinkReport> {
     for s in &mut sinks {

@@ -8,7 +8,7 @@
 //!   from the last will the broker publishes when the board vanishes), board id, model
 //!   version, fps and counters; refreshed every `sink.status_every_s` and on every reconnect.
 //! - Wrong credentials or an untrusted certificate fail at start; an unreachable broker does
-//!   not: the sink connects in the background, reconnecting with backoff ([`link`]).
+//!   not: the sink connects in the background, reconnecting with backoff (the `link` module).
 //! - Nothing here blocks the pipeline: the sink's thread waits on the client's 10-message
 //!   channel, the worker's queue in front of it drops when full (counted).
 
