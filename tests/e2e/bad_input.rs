@@ -456,6 +456,14 @@ fn bundle_cases(fx: &Fixture, c: &mut BTreeMap<&'static str, Case>) {
 fn spec_cases(fx: &Fixture, c: &mut BTreeMap<&'static str, Case>) {
     c.insert("sink-unknown", fx.device(&["--sink", "pigeon:home"]));
     c.insert(
+        "sink-mqtt-qos2",
+        fx.device(&["--sink", "mqtt://broker/t?qos=2"]),
+    );
+    c.insert(
+        "sink-mqtt-secret",
+        fx.device(&["--sink", "mqtt://cam:hunter2@broker:99x/t"]),
+    );
+    c.insert(
         "sink-bad-port",
         fx.device(&["--sink", "udp:localhost:99999"]),
     );
@@ -591,6 +599,14 @@ fn every_row_of_the_bad_input_table_gets_its_message_and_no_panic() {
     let mut failures: Vec<String> = Vec::new();
     for (id, c) in &cases {
         let out = execute(c, &fx.dir);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if printed.contains("hunter2") {
+            failures.push(format!("{id}: printed the password:\n{printed}"));
+        }
         match rows.get(*id) {
             Some(row) => failures.extend(check(id, row, &out)),
             None => failures.push(format!(

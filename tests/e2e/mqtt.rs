@@ -22,6 +22,8 @@ struct Broker {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// The CA `mosquitto_sub` trusts, for a TLS listener.
+    ca: Option<PathBuf>,
 }
 
 impl Drop for Broker {
@@ -33,6 +35,11 @@ impl Drop for Broker {
 impl Broker {
     /// A broker on a free loopback port, or None (skipped) without mosquitto.
     fn start(dir: &Path) -> Option<Self> {
+        Self::start_with(dir, "", None)
+    }
+
+    /// With `extra` lines in the listener's configuration (TLS) and the CA clients trust.
+    fn start_with(dir: &Path, extra: &str, ca: Option<PathBuf>) -> Option<Self> {
         let found = [
             "/usr/sbin/mosquitto",
             "/usr/bin/mosquitto_sub",
@@ -63,7 +70,7 @@ impl Broker {
                 .trim()
                 == "0";
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence true\npersistence_location {}/\nlog_dest file {}\n{}",
+            "listener {port} 127.0.0.1\n{extra}allow_anonymous false\npassword_file {}\npersistence true\npersistence_location {}/\nlog_dest file {}\n{}",
             path(&passwd),
             path(dir),
             path(&dir.join("mosquitto.log")),
@@ -74,6 +81,7 @@ impl Broker {
             dir: dir.to_path_buf(),
             port,
             child: None,
+            ca,
         };
         b.restart();
         Some(b)
@@ -122,19 +130,15 @@ impl Broker {
 
     /// `mosquitto_sub` args for our credentials.
     fn sub_args(&self) -> Vec<String> {
-        [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-u",
-            USER,
-            "-P",
-            PASSWORD,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        let port = self.port.to_string();
+        let mut v: Vec<String> = ["-h", "127.0.0.1", "-p", &port, "-u", USER, "-P", PASSWORD]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(ca) = &self.ca {
+            v.extend(["--cafile".to_string(), path(ca).to_string()]);
+        }
+        v
     }
 
     /// The retained message on `topic` (`mosquitto_sub -C 1`), as (retained flag, payload).
@@ -505,4 +509,137 @@ fn wrong_credentials_fail_at_start_with_a_clear_error() {
         "the password is not echoed: {stderr}"
     );
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
+
+/// `openssl` args, run in `dir`; panics with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`NAME.pem`, `NAME.key`) and, signed by it, a certificate for 127.0.0.1 (`NAME-server.*`).
+fn pki(dir: &Path, name: &str) {
+    let subj = format!("/CN=edgeclr test {name}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &format!("{name}-server.key"),
+            "-out",
+            &format!("{name}-server.csr"),
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &format!("{name}-server.csr"),
+            "-CA",
+            &format!("{name}.pem"),
+            "-CAkey",
+            &format!("{name}.key"),
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            &format!("{name}-server.pem"),
+        ],
+    );
+}
+
+#[test]
+fn mqtts_delivers_with_the_ca_file_and_refuses_another_ca() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    if Command::new("openssl").arg("version").output().is_err() {
+        e2e::skip("openssl missing (.ci/run installs it)");
+        return;
+    }
+    pki(tmp.path(), "ca");
+    pki(tmp.path(), "other");
+    let tls = format!(
+        "cafile {0}/ca.pem\ncertfile {0}/ca-server.pem\nkeyfile {0}/ca-server.key\n",
+        path(tmp.path())
+    );
+    let Some(broker) = Broker::start_with(tmp.path(), &tls, Some(tmp.path().join("ca.pem"))) else {
+        return;
+    };
+    let model = exported_model(tmp.path());
+    let sub = Subscriber::start(&broker, TOPIC);
+    let url = |ca: &str| {
+        format!(
+            "mqtts://{USER}:{PASSWORD}@127.0.0.1:{}/edgeclr/{{board}}/embeddings?ca={}/{ca}.pem",
+            broker.port,
+            path(tmp.path())
+        )
+    };
+    let report = tmp.path().join("report.json");
+    let out = device(
+        &model,
+        &url("ca"),
+        &[
+            "--as-fast-as-possible",
+            "--frames",
+            "20",
+            "--report",
+            path(&report),
+        ],
+    )
+    .output()
+    .expect("edgeclr-device");
+    assert_success(&out);
+    let m = &read_json(&report)["sinks"][0];
+    assert_eq!(
+        (m["delivered"].as_u64(), m["unacked_at_exit"].as_u64()),
+        (Some(20), Some(0)),
+        "{m}"
+    );
+    let got = embeddings(&sub.wait(Duration::from_secs(20), |m| embeddings(m).len() >= 20));
+    assert_eq!(got.len(), 20);
+    // A CA that did not sign the broker's certificate: refused at start, named.
+    let out = device(&model, &url("other"), &["--frames", "5"])
+        .output()
+        .expect("edgeclr-device");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TLS") || stderr.contains("certificate"),
+        "{stderr}"
+    );
 }

@@ -150,6 +150,9 @@ pub fn describe(e: &ConnectionError) -> String {
         ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
         ConnectionError::Io(io) => format!("broker unreachable: {io}"),
         ConnectionError::NetworkTimeout => "broker unreachable: connection timed out".into(),
+        ConnectionError::Tls(e) => format!(
+            "TLS with the broker failed: {e} (is ?ca= the CA that signed the broker's certificate, for this host name?)"
+        ),
         other => format!("connection lost: {other}"),
     }
 }
