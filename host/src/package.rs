@@ -182,91 +182,37 @@ fn unit() -> String {
     out
 }
 
-const SYSUSERS: &str = "\
-# edgeclr-device's service user: camera (video) and screen (i2c) access.
-u edgeclr - \"edgeclr camera runtime\" /var/lib/edgeclr
-m edgeclr video
-m edgeclr i2c
-";
-
-const POSTINST: &str = r#"#!/bin/sh
-# edgeclr-device: the service user, then the unit enabled (and restarted on a running systemd).
-# Honours DPKG_ROOT: `dpkg --root DIR --force-script-chrootless` installs into an image.
-set -e
-# First install ($2 empty): enable and start. Upgrade: restart only if it runs, and never
-# re-enable a service the admin disabled.
-if [ "$1" = configure ]; then
-    if command -v systemd-sysusers >/dev/null 2>&1; then
-        systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"} edgeclr.conf
-    elif [ -n "$DPKG_ROOT" ]; then
-        echo "edgeclr-device: no systemd-sysusers; create the edgeclr user in $DPKG_ROOT yourself" >&2
-    elif ! getent passwd edgeclr >/dev/null; then
-        adduser --system --group --home /var/lib/edgeclr --no-create-home edgeclr
-        for g in video i2c; do
-            getent group "$g" >/dev/null || addgroup --system "$g"
-            adduser edgeclr "$g"
-        done
-    fi
-    if ! command -v systemctl >/dev/null 2>&1; then
-        :
-    elif [ -n "$DPKG_ROOT" ]; then
-        [ -n "$2" ] || systemctl --root="$DPKG_ROOT" enable edgeclr-device.service
-    elif [ -d /run/systemd/system ]; then
-        systemctl daemon-reload
-        if [ -z "$2" ]; then
-            systemctl enable edgeclr-device.service
-            systemctl start edgeclr-device.service \
-                || echo "edgeclr-device did not start: journalctl -u edgeclr-device" >&2
-        elif systemctl is-active --quiet edgeclr-device.service; then
-            systemctl restart edgeclr-device.service \
-                || echo "edgeclr-device did not restart: journalctl -u edgeclr-device" >&2
-        fi
-    elif [ -z "$2" ]; then
-        systemctl enable edgeclr-device.service
-    fi
-fi
-exit 0
-"#;
-
-const PRERM: &str = r#"#!/bin/sh
-# edgeclr-device: stop and disable the service before its files go.
-set -e
-if [ "$1" = remove ]; then
-    if [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ]; then
-        systemctl stop edgeclr-device.service || true
-    fi
-    if command -v systemctl >/dev/null 2>&1; then
-        systemctl ${DPKG_ROOT:+--root="$DPKG_ROOT"} disable edgeclr-device.service || true
-    fi
-fi
-exit 0
-"#;
-
-const POSTRM: &str = r#"#!/bin/sh
-# edgeclr-device: purge removes the board's state (model slots, fine-tuning checkpoints).
-set -e
-if [ "$1" = purge ]; then
-    rm -rf "$DPKG_ROOT/var/lib/edgeclr"
-fi
-if [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ]; then
-    systemctl daemon-reload || true
-fi
-exit 0
-"#;
-
-const MODEL_POSTINST: &str = r#"#!/bin/sh
-# edgeclr-model: a running edgeclr-device restarts onto the new model (installed as a slot).
-set -e
-if [ "$1" = configure ] && [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ] \
-    && systemctl is-active --quiet edgeclr-device.service; then
-    systemctl restart edgeclr-device.service || true
-fi
-exit 0
-"#;
+// The package's files that are not Rust: hardware/debian/ (readable and shell-checked there).
+const SYSUSERS: &str = include_str!("../../hardware/debian/edgeclr.sysusers");
+const POSTINST: &str = include_str!("../../hardware/debian/edgeclr-device.postinst");
+const PRERM: &str = include_str!("../../hardware/debian/edgeclr-device.prerm");
+const POSTRM: &str = include_str!("../../hardware/debian/edgeclr-device.postrm");
+const MODEL_POSTINST: &str = include_str!("../../hardware/debian/edgeclr-model.postinst");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_maintainer_scripts_parse_as_posix_sh() {
+        for (name, text) in [
+            ("postinst", POSTINST),
+            ("prerm", PRERM),
+            ("postrm", POSTRM),
+            ("model postinst", MODEL_POSTINST),
+        ] {
+            assert!(text.starts_with("#!/bin/sh\n"), "{name}");
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", text])
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 
     #[test]
     fn the_unit_runs_the_packaged_paths_and_keeps_the_service_settings() {

@@ -66,29 +66,7 @@ impl MqttSink {
         let options = options(url, &board, &status_topic)?;
         let (client, mut conn) = Client::new(options, CHANNEL);
         let shared = Arc::new(Shared::default());
-        match conn.recv() {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                shared.connected.store(true, Ordering::Relaxed);
-                tracing::info!(sink = %name, "connected; publishing to {topic}");
-            }
-            Ok(Err(e)) if fatal(&e) => {
-                return Err(SinkError::Invalid(format!(
-                    "sink {name}: {}",
-                    link::describe(&e)
-                )));
-            }
-            Ok(Err(e)) => tracing::warn!(
-                sink = %name,
-                "{}; starting anyway, embeddings queue and drop until it answers",
-                link::describe(&e)
-            ),
-            Ok(Ok(other)) => tracing::debug!(sink = %name, "before connack: {other:?}"),
-            Err(_) => {
-                return Err(SinkError::Invalid(format!(
-                    "sink {name}: the client closed"
-                )));
-            }
-        }
+        handshake(&mut conn, &name, &topic, &shared)?;
         let stats = Arc::new(LinkStats::default());
         let link = Link {
             client: client.clone(),
@@ -237,6 +215,40 @@ impl EmbeddingSink for MqttSink {
     fn interrupt_flag(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
         Some(self.interrupted.clone())
     }
+}
+
+/// Waits for the broker's first answer: refused credentials, client or certificate are
+/// errors; an unreachable broker is not (the link keeps trying).
+fn handshake(
+    conn: &mut rumqttc::Connection,
+    name: &str,
+    topic: &str,
+    shared: &Shared,
+) -> Result<(), SinkError> {
+    match conn.recv() {
+        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+            shared.connected.store(true, Ordering::Relaxed);
+            tracing::info!(sink = %name, "connected; publishing to {topic}");
+        }
+        Ok(Err(e)) if fatal(&e) => {
+            return Err(SinkError::Invalid(format!(
+                "sink {name}: {}",
+                link::describe(&e)
+            )));
+        }
+        Ok(Err(e)) => tracing::warn!(
+            sink = %name,
+            "{}; starting anyway, embeddings queue and drop until it answers",
+            link::describe(&e)
+        ),
+        Ok(Ok(other)) => tracing::debug!(sink = %name, "before connack: {other:?}"),
+        Err(_) => {
+            return Err(SinkError::Invalid(format!(
+                "sink {name}: the client closed"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Errors that mean the configuration is wrong, not the network.
