@@ -162,24 +162,17 @@ fn model_entries(r: &Release) -> impl Iterator<Item = Entry> + '_ {
 
 /// The shipped unit with the package's paths: config from /etc, model from /usr/share.
 fn unit() -> String {
-    let mut out = String::from(
-        "# Installed by the edgeclr-device package. Sinks, camera and screen: /etc/edgeclr/board.toml,\n\
-         # then `systemctl restart edgeclr-device`. Model slots and fine-tuning state: /var/lib/edgeclr.\n",
+    let exec = format!(
+        "ExecStart=/usr/bin/edgeclr-device run --config {CONFIG} --model {MODEL_DIR} --state /var/lib/edgeclr --finetune"
     );
-    for l in edgeclr_artifact::boards::SYSTEMD_UNIT
-        .lines()
-        .skip_while(|l| l.starts_with('#'))
-    {
-        if l.starts_with("ExecStart=") {
-            out += &format!(
-                "ExecStart=/usr/bin/edgeclr-device run --config {CONFIG} --model {MODEL_DIR} --state /var/lib/edgeclr --finetune\n"
-            );
-        } else {
-            out += l;
-            out.push('\n');
-        }
-    }
-    out
+    let shipped = crate::release::unit_with_exec(&exec);
+    // The shipped unit's leading comments are install instructions for a copy by hand.
+    let body: Vec<&str> = shipped.lines().skip_while(|l| l.starts_with('#')).collect();
+    "# Installed by the edgeclr-device package. Sinks, camera and screen: /etc/edgeclr/board.toml,\n\
+     # then `systemctl restart edgeclr-device`. Model slots and fine-tuning state: /var/lib/edgeclr.\n"
+        .to_string()
+        + &body.join("\n")
+        + "\n"
 }
 
 // The package's files that are not Rust: hardware/debian/ (readable and shell-checked there).

@@ -302,17 +302,17 @@ fn stripped(bin: Vec<u8>, arch: &str) -> Result<Vec<u8>> {
 
 /// The systemd unit for a release installed under /opt/edgeclr.
 pub(crate) fn unit_for(board: &str) -> String {
+    unit_with_exec(&format!(
+        "ExecStart=/opt/edgeclr/current/bin/edgeclr-device run --config /opt/edgeclr/current/board.toml --model /opt/edgeclr/current/model --state /var/lib/edgeclr --finetune --sink udp:127.0.0.1:7878\n# board: {board}"
+    ))
+}
+
+/// The unit hardware/systemd ships with its `ExecStart=` line replaced by `exec` (which may
+/// span lines): bundles and Debian packages differ only in where things are installed.
+pub(crate) fn unit_with_exec(exec: &str) -> String {
     edgeclr_artifact::boards::SYSTEMD_UNIT
         .lines()
-        .map(|l| {
-            if l.starts_with("ExecStart=") {
-                format!(
-                    "ExecStart=/opt/edgeclr/current/bin/edgeclr-device run --config /opt/edgeclr/current/board.toml --model /opt/edgeclr/current/model --state /var/lib/edgeclr --finetune --sink udp:127.0.0.1:7878\n# board: {board}"
-                )
-            } else {
-                l.to_string()
-            }
-        })
+        .map(|l| if l.starts_with("ExecStart=") { exec } else { l })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"

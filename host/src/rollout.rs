@@ -402,27 +402,15 @@ mod tests {
             read_boards(&f).expect("read"),
             ["dir:/tmp/a", "ssh://pi@cam-2:2222/opt/edgeclr"]
         );
-        std::fs::write(&f, "dir:/a\nftp://x\n").expect("w");
-        assert!(
-            read_boards(&f)
-                .expect_err("refused")
-                .to_string()
-                .contains("boards.txt:2")
-        );
-        std::fs::write(&f, "dir:/a\ndir:/a\n").expect("w");
-        assert!(
-            read_boards(&f)
-                .expect_err("refused")
-                .to_string()
-                .contains("listed twice")
-        );
-        std::fs::write(&f, "# nothing\n").expect("w");
-        assert!(
-            read_boards(&f)
-                .expect_err("refused")
-                .to_string()
-                .contains("no boards")
-        );
+        for (text, why) in [
+            ("dir:/a\nftp://x\n", "boards.txt:2"),
+            ("dir:/a\ndir:/a\n", "listed twice"),
+            ("# nothing\n", "no boards"),
+        ] {
+            std::fs::write(&f, text).expect("w");
+            let err = read_boards(&f).expect_err(text).to_string();
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -56,11 +56,7 @@ impl Broker {
             .args(["-b", "-c", path(&passwd), USER, PASSWORD])
             .output()
             .expect("mosquitto_passwd");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -289,6 +285,15 @@ fn embeddings(messages: &[(String, Vec<u8>)]) -> BTreeMap<u64, Vec<f32>> {
         .collect()
 }
 
+/// The status messages among `messages`, parsed.
+fn statuses(messages: &[(String, Vec<u8>)]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .filter(|(t, _)| t.ends_with("/status"))
+        .map(|(_, p)| serde_json::from_slice(p).expect("status JSON"))
+        .collect()
+}
+
 #[test]
 fn every_frame_of_the_clip_arrives_at_qos1_and_the_status_is_retained() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -347,12 +352,7 @@ fn every_frame_of_the_clip_arrives_at_qos1_and_the_status_is_retained() {
         assert_eq!(got[&id], want, "frame {id}");
     }
     // `online` at start, then `stopped`, retained for late subscribers.
-    let statuses: Vec<serde_json::Value> = sub
-        .wait(Duration::from_secs(5), |_| true)
-        .iter()
-        .filter(|(t, _)| t.ends_with("/status"))
-        .map(|(_, p)| serde_json::from_slice(p).expect("status JSON"))
-        .collect();
+    let statuses = statuses(&sub.wait(Duration::from_secs(5), |_| true));
     let manifest = read_json(&model.join("manifest.json"));
     let version = &manifest["source"]["model_version"];
     assert_eq!(
@@ -427,12 +427,7 @@ fn a_broker_restart_mid_stream_loses_only_what_the_queue_could_not_hold() {
     assert!(m["reconnects"].as_u64() >= Some(1), "{m}");
     assert_eq!(m["unacked_at_exit"], 0, "{m}");
     // The periodic status carried the measured rate, also after the reconnect.
-    let statuses: Vec<serde_json::Value> = sub
-        .wait(Duration::from_secs(1), |_| false)
-        .iter()
-        .filter(|(t, _)| t.ends_with("/status"))
-        .map(|(_, p)| serde_json::from_slice(p).expect("status JSON"))
-        .collect();
+    let statuses = statuses(&sub.wait(Duration::from_secs(1), |_| false));
     let measured = statuses
         .iter()
         .filter(|s| s["state"] == "online" && s["fps"].as_f64() > Some(20.0))
@@ -518,11 +513,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 }
 
 /// A CA (`NAME.pem`, `NAME.key`) and, signed by it, a certificate for 127.0.0.1 (`NAME-server.*`).

@@ -21,7 +21,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{
-    Client, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    Client, ClientError, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS, Request,
+    TlsConfiguration, Transport,
 };
 
 use self::link::{Link, Shared};
@@ -149,11 +150,13 @@ impl EmbeddingSink for MqttSink {
             PayloadFormat::Binary => super::socket::encode(e),
             PayloadFormat::Json => serde_json::to_vec(e).expect("embeddings serialise"),
         };
-        while self
-            .client
-            .try_publish(&self.topic, self.qos, false, payload.clone())
-            .is_err()
+        let mut payload = payload;
+        // A refused request hands the payload back: no copy per frame, none per retry.
+        while let Err(ClientError::TryRequest(Request::Publish(p))) =
+            self.client
+                .try_publish(&self.topic, self.qos, false, std::mem::take(&mut payload))
         {
+            payload = Vec::from(p.payload);
             if self.interrupted.load(Ordering::Relaxed) {
                 return Err(SinkError::Dropped(format!(
                     "{}: the broker never took it; given up at exit",
@@ -287,25 +290,29 @@ fn options(url: &MqttUrl, board: &str, status_topic: &str) -> Result<MqttOptions
     Ok(o)
 }
 
-/// `{"board", "state", "model_version", "at_unix_s", …the pipeline's counters}`.
+/// The retained status: board, state, time, model, and the pipeline's counters when known.
+#[derive(serde::Serialize)]
+struct StatusMessage<'a> {
+    board: &'a str,
+    state: &'a str,
+    at_unix_s: f64,
+    /// Only without `status` (which carries its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<&'a str>,
+    #[serde(flatten)]
+    status: Option<&'a BoardStatus>,
+}
+
 fn status_payload(board: &str, state: &str, model: &str, s: Option<&BoardStatus>) -> Vec<u8> {
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let mut v = serde_json::json!({
-        "board": board,
-        "state": state,
-        "at_unix_s": (at * 1000.0).round() / 1000.0,
-    });
-    if !model.is_empty() {
-        v["model_version"] = model.into();
-    }
-    if let Some(s) = s {
-        v["fps"] = f64::from(s.fps).into();
-        v["frames"] = s.frames.into();
-        v["dropped_frames"] = s.dropped_frames.into();
-        v["sink_drops"] = s.sink_drops.into();
-        v["uptime_s"] = s.uptime_s.into();
-    }
-    serde_json::to_vec(&v).expect("status serialises")
+    let message = StatusMessage {
+        board,
+        state,
+        at_unix_s: (at * 1000.0).round() / 1000.0,
+        model_version: Some(model).filter(|m| !m.is_empty() && s.is_none()),
+        status: s,
+    };
+    serde_json::to_vec(&message).expect("status serialises")
 }
