@@ -6,8 +6,8 @@
 # tau 0.5, colour strength 0.5, no blur, STEPS steps; images/s = median over steps 3..STEPS-1
 # of batch / step wall time (edgeclr's metrics.jsonl; the same per-step log from
 # host/bench/peer_simclr.py). /usr/bin/time -v gives user and system time and peak RSS.
-# Then the board fine-tuner's step (`edgeclr-device finetune-bench`: batch 32, last block +
-# head, 32 and 48 px) on the same sitting.
+# Then the board fine-tuner's step (`edgeclr-device finetune-bench --board rpi5`: the code's
+# default learner, batch 32, last block + head, 32 and 48 px) on the same sitting.
 #
 # The reference is installed from PyPI into $PEER_VENV (default ~/.cache/edgeclr/peer-venv),
 # outside the repository: torch, torchvision and lightly (≈ 5 GB: PyPI's Linux torch wheel
@@ -77,7 +77,7 @@ pytorch_run() { # ROUND
 }
 
 finetune_run() { # NAME BINARY SIZE
-  "$2" finetune-bench --model "$export_dir" --batch 32 --size "$3" --steps 10 --threads "$(nproc)" \
+  "$2" finetune-bench --board rpi5 --model "$export_dir" --batch 32 --size "$3" --steps 10 --threads "$(nproc)" \
     | python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); r["engine"]=sys.argv[1]; print(json.dumps(r))' "$1" \
     >> "$rows"
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use super::profile::ProfileArgs;
 use crate::config::finetune::TrainDevice;
 use crate::source::SourceSpec;
 
@@ -16,9 +17,12 @@ pub struct FinetuneBenchArgs {
     /// A recording to train on.
     #[arg(long, default_value = "mjpeg:tests/data/camera/clip_320x240.mjpeg")]
     pub source: SourceSpec,
-    /// Frames per step.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    /// The board profile whose `[finetune.trainer]` learner is timed (`--set` changes it).
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Frames per step; default: the profile's.
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Training resolution.
     #[arg(long, default_value_t = 32)]
     pub size: usize,
@@ -28,9 +32,9 @@ pub struct FinetuneBenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// CPU threads.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
+    /// CPU threads; default: the profile's `[finetune] threads`.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Fine-tuning step time and peak RSS for one configuration (run one per process: RSS is a
@@ -43,6 +47,13 @@ pub fn run(args: &FinetuneBenchArgs) -> Result<()> {
 
     use crate::finetune::trainer::{Sample, Trainer, TrainerConfig};
     use crate::{finetune, pipeline, slots, source};
+    let cfg = args.profile.load()?;
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let config = TrainerConfig {
+        batch: args.batch.unwrap_or(cfg.finetune.trainer.batch),
+        ..cfg.finetune.trainer
+    };
+    let (batch, threads) = (config.batch, args.threads.unwrap_or(cfg.finetune.threads));
     let manifest = slots::verify(&args.model).map_err(anyhow::Error::msg)?;
     let recipe = edgeclr_learn::export::recipe_of(&manifest)?
         .context("the export has no recipe; re-run edgeclr export")?;
@@ -54,17 +65,16 @@ pub fn run(args: &FinetuneBenchArgs) -> Result<()> {
             image: Arc::new(image),
         })
         .collect();
-    if frames.len() < args.batch {
+    if frames.len() < batch {
         bail!(
-            "{} has {} frames, fewer than --batch {}",
+            "{} has {} frames, fewer than a batch ({batch})",
             args.source,
             frames.len(),
-            args.batch
         );
     }
     let rss_before = pipeline::rss_mib().0;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
+        .num_threads(threads)
         .build()?;
     let head = args.model.join("head.bpk");
     let mut trainer = Trainer::new(
@@ -72,17 +82,14 @@ pub fn run(args: &FinetuneBenchArgs) -> Result<()> {
         &args.model.join("encoder.bpk"),
         head.exists().then_some(head.as_path()),
         args.size,
-        TrainerConfig {
-            batch: args.batch,
-            ..TrainerConfig::default()
-        },
+        config.clone(),
         &selected.device,
     )?;
     let mut times = Vec::new();
     let mut losses = Vec::new();
     for s in 0..=args.steps {
-        let start = (s * args.batch) % (frames.len() - args.batch + 1);
-        let r = pool.install(|| trainer.step(&frames[start..start + args.batch]));
+        let start = (s * batch) % (frames.len() - batch + 1);
+        let r = pool.install(|| trainer.step(&frames[start..start + batch]));
         if s > 0 {
             times.push(r.ms);
         }
@@ -93,13 +100,16 @@ pub fn run(args: &FinetuneBenchArgs) -> Result<()> {
         "{}",
         serde_json::json!({
             "backend": selected.description,
-            "batch": args.batch,
+            "board": args.profile.board,
+            "batch": batch,
             "size": args.size,
-            "threads": args.threads,
+            "threads": threads,
+            "trainable_blocks": config.trainable_blocks,
+            "distill_weight": config.distill_weight,
             "steps": args.steps,
             "step_ms_median": times[times.len() / 2],
             "step_ms_min": times[0],
-            "images_per_second": 2.0 * args.batch as f64 / (times[times.len() / 2] / 1e3),
+            "images_per_second": 2.0 * batch as f64 / (times[times.len() / 2] / 1e3),
             "losses": losses,
             "rss_before_mib": rss_before,
             "peak_rss_mib": pipeline::rss_mib().1,

@@ -1,6 +1,7 @@
-//! tract's convolutions — with our patch to how it unfolds 2-D inputs
-//! (models/vendor/tract-core/PATCH.md) — against the definition, in the two forms we export:
-//! fp32 `Conv` and integer `QLinearConv`. Geometries cover what the patch special-cases:
+//! tract's convolutions — with our patches (models/vendor/tract-core/PATCH.md): how it unfolds
+//! 2-D inputs, and a direct AVX-512 fp32 convolution — against the definition, in the two
+//! forms we export: fp32 `Conv` (in each of the three plans tract can take) and integer
+//! `QLinearConv`. Geometries cover what the patch special-cases:
 //! padding on every side, stride 2, outputs that do not fill the last packed panel
 //! (13×13 = 169 positions), 3 and many input channels (K = 27 … 432), and for int8 a
 //! non-zero input zero point, which is what padding must hold there.
@@ -79,16 +80,44 @@ fn fp32_pair(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
     prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "conv check"))
 }
 
-fn geometries() -> [(usize, usize, usize, usize, usize); 4] {
+fn geometries() -> [(usize, usize, usize, usize, usize); 5] {
     // (input side, channels after a, stride of a, channels after b, stride of b). tract
     // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
-    // convolution with more than 16 outputs (the eager `Im2col` path the patch writes).
+    // convolution with more than 16 outputs (the eager `Im2col` path the patch writes). The
+    // direct AVX-512 convolution takes multiples of eight output channels (33 falls back) in
+    // blocks of 48 output points: 56 wide is one whole block and a partial one, 13, 12, 7 and
+    // 6 wide are partial vectors, and odd sides with stride 2 leave the stride phases unequal.
     [
         (13, 33, 1, 40, 2),
         (32, 16, 1, 32, 1),
         (16, 48, 2, 64, 1),
         (24, 40, 2, 48, 2),
+        (56, 24, 1, 32, 2),
     ]
+}
+
+/// How tract lowers an fp32 convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plan {
+    /// The default: our direct AVX-512 convolution where the host has AVX-512F and the
+    /// geometry fits, else tract's lazy im2col.
+    Default,
+    /// tract's lazy im2col (the direct convolution disabled).
+    Lazy,
+    /// tract's eager `Im2col`, which our unfolding patch writes.
+    Eager,
+}
+
+/// Whether this host runs the direct AVX-512 convolution (tract-core's own check).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[test]
@@ -106,22 +135,31 @@ fn fp32_convolutions_match_the_definition() {
         let (mid, h1) = conv_reference(&a, &xf, size);
         let (want, _) = conv_reference(&b, &mid, h1);
         let bytes = fp32_pair(&a, &b, size);
-        // tract's default plan (lazy im2col for 3×3) and the eager one our patch writes.
-        for eager in [false, true] {
-            let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}, eager {eager}");
-            let mut model = if eager {
-                EAGER
-                    .enter(|| TractModel::from_onnx(&bytes, size))
-                    .expect("loads")
-            } else {
-                TractModel::from_onnx(&bytes, size).expect("loads")
-            };
+        for plan in [Plan::Default, Plan::Lazy, Plan::Eager] {
+            let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}, {plan:?}");
+            let load = || TractModel::from_onnx(&bytes, size);
+            let mut model = match plan {
+                Plan::Default => load(),
+                Plan::Lazy => NO_DIRECT.enter(load),
+                Plan::Eager => EAGER.enter(load),
+            }
+            .expect("loads");
             let profile = model.profile(&x, 1).expect("runs");
-            let unfolds = profile.count("Im2col");
+            let (unfolds, direct) = (profile.count("Im2col"), profile.count("DirectConvAvx512"));
             assert_eq!(
                 unfolds > 0,
-                eager,
+                plan == Plan::Eager,
                 "{label}: {unfolds} Im2col ops in\n{profile}"
+            );
+            let direct_expected = usize::from(c1 % 8 == 0) + usize::from(c2 % 8 == 0);
+            let direct_expected = if plan == Plan::Default && has_avx512() {
+                direct_expected
+            } else {
+                0
+            };
+            assert_eq!(
+                direct, direct_expected,
+                "{label}: DirectConvAvx512 ops in\n{profile}"
             );
             let got = model.run(&x).expect("runs").swap_remove(0);
             assert_eq!(got.len(), want.len(), "{label}");
@@ -138,10 +176,16 @@ fn fp32_convolutions_match_the_definition() {
 /// tract's knobs that send every convolution to the eager `Im2col` path.
 static EAGER: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
     KnobScope::new([
+        ("TRACT_DISABLE_DIRECT_AVX512", "true"),
         ("TRACT_LAZY_IM2COL_MIN_KERNEL", "1000000"),
         ("TRACT_LAZY_IM2COL_MAX_EAGER_BYTES", "1000000000000"),
     ])
     .expect("tract knows these knobs")
+});
+
+/// The knob that turns our direct convolution off (tract's lazy im2col then runs).
+static NO_DIRECT: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
+    KnobScope::new([("TRACT_DISABLE_DIRECT_AVX512", "true")]).expect("tract knows this knob")
 });
 
 /// One integer convolution: i8 weights (per-tensor scale, zero point 0), i32 bias, the

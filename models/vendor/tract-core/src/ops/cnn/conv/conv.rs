@@ -737,6 +737,62 @@ impl Conv {
         output.hw_dims().last().is_some_and(|w| *w >= MIN_DIRECT_SPATIAL_W)
     }
 
+    /// The geometry of [`super::DirectConvAvx512`] and its packed kernel when this convolution
+    /// becomes one on this host (edgeclr's patch, issue 17): f32 NCHW, group 1, two spatial
+    /// axes, batch 1, stride 1 or 2, unit dilation, a multiple of eight output channels, a
+    /// constant kernel of at least two taps, and AVX-512F at run time.
+    fn direct_avx512_geometry(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<(super::direct_avx512::DirectGeometry, Tensor)>> {
+        use super::direct_avx512::{DirectGeometry, OC_BLOCK, available, pack_kernel};
+        let input_fact = model.outlet_fact(node.inputs[0])?;
+        let kernel_fact = model.outlet_fact(node.inputs[1])?;
+        let Some(kernel) = kernel_fact.konst.as_ref() else { return Ok(None) };
+        if self.q_params.is_some()
+            || input_fact.datum_type != f32::datum_type()
+            || kernel_fact.datum_type != f32::datum_type()
+            || kernel_fact.is_exotic()
+            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
+            || self.group != 1
+            || self.pool_spec.rank() != 2
+            || self.pool_spec.kernel_shape.iter().product::<usize>() < 2
+            || !self.output_channels().is_multiple_of(OC_BLOCK)
+            || TRACT_DISABLE_DIRECT_AVX512.get()
+            || !available()
+        {
+            return Ok(None);
+        }
+        let Some(shape) = input_fact.shape.as_concrete() else { return Ok(None) };
+        let Ok(geo) = self.pool_spec.compute_geo(&input_fact.shape) else { return Ok(None) };
+        let Ok(geo) = geo.to_concrete(shape) else { return Ok(None) };
+        let Some(geometry) = DirectGeometry::of(&geo.patch, &geo.input_shape, &geo.output_shape)
+        else {
+            return Ok(None);
+        };
+        let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
+        let packed = pack_kernel(o_ihw.try_as_plain_ram()?.as_slice::<f32>()?, geometry.output_channels);
+        let packed = Tensor::from_shape(&[packed.len()], &packed)?;
+        Ok(Some((geometry, packed)))
+    }
+
+    fn wire_as_direct_avx512(
+        &self,
+        model: &mut TypedModel,
+        name: &str,
+        wire: &[OutletId],
+        geometry: super::direct_avx512::DirectGeometry,
+        packed_kernel: Tensor,
+    ) -> TractResult<OutletId> {
+        let &[x, _kernel, bias] = wire else { bail!("Wrong number of inputs") };
+        let kernel = model.add_const(format!("{name}.packed_kernel"), packed_kernel)?;
+        let bias =
+            crate::ops::cnn::wire_reshape_bias_as_vector(model, name, bias, self.output_channels())?;
+        let op = super::DirectConvAvx512 { geometry };
+        Ok(model.wire_node(name, op, &[x, kernel, bias[0]])?[0])
+    }
+
     fn wire_as_direct_spatial(
         &self,
         model: &mut TypedModel,
@@ -1406,6 +1462,16 @@ impl TypedOp for Conv {
                 patch.shunt_outside(model, node.id.into(), wire[0])?;
                 patch.obliterate(node.id)?;
                 Ok(Some(patch))
+            } else if let Some((geometry, kernel)) = self.direct_avx512_geometry(model, node)? {
+                // edgeclr's patch (issue 17): a register-blocked direct convolution.
+                let mut patch = TypedModelPatch::new("direct-avx512");
+                let inputs = patch.taps(model, &node.inputs)?;
+                let wire = self
+                    .wire_as_direct_avx512(&mut patch, &node.name, &inputs, geometry, kernel)
+                    .context("wire_as_direct_avx512")?;
+                patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
+                patch.obliterate(node.id)?;
+                Ok(Some(patch))
             } else if let Some(op) = self.try_blocked_conv(input_fact) {
                 // Direct register-blocked conv for the small-ocg NCHW kw=1 class;
                 // beats lazy im2col by avoiding the gather + wasted M-tile matmul.
@@ -1501,6 +1567,13 @@ crate::declare_knob!(
     bool,
     false,
     "Disable the direct spatial convolution, falling back to im2col and a matrix product."
+);
+
+crate::declare_knob!(
+    scopable TRACT_DISABLE_DIRECT_AVX512,
+    bool,
+    false,
+    "Disable edgeclr's AVX-512 direct convolution, falling back to tract's own lowering."
 );
 
 crate::declare_knob!(

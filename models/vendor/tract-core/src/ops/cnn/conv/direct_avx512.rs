@@ -1,0 +1,393 @@
+//! A direct f32 convolution with AVX-512 (edgeclr's patch, issue 17).
+//!
+//! For a batch-1 NCHW group-1 convolution with stride 1 or 2, unit dilation and a multiple of
+//! eight output channels, the input is copied once into a zero-padded buffer split into its
+//! `sh × sw` stride phases, so every kernel tap of every output row reads one contiguous run of
+//! the buffer. A register block then holds eight output channels × up to three vectors of
+//! sixteen output points (24 accumulators): for each tap (input channel × kernel position) it
+//! loads the three input vectors once and multiplies them by the eight channels' broadcast
+//! weights, and writes the block straight into the NCHW output rows. Output rows of at most
+//! sixteen points are stacked instead, three rows to a block. Nothing is unfolded; the weights
+//! are packed once, when the plan is built, as `[O/8, taps, 8]` (one block's eight weights of a
+//! tap on one cache line), and the phase buffer is a per-thread scratch reused between runs.
+
+use crate::internal::*;
+use crate::ops::cnn::Patch;
+use crate::ops::nn::DataShape;
+
+/// Output channels of one register block.
+pub const OC_BLOCK: usize = 8;
+/// Output points of one vector.
+const LANES: usize = 16;
+/// Vectors of output points in one register block.
+const MAX_VECTORS: usize = 3;
+
+/// The geometry a [`DirectConvAvx512`] runs: all concrete, batch 1.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct DirectGeometry {
+    pub input_channels: usize,
+    pub output_channels: usize,
+    /// Input height and width.
+    pub input_hw: [usize; 2],
+    /// Output height and width.
+    pub output_hw: [usize; 2],
+    pub kernel_hw: [usize; 2],
+    pub strides: [usize; 2],
+    /// Zero padding before (top, left) and after (bottom, right).
+    pub pad_before: [usize; 2],
+    pub pad_after: [usize; 2],
+}
+
+impl DirectGeometry {
+    /// The geometry of a convolution this op can run, or None.
+    pub fn of(patch: &Patch, input: &DataShape, output: &DataShape) -> Option<DirectGeometry> {
+        let spec = &patch.spec;
+        if spec.kernel_shape.len() != 2
+            || spec.dilations.iter().any(|&d| d != 1)
+            || spec.strides.iter().any(|&s| s != 1 && s != 2)
+            || input.n().is_some_and(|&n| n != 1)
+            || *input.w_stride() != 1
+            || *output.w_stride() != 1
+        {
+            return None;
+        }
+        let pair = |v: &[usize]| [v[0], v[1]];
+        let geo = DirectGeometry {
+            input_channels: *input.c(),
+            output_channels: *output.c(),
+            input_hw: pair(input.hw_dims()),
+            output_hw: pair(output.hw_dims()),
+            kernel_hw: pair(&spec.kernel_shape),
+            strides: pair(&spec.strides),
+            pad_before: pair(&patch.pad_before),
+            pad_after: pair(&patch.pad_after),
+        };
+        geo.reads_stay_inside().then_some(geo)
+    }
+
+    /// Height and width of one stride phase of the padded input.
+    fn phase_hw(&self) -> [usize; 2] {
+        [0, 1].map(|a| {
+            let padded = self.input_hw[a] + self.pad_before[a] + self.pad_after[a];
+            padded.div_ceil(self.strides[a])
+        })
+    }
+
+    /// The last output point's last tap lies inside the padded input (true of every valid
+    /// convolution geometry; checked so that no read can leave the buffer).
+    fn reads_stay_inside(&self) -> bool {
+        [0, 1].iter().all(|&a| {
+            let padded = self.input_hw[a] + self.pad_before[a] + self.pad_after[a];
+            self.output_hw[a] > 0
+                && (self.output_hw[a] - 1) * self.strides[a] + self.kernel_hw[a] <= padded
+        })
+    }
+
+    fn taps(&self) -> usize {
+        self.input_channels * self.kernel_hw[0] * self.kernel_hw[1]
+    }
+
+    /// Floats in the phase buffer, plus a vector of slack: a partial last vector loads whole.
+    fn buffer_len(&self) -> usize {
+        let [hs, ws] = self.phase_hw();
+        self.strides[0] * self.strides[1] * self.input_channels * hs * ws + LANES
+    }
+
+    /// Copies `input` (C×H×W) into the zero-padded phase buffer: phase (ry, rx) holds the
+    /// padded rows ≡ ry and columns ≡ rx modulo the strides.
+    fn fill_phases(&self, input: &[f32], buffer: &mut [f32]) {
+        let [h, w] = self.input_hw;
+        let [hs, ws] = self.phase_hw();
+        let [sh, sw] = self.strides;
+        let [pt, pl] = self.pad_before;
+        let plane = hs * ws;
+        let phase_len = self.input_channels * plane;
+        buffer.fill(0.0);
+        for c in 0..self.input_channels {
+            for y in 0..h {
+                let (py, src) = (y + pt, &input[(c * h + y) * w..][..w]);
+                let row = (py % sh) * sw * phase_len + c * plane + (py / sh) * ws;
+                if sw == 1 {
+                    buffer[row + pl..][..w].copy_from_slice(src);
+                    continue;
+                }
+                // Column phase rx holds the padded columns px ≡ rx: source columns x0, x0 + sw, …
+                for rx in 0..sw {
+                    let x0 = (rx + sw - pl % sw) % sw;
+                    let dst = &mut buffer[row + rx * phase_len + (x0 + pl) / sw..];
+                    for (d, v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sw)) {
+                        *d = *v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// For every tap in the kernel's `I·KH·KW` order, where output point (0, 0) reads it in
+    /// the phase buffer; output point (y, x) reads `offset + y·ws + x`.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let [hs, ws] = self.phase_hw();
+        let [sh, sw] = self.strides;
+        let phase_len = self.input_channels * hs * ws;
+        let mut offsets = Vec::with_capacity(self.taps());
+        for c in 0..self.input_channels {
+            for ky in 0..self.kernel_hw[0] {
+                for kx in 0..self.kernel_hw[1] {
+                    let phase = (ky % sh) * sw + kx % sw;
+                    offsets.push(phase * phase_len + c * hs * ws + (ky / sh) * ws + kx / sw);
+                }
+            }
+        }
+        offsets
+    }
+}
+
+/// The `[O, taps]` kernel as `[O/8, taps, 8]`: a register block's eight weights of one tap are
+/// adjacent.
+pub fn pack_kernel(kernel: &[f32], output_channels: usize) -> Vec<f32> {
+    let taps = kernel.len() / output_channels.max(1);
+    let mut packed = vec![0f32; kernel.len()];
+    for (o, row) in kernel.chunks_exact(taps).enumerate() {
+        let (block, lane) = (o / OC_BLOCK, o % OC_BLOCK);
+        for (t, w) in row.iter().enumerate() {
+            packed[(block * taps + t) * OC_BLOCK + lane] = *w;
+        }
+    }
+    packed
+}
+
+thread_local! {
+    /// The phase buffer, reused by every run on this thread (it grows to the largest input).
+    static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this host runs the AVX-512 kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The convolution as one op: inputs are the NCHW image, the `[1, O, I·KH·KW]` kernel and the
+/// `[O]` bias.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct DirectConvAvx512 {
+    pub geometry: DirectGeometry,
+}
+
+impl Op for DirectConvAvx512 {
+    fn name(&self) -> StaticName {
+        "DirectConvAvx512".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geometry;
+        Ok(vec![format!(
+            "{}→{} channels, {:?} → {:?}, kernel {:?}, strides {:?}, pads {:?}/{:?}",
+            g.input_channels,
+            g.output_channels,
+            g.input_hw,
+            g.output_hw,
+            g.kernel_hw,
+            g.strides,
+            g.pad_before,
+            g.pad_after
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DirectConvAvx512 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (img, kernel, bias) = args_3!(inputs);
+        let g = &self.geometry;
+        let [ho, wo] = g.output_hw;
+        ensure!(
+            img.datum_type() == f32::datum_type()
+                && img.len() == g.input_channels * g.input_hw[0] * g.input_hw[1]
+                && kernel.len() == g.output_channels * g.taps()
+                && bias.len() == g.output_channels
+                && g.output_channels.is_multiple_of(OC_BLOCK),
+            "DirectConvAvx512: inputs do not match {g:?}"
+        );
+        ensure!(available(), "DirectConvAvx512 needs AVX-512");
+        let mut output =
+            unsafe { Tensor::uninitialized::<f32>(&[1, g.output_channels, ho, wo])? };
+        let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
+        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
+        let img = img.try_as_plain_ram()?.as_slice::<f32>()?;
+        PHASES.with_borrow_mut(|buffer| {
+            buffer.resize(buffer.len().max(g.buffer_len()), 0.0);
+            let buffer = &mut buffer[..g.buffer_len()];
+            g.fill_phases(img, buffer);
+            run_blocks(g, buffer, &g.tap_offsets(), kernel, bias, unsafe {
+                output.as_slice_mut_unchecked::<f32>()
+            })
+        })?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for DirectConvAvx512 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 3);
+        let g = &self.geometry;
+        Ok(tvec!(f32::fact([1, g.output_channels, g.output_hw[0], g.output_hw[1]])))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.geometry;
+        let fma = g.output_channels * g.taps() * g.output_hw[0] * g.output_hw[1];
+        Ok(tvec!((Cost::FMA(f32::datum_type()), fma.into())))
+    }
+
+    as_op!();
+}
+
+/// Every register block: eight output channels × up to three vectors of sixteen output points,
+/// along one output row, or one vector on each of three rows when rows are at most sixteen
+/// points wide.
+fn run_blocks(
+    g: &DirectGeometry,
+    buffer: &[f32],
+    offsets: &[usize],
+    kernel: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+) -> TractResult<()> {
+    let [ho, wo] = g.output_hw;
+    let ws = g.phase_hw()[1];
+    let taps = offsets.len();
+    let plane = ho * wo;
+    ensure!(output.len() == g.output_channels * plane && kernel.len() == output.len() / plane * taps);
+    // Every read is `offset + start + 16 lanes` for the largest tap offset and the furthest
+    // vector start; checked once per block.
+    let furthest_tap = offsets.iter().max().copied().unwrap_or(0) + LANES;
+    let stacked = wo <= LANES;
+    let mut vectors: Vec<([usize; MAX_VECTORS], [usize; MAX_VECTORS], usize, u16)> = vec![];
+    if stacked {
+        let mask = ((1u32 << wo) - 1) as u16;
+        for y in (0..ho).step_by(MAX_VECTORS) {
+            let n = (ho - y).min(MAX_VECTORS);
+            let starts = std::array::from_fn(|v| (y + v.min(n - 1)) * ws);
+            let outs = std::array::from_fn(|v| (y + v.min(n - 1)) * wo);
+            vectors.push((starts, outs, n, mask));
+        }
+    } else {
+        for y in 0..ho {
+            for x in (0..wo).step_by(MAX_VECTORS * LANES) {
+                let points = (wo - x).min(MAX_VECTORS * LANES);
+                let n = points.div_ceil(LANES);
+                let tail = points - (n - 1) * LANES;
+                let mask = if tail == LANES { u16::MAX } else { ((1u32 << tail) - 1) as u16 };
+                let starts = std::array::from_fn(|v| y * ws + x + v.min(n - 1) * LANES);
+                let outs = std::array::from_fn(|v| y * wo + x + v.min(n - 1) * LANES);
+                vectors.push((starts, outs, n, mask));
+            }
+        }
+    }
+    for ob in (0..g.output_channels).step_by(OC_BLOCK) {
+        let weights = &kernel[ob * taps..][..OC_BLOCK * taps];
+        for &(starts, outs, n, mask) in &vectors {
+            ensure!(starts[n - 1] + furthest_tap <= buffer.len(), "DirectConvAvx512: read past its buffer");
+            let block = Block {
+                input: buffer.as_ptr(),
+                starts,
+                offsets,
+                weights: weights.as_ptr(),
+                bias: bias[ob..][..OC_BLOCK].as_ptr(),
+                output: output[ob * plane..].as_mut_ptr(),
+                outs,
+                channel_stride: plane,
+                stacked,
+                mask,
+            };
+            // SAFETY: `available()` was checked by the caller; every read is inside `buffer`
+            // (checked above) and every write inside the block's eight output planes.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                match n {
+                    1 => kernel::block::<1>(&block),
+                    2 => kernel::block::<2>(&block),
+                    _ => kernel::block::<3>(&block),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One register block's pointers.
+struct Block<'a> {
+    /// The phase buffer.
+    input: *const f32,
+    /// Where each vector's first output point reads tap offset 0 in the buffer.
+    starts: [usize; MAX_VECTORS],
+    offsets: &'a [usize],
+    /// `[taps, OC_BLOCK]` weights of the block's channels.
+    weights: *const f32,
+    bias: *const f32,
+    /// The output at the block's first channel.
+    output: *mut f32,
+    /// Each vector's first output point in a channel plane.
+    outs: [usize; MAX_VECTORS],
+    channel_stride: usize,
+    /// Every vector is a (partial) row: each is stored through `mask`; else only the last.
+    stacked: bool,
+    mask: u16,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use super::{Block, OC_BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Eight channels × `V` vectors of sixteen output points.
+    ///
+    /// # Safety
+    /// AVX-512F is present; every `input + start + offset + 15` and every written output point
+    /// lies inside its allocation.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn block<const V: usize>(b: &Block) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; OC_BLOCK];
+            for (o, row) in acc.iter_mut().enumerate() {
+                let bias = _mm512_set1_ps(*b.bias.add(o));
+                row.iter_mut().for_each(|a| *a = bias);
+            }
+            let src: [*const f32; V] = std::array::from_fn(|v| b.input.add(b.starts[v]));
+            for (t, &offset) in b.offsets.iter().enumerate() {
+                let mut x = [_mm512_setzero_ps(); V];
+                for (xv, s) in x.iter_mut().zip(&src) {
+                    *xv = _mm512_loadu_ps(s.add(offset));
+                }
+                let w = b.weights.add(t * OC_BLOCK);
+                for (o, row) in acc.iter_mut().enumerate() {
+                    let w = _mm512_set1_ps(*w.add(o));
+                    for (a, xv) in row.iter_mut().zip(&x) {
+                        *a = _mm512_fmadd_ps(*xv, w, *a);
+                    }
+                }
+            }
+            for (o, row) in acc.iter().enumerate() {
+                let dst = b.output.add(o * b.channel_stride);
+                for (v, a) in row.iter().enumerate() {
+                    let mask = if b.stacked || v + 1 == V { b.mask } else { u16::MAX };
+                    _mm512_mask_storeu_ps(dst.add(b.outs[v]), mask, *a);
+                }
+            }
+        }
+    }
+}
