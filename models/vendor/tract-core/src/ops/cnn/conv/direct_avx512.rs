@@ -6,8 +6,9 @@
 //! the buffer. A register block then holds eight output channels × up to three vectors of
 //! sixteen output points (24 accumulators): for each tap (input channel × kernel position) it
 //! loads the three input vectors once and multiplies them by the eight channels' broadcast
-//! weights, and writes the block straight into the NCHW output rows. Output rows of at most
-//! sixteen points are stacked instead, three rows to a block. Nothing is unfolded; the weights
+//! weights, and writes the block straight into the NCHW output rows. Rows whose width is not a
+//! multiple of sixteen are computed as one run over the buffer's rows instead, so that every
+//! vector is full (see `run_blocks`). Nothing is unfolded; the weights
 //! are packed once, when the plan is built, as `[O/8, taps, 8]` (one block's eight weights of a
 //! tap on one cache line), and the phase buffer is a per-thread scratch reused between runs.
 
@@ -87,10 +88,13 @@ impl DirectGeometry {
         self.input_channels * self.kernel_hw[0] * self.kernel_hw[1]
     }
 
-    /// Floats in the phase buffer, plus a vector of slack: a partial last vector loads whole.
+    /// Floats in the phase buffer, plus slack: runs over whole phase rows read up to one row
+    /// and one block past the last output point.
     fn buffer_len(&self) -> usize {
         let [hs, ws] = self.phase_hw();
-        self.strides[0] * self.strides[1] * self.input_channels * hs * ws + LANES
+        self.strides[0] * self.strides[1] * self.input_channels * hs * ws
+            + ws
+            + (MAX_VECTORS + 1) * LANES
     }
 
     /// Copies `input` (C×H×W) into the zero-padded phase buffer: phase (ry, rx) holds the
@@ -159,6 +163,9 @@ pub fn pack_kernel(kernel: &[f32], output_channels: usize) -> Vec<f32> {
 thread_local! {
     /// The phase buffer, reused by every run on this thread (it grows to the largest input).
     static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Output planes of whole runs over the phase rows, for widths that are not multiples of
+    /// sixteen.
+    static FLAT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether this host runs the AVX-512 kernel.
@@ -256,9 +263,13 @@ impl TypedOp for DirectConvAvx512 {
     as_op!();
 }
 
-/// Every register block: eight output channels × up to three vectors of sixteen output points,
-/// along one output row, or one vector on each of three rows when rows are at most sixteen
-/// points wide.
+/// Every register block: eight output channels × up to three vectors of sixteen output points.
+///
+/// Rows that are a multiple of sixteen points wide (at least 32) are cut into blocks along
+/// each row and written in place. Other widths would leave vectors partly empty, so there
+/// the output rows are taken as one run over the phase buffer's rows (`ho · ws` points, the
+/// `ws − wo` points past each row's end computed and dropped): every vector is full, and the
+/// rows are copied out of a per-thread scratch plane afterwards.
 fn run_blocks(
     g: &DirectGeometry,
     buffer: &[f32],
@@ -269,53 +280,76 @@ fn run_blocks(
 ) -> TractResult<()> {
     let [ho, wo] = g.output_hw;
     let ws = g.phase_hw()[1];
-    let taps = offsets.len();
     let plane = ho * wo;
-    ensure!(output.len() == g.output_channels * plane && kernel.len() == output.len() / plane * taps);
-    // Every read is `offset + start + 16 lanes` for the largest tap offset and the furthest
-    // vector start; checked once per block.
-    let furthest_tap = offsets.iter().max().copied().unwrap_or(0) + LANES;
-    let stacked = wo <= LANES;
-    let mut vectors: Vec<([usize; MAX_VECTORS], [usize; MAX_VECTORS], usize, u16)> = vec![];
-    if stacked {
-        let mask = ((1u32 << wo) - 1) as u16;
-        for y in (0..ho).step_by(MAX_VECTORS) {
-            let n = (ho - y).min(MAX_VECTORS);
-            let starts = std::array::from_fn(|v| (y + v.min(n - 1)) * ws);
-            let outs = std::array::from_fn(|v| (y + v.min(n - 1)) * wo);
-            vectors.push((starts, outs, n, mask));
-        }
-    } else {
+    ensure!(output.len() == g.output_channels * plane);
+    if wo.is_multiple_of(LANES) && wo >= 2 * LANES {
+        let mut blocks = vec![];
         for y in 0..ho {
             for x in (0..wo).step_by(MAX_VECTORS * LANES) {
-                let points = (wo - x).min(MAX_VECTORS * LANES);
-                let n = points.div_ceil(LANES);
-                let tail = points - (n - 1) * LANES;
-                let mask = if tail == LANES { u16::MAX } else { ((1u32 << tail) - 1) as u16 };
-                let starts = std::array::from_fn(|v| y * ws + x + v.min(n - 1) * LANES);
-                let outs = std::array::from_fn(|v| y * wo + x + v.min(n - 1) * LANES);
-                vectors.push((starts, outs, n, mask));
+                let n = (wo - x).min(MAX_VECTORS * LANES) / LANES;
+                blocks.push((y * ws + x, y * wo + x, n));
             }
         }
+        return run(g, buffer, offsets, kernel, bias, output, plane, &blocks);
     }
-    for ob in (0..g.output_channels).step_by(OC_BLOCK) {
-        let weights = &kernel[ob * taps..][..OC_BLOCK * taps];
-        for &(starts, outs, n, mask) in &vectors {
-            ensure!(starts[n - 1] + furthest_tap <= buffer.len(), "DirectConvAvx512: read past its buffer");
+    let run_len = ho * ws;
+    let span = MAX_VECTORS * LANES;
+    let stride = run_len.div_ceil(span) * span;
+    let blocks: Vec<_> = (0..run_len)
+        .step_by(span)
+        .map(|j| (j, j, (run_len - j).min(span).div_ceil(LANES)))
+        .collect();
+    FLAT.with_borrow_mut(|flat| {
+        flat.resize(flat.len().max(g.output_channels * stride), 0.0);
+        run(g, buffer, offsets, kernel, bias, flat, stride, &blocks)?;
+        for (o, out) in output.chunks_exact_mut(plane).enumerate() {
+            for (y, row) in out.chunks_exact_mut(wo).enumerate() {
+                row.copy_from_slice(&flat[o * stride + y * ws..][..wo]);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `blocks` (buffer start, output start, vectors) for every channel block into `output`
+/// planes `stride` apart. Output points outside the planes' `stride` are never written: a block
+/// never extends past its plane.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    g: &DirectGeometry,
+    buffer: &[f32],
+    offsets: &[usize],
+    kernel: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+    stride: usize,
+    blocks: &[(usize, usize, usize)],
+) -> TractResult<()> {
+    let taps = offsets.len();
+    ensure!(
+        kernel.len() == g.output_channels * taps
+            && bias.len() == g.output_channels
+            && output.len() >= g.output_channels * stride
+    );
+    let furthest_tap = offsets.iter().max().copied().unwrap_or(0);
+    // Output blocks outside, channel blocks inside: a block's input runs stay in L1 while every
+    // channel block reads them (the weights stream from L2 instead).
+    for &(start, out, n) in blocks {
+        ensure!(
+            start + furthest_tap + n * LANES <= buffer.len() && out + n * LANES <= stride,
+            "DirectConvAvx512: a block leaves its buffers"
+        );
+        for ob in (0..g.output_channels).step_by(OC_BLOCK) {
             let block = Block {
-                input: buffer.as_ptr(),
-                starts,
+                input: buffer[start..].as_ptr(),
                 offsets,
-                weights: weights.as_ptr(),
+                weights: kernel[ob * taps..][..OC_BLOCK * taps].as_ptr(),
                 bias: bias[ob..][..OC_BLOCK].as_ptr(),
-                output: output[ob * plane..].as_mut_ptr(),
-                outs,
-                channel_stride: plane,
-                stacked,
-                mask,
+                output: output[ob * stride + out..].as_mut_ptr(),
+                channel_stride: stride,
             };
             // SAFETY: `available()` was checked by the caller; every read is inside `buffer`
-            // (checked above) and every write inside the block's eight output planes.
+            // and every write inside the block's eight output planes (both checked above).
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 match n {
@@ -331,34 +365,27 @@ fn run_blocks(
 
 /// One register block's pointers.
 struct Block<'a> {
-    /// The phase buffer.
+    /// The phase buffer at the block's first output point.
     input: *const f32,
-    /// Where each vector's first output point reads tap offset 0 in the buffer.
-    starts: [usize; MAX_VECTORS],
     offsets: &'a [usize],
     /// `[taps, OC_BLOCK]` weights of the block's channels.
     weights: *const f32,
     bias: *const f32,
-    /// The output at the block's first channel.
+    /// The output at the block's first channel and point.
     output: *mut f32,
-    /// Each vector's first output point in a channel plane.
-    outs: [usize; MAX_VECTORS],
     channel_stride: usize,
-    /// Every vector is a (partial) row: each is stored through `mask`; else only the last.
-    stacked: bool,
-    mask: u16,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::{Block, OC_BLOCK};
+    use super::{Block, LANES, OC_BLOCK};
     use std::arch::x86_64::*;
 
     /// Eight channels × `V` vectors of sixteen output points.
     ///
     /// # Safety
-    /// AVX-512F is present; every `input + start + offset + 15` and every written output point
-    /// lies inside its allocation.
+    /// AVX-512F is present; every `input + offset + 16·V` and every `output + o·channel_stride
+    /// + 16·V` lies inside its allocation.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn block<const V: usize>(b: &Block) {
         unsafe {
@@ -367,11 +394,11 @@ mod kernel {
                 let bias = _mm512_set1_ps(*b.bias.add(o));
                 row.iter_mut().for_each(|a| *a = bias);
             }
-            let src: [*const f32; V] = std::array::from_fn(|v| b.input.add(b.starts[v]));
             for (t, &offset) in b.offsets.iter().enumerate() {
+                let src = b.input.add(offset);
                 let mut x = [_mm512_setzero_ps(); V];
-                for (xv, s) in x.iter_mut().zip(&src) {
-                    *xv = _mm512_loadu_ps(s.add(offset));
+                for (v, xv) in x.iter_mut().enumerate() {
+                    *xv = _mm512_loadu_ps(src.add(v * LANES));
                 }
                 let w = b.weights.add(t * OC_BLOCK);
                 for (o, row) in acc.iter_mut().enumerate() {
@@ -384,8 +411,7 @@ mod kernel {
             for (o, row) in acc.iter().enumerate() {
                 let dst = b.output.add(o * b.channel_stride);
                 for (v, a) in row.iter().enumerate() {
-                    let mask = if b.stacked || v + 1 == V { b.mask } else { u16::MAX };
-                    _mm512_mask_storeu_ps(dst.add(b.outs[v]), mask, *a);
+                    _mm512_storeu_ps(dst.add(v * LANES), *a);
                 }
             }
         }
