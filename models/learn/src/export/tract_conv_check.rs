@@ -302,26 +302,58 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
             .iter()
             .map(|&q| (f64::from(q) - f64::from(b.y_zero)) * f64::from(b.y_scale))
             .collect();
-        let mut model = TractModel::from_onnx(&int8_pair(x_scale, x_zero, [&a, &b], size), size)
+        let bytes = int8_pair(x_scale, x_zero, [&a, &b], size);
+        // The default plan (our direct VNNI convolution where the host has it and the output
+        // channels are a multiple of eight) and tract's own eager `Im2col`.
+        for direct in [true, false] {
+            let label = format!("{label}, direct {direct}");
+            let load = || TractModel::from_onnx(&bytes, size);
+            let mut model = if direct {
+                load()
+            } else {
+                NO_DIRECT.enter(load)
+            }
             .expect("loads");
-        let unfolds = model.profile(&x, 1).expect("runs").count("Im2col");
-        assert!(unfolds > 0, "{label}: no Im2col op");
-        let got = model.run(&x).expect("runs").swap_remove(0);
-        assert_eq!(got.len(), want.len(), "{label}");
-        // Requantisation may round a near-tie the other way (f32 vs f64 scale): allow one
-        // quantum, and require almost every value exact. Padding with 0 instead of the input
-        // zero point would be off by ~100·Σw on every border position.
-        let quanta: Vec<f64> = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (f64::from(*g) - w).abs() / f64::from(b.y_scale))
-            .collect();
-        let worst = quanta.iter().copied().fold(0.0, f64::max);
-        let exact = quanta.iter().filter(|&&q| q < 0.01).count() as f64 / quanta.len() as f64;
-        assert!(
-            worst < 1.01 && exact > 0.95,
-            "{label}: worst {worst:.2} quanta, {:.1}% exact",
-            100.0 * exact
-        );
+            let profile = model.profile(&x, 1).expect("runs");
+            let expected = if direct && has_vnni() {
+                usize::from(c1 % 8 == 0) + usize::from(c2 % 8 == 0)
+            } else {
+                0
+            };
+            let (unfolds, vnni) = (profile.count("Im2col"), profile.count("DirectConvVnni"));
+            assert_eq!(vnni, expected, "{label}: DirectConvVnni ops in\n{profile}");
+            assert_eq!(unfolds, 2 - vnni, "{label}: Im2col ops in\n{profile}");
+            let got = model.run(&x).expect("runs").swap_remove(0);
+            assert_eq!(got.len(), want.len(), "{label}");
+            // Requantisation may round a near-tie the other way (f32 vs f64 scale): allow one
+            // quantum, and require almost every value exact. Padding with 0 instead of the
+            // input zero point would be off by ~100·Σw on every border position.
+            let quanta: Vec<f64> = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (f64::from(*g) - w).abs() / f64::from(b.y_scale))
+                .collect();
+            let worst = quanta.iter().copied().fold(0.0, f64::max);
+            let exact = quanta.iter().filter(|&&q| q < 0.01).count() as f64 / quanta.len() as f64;
+            assert!(
+                worst < 1.01 && exact > 0.95,
+                "{label}: worst {worst:.2} quanta, {:.1}% exact",
+                100.0 * exact
+            );
+        }
+    }
+}
+
+/// Whether this host runs the direct VNNI convolution (tract-core's own check).
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }

@@ -777,6 +777,88 @@ impl Conv {
         Ok(Some((geometry, packed)))
     }
 
+    /// [`super::DirectConvVnni`] and its constant inputs (packed kernel, requantisation offset
+    /// and multiplier) when this `QLinearConv` becomes one on this host (edgeclr's patch, issue
+    /// 17): what [`Self::direct_avx512_geometry`] takes, with u8 activations, a constant i8
+    /// kernel with zero point 0, constant scales and zero points (the kernel's scale per tensor
+    /// or per output channel), a constant bias, a u8 output, and AVX-512 VNNI at run time.
+    #[allow(clippy::type_complexity)]
+    fn direct_vnni_plan(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<(super::DirectConvVnni, [Tensor; 3])>> {
+        use super::direct_vnni::{available, pack_kernel};
+        let Some(output_dt) = self.q_params else { return Ok(None) };
+        if node.inputs.len() != 9
+            || output_dt.unquantized() != u8::datum_type()
+            || TRACT_DISABLE_DIRECT_AVX512.get()
+            || !available()
+            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
+            || self.group != 1
+            || self.pool_spec.rank() != 2
+            || self.pool_spec.kernel_shape.iter().product::<usize>() < 2
+            || !self.output_channels().is_multiple_of(super::direct_avx512::OC_BLOCK)
+        {
+            return Ok(None);
+        }
+        let facts: TVec<&TypedFact> =
+            node.inputs.iter().map(|i| model.outlet_fact(*i)).collect::<TractResult<_>>()?;
+        if facts[0].datum_type.unquantized() != u8::datum_type()
+            || facts[1].datum_type.unquantized() != i8::datum_type()
+            || facts[1].is_exotic()
+        {
+            return Ok(None);
+        }
+        let Some(k) = facts[1..].iter().map(|f| f.konst.clone()).collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        let [kernel, bias, x0, xs, k0, ks, y0, ys] = &k[..] else { return Ok(None) };
+        let o = self.output_channels();
+        let per_channel = |t: &Tensor| t.len() == 1 || t.len() == o;
+        if [x0, xs, y0, ys].iter().any(|t| t.len() != 1) || !per_channel(ks) || !per_channel(bias) {
+            return Ok(None);
+        }
+        let k0 = k0.cast_to::<i32>()?;
+        if k0.try_as_plain_ram()?.as_slice::<i32>()?.iter().any(|z| *z != 0) {
+            return Ok(None);
+        }
+        let x_zero = x0.cast_to_scalar::<i32>()?;
+        let Ok(x_zero) = u8::try_from(x_zero) else { return Ok(None) };
+        let y_zero = y0.cast_to_scalar::<i32>()?;
+        let (xs, ys) = (xs.cast_to_scalar::<f32>()?, ys.cast_to_scalar::<f32>()?);
+        let input_fact = facts[0];
+        let Some(shape) = input_fact.shape.as_concrete() else { return Ok(None) };
+        let Ok(geo) = self.pool_spec.compute_geo(&input_fact.shape) else { return Ok(None) };
+        let Ok(geo) = geo.to_concrete(shape) else { return Ok(None) };
+        let Some(geometry) = super::direct_avx512::DirectGeometry::of(
+            &geo.patch,
+            &geo.input_shape,
+            &geo.output_shape,
+        ) else {
+            return Ok(None);
+        };
+        let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
+        let (packed, sums) = pack_kernel(unsafe { o_ihw.as_slice_unchecked::<i8>() }, &geometry);
+        let bias = bias.cast_to::<i32>()?;
+        let bias = bias.try_as_plain_ram()?.as_slice::<i32>()?;
+        let ks = ks.cast_to::<f32>()?;
+        let ks = ks.try_as_plain_ram()?.as_slice::<f32>()?;
+        let offset: Vec<i32> =
+            (0..o).map(|c| bias[at_len(bias.len(), c)] - i32::from(x_zero) * sums[c]).collect();
+        let multiplier: Vec<f32> = (0..o).map(|c| xs * ks[at_len(ks.len(), c)] / ys).collect();
+        let op = super::DirectConvVnni { geometry, x_zero, y_zero, output_dt };
+        Ok(Some((
+            op,
+            [
+                Tensor::from_shape(&[packed.len()], &packed)?,
+                Tensor::from_shape(&[o], &offset)?,
+                Tensor::from_shape(&[o], &multiplier)?,
+            ],
+        )))
+    }
+
     fn wire_as_direct_avx512(
         &self,
         model: &mut TypedModel,
@@ -1453,7 +1535,19 @@ impl TypedOp for Conv {
     ) -> TractResult<Option<TypedModelPatch>> {
         let input_fact = model.outlet_fact(node.inputs[0])?;
         unsafe {
-            if self.q_params.is_some() {
+            if let Some((op, consts)) = self.direct_vnni_plan(model, node)? {
+                // edgeclr's patch (issue 17): a register-blocked direct integer convolution.
+                let mut patch = TypedModelPatch::new("direct-vnni");
+                let x = patch.tap_model(model, node.inputs[0])?;
+                let mut inputs = tvec!(x);
+                for (ix, t) in consts.into_iter().enumerate() {
+                    inputs.push(patch.add_const(format!("{}.direct.{ix}", node.name), t)?);
+                }
+                let wire = patch.wire_node(&node.name, op, &inputs)?[0];
+                patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
+                patch.obliterate(node.id)?;
+                Ok(Some(patch))
+            } else if self.q_params.is_some() {
                 let mut patch = TypedModelPatch::new("quantized-codegen");
                 let inputs = patch.taps(model, &node.inputs)?;
                 let wire = self
@@ -1600,6 +1694,11 @@ crate::declare_knob!(
     DEFAULT_LAZY_IM2COL_MAX_EAGER_BYTES,
     "Eager-im2col scratch-size ceiling, in bytes, above which lazy im2col is preferred."
 );
+
+/// Index `c` of a per-channel constant of `len` values, or 0 of a per-tensor one.
+fn at_len(len: usize, c: usize) -> usize {
+    if len == 1 { 0 } else { c }
+}
 
 fn lazy_im2col_min_kernel() -> usize {
     TRACT_LAZY_IM2COL_MIN_KERNEL.get()

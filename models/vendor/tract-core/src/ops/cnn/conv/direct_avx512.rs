@@ -19,7 +19,7 @@ use crate::ops::nn::DataShape;
 /// Output channels of one register block.
 pub const OC_BLOCK: usize = 8;
 /// Output points of one vector.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 /// Vectors of output points in one register block.
 const MAX_VECTORS: usize = 3;
 
@@ -67,7 +67,7 @@ impl DirectGeometry {
     }
 
     /// Height and width of one stride phase of the padded input.
-    fn phase_hw(&self) -> [usize; 2] {
+    pub(super) fn phase_hw(&self) -> [usize; 2] {
         [0, 1].map(|a| {
             let padded = self.input_hw[a] + self.pad_before[a] + self.pad_after[a];
             padded.div_ceil(self.strides[a])
@@ -88,38 +88,39 @@ impl DirectGeometry {
         self.input_channels * self.kernel_hw[0] * self.kernel_hw[1]
     }
 
-    /// Floats in the phase buffer, plus slack: runs over whole phase rows read up to one row
-    /// and one block past the last output point.
-    fn buffer_len(&self) -> usize {
+    /// Points (one per channel group, row and column of each phase) in the phase buffer of
+    /// `groups` channel groups, plus slack: runs over whole phase rows read up to one row and
+    /// one block past the last output point.
+    pub(super) fn buffer_points(&self, groups: usize) -> usize {
         let [hs, ws] = self.phase_hw();
-        self.strides[0] * self.strides[1] * self.input_channels * hs * ws
-            + ws
-            + (MAX_VECTORS + 1) * LANES
+        self.strides[0] * self.strides[1] * groups * hs * ws + ws + (MAX_VECTORS + 1) * LANES
     }
 
-    /// Copies `input` (C×H×W) into the zero-padded phase buffer: phase (ry, rx) holds the
-    /// padded rows ≡ ry and columns ≡ rx modulo the strides.
-    fn fill_phases(&self, input: &[f32], buffer: &mut [f32]) {
+    /// Copies `input` (C×H×W) into the phase buffer, `pad` everywhere else: phase (ry, rx)
+    /// holds the padded rows ≡ ry and columns ≡ rx modulo the strides, as
+    /// `[phase, C/lane, hs, ws, lane]` — `lane` channels interleaved at every point.
+    pub(super) fn fill_phases<T: Copy>(&self, input: &[T], lane: usize, pad: T, buffer: &mut [T]) {
         let [h, w] = self.input_hw;
         let [hs, ws] = self.phase_hw();
         let [sh, sw] = self.strides;
         let [pt, pl] = self.pad_before;
-        let plane = hs * ws;
-        let phase_len = self.input_channels * plane;
-        buffer.fill(0.0);
+        let plane = hs * ws * lane;
+        let phase_len = self.input_channels.div_ceil(lane) * plane;
+        buffer.fill(pad);
         for c in 0..self.input_channels {
+            let channel = (c / lane) * plane + c % lane;
             for y in 0..h {
                 let (py, src) = (y + pt, &input[(c * h + y) * w..][..w]);
-                let row = (py % sh) * sw * phase_len + c * plane + (py / sh) * ws;
-                if sw == 1 {
+                let row = (py % sh) * sw * phase_len + channel + (py / sh) * ws * lane;
+                if sw == 1 && lane == 1 {
                     buffer[row + pl..][..w].copy_from_slice(src);
                     continue;
                 }
                 // Column phase rx holds the padded columns px ≡ rx: source columns x0, x0 + sw, …
                 for rx in 0..sw {
                     let x0 = (rx + sw - pl % sw) % sw;
-                    let dst = &mut buffer[row + rx * phase_len + (x0 + pl) / sw..];
-                    for (d, v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sw)) {
+                    let dst = &mut buffer[row + rx * phase_len + (x0 + pl) / sw * lane..];
+                    for (d, v) in dst.iter_mut().step_by(lane).zip(src.iter().skip(x0).step_by(sw)) {
                         *d = *v;
                     }
                 }
@@ -127,14 +128,15 @@ impl DirectGeometry {
         }
     }
 
-    /// For every tap in the kernel's `I·KH·KW` order, where output point (0, 0) reads it in
-    /// the phase buffer; output point (y, x) reads `offset + y·ws + x`.
-    fn tap_offsets(&self) -> Vec<usize> {
+    /// For every tap in `group, KH, KW` order, where output point (0, 0) reads it in the
+    /// phase buffer of `groups` channel groups, in points; output point (y, x) reads
+    /// `offset + y·ws + x`.
+    pub(super) fn tap_offsets(&self, groups: usize) -> Vec<usize> {
         let [hs, ws] = self.phase_hw();
         let [sh, sw] = self.strides;
-        let phase_len = self.input_channels * hs * ws;
-        let mut offsets = Vec::with_capacity(self.taps());
-        for c in 0..self.input_channels {
+        let phase_len = groups * hs * ws;
+        let mut offsets = Vec::with_capacity(groups * self.kernel_hw[0] * self.kernel_hw[1]);
+        for c in 0..groups {
             for ky in 0..self.kernel_hw[0] {
                 for kx in 0..self.kernel_hw[1] {
                     let phase = (ky % sh) * sw + kx % sw;
@@ -143,6 +145,66 @@ impl DirectGeometry {
             }
         }
         offsets
+    }
+
+    /// Register blocks over the output. Rows that are a multiple of sixteen points wide (at
+    /// least 32) are cut into blocks along each row and written in place. Other widths would
+    /// leave vectors partly empty, so there the output rows are taken as one run over the
+    /// phase buffer's rows (`ho · ws` points, the `ws − wo` points past each row's end computed
+    /// and dropped): every vector is full, and the rows are copied out of a scratch plane
+    /// afterwards ([`Self::compact`]).
+    pub(super) fn tiling(&self) -> Tiling {
+        let [ho, wo] = self.output_hw;
+        let ws = self.phase_hw()[1];
+        let span = MAX_VECTORS * LANES;
+        if wo.is_multiple_of(LANES) && wo >= 2 * LANES {
+            let mut blocks = vec![];
+            for y in 0..ho {
+                for x in (0..wo).step_by(span) {
+                    blocks.push((y * ws + x, y * wo + x, (wo - x).min(span) / LANES));
+                }
+            }
+            return Tiling { blocks, stride: ho * wo, in_place: true };
+        }
+        let run_len = ho * ws;
+        let blocks = (0..run_len)
+            .step_by(span)
+            .map(|j| (j, j, (run_len - j).min(span).div_ceil(LANES)))
+            .collect();
+        Tiling { blocks, stride: run_len.div_ceil(span) * span, in_place: false }
+    }
+
+    /// Copies whole-run planes (`stride` apart, rows `ws` apart) into the NCHW output.
+    pub(super) fn compact<T: Copy>(&self, runs: &[T], stride: usize, output: &mut [T]) {
+        let [ho, wo] = self.output_hw;
+        let ws = self.phase_hw()[1];
+        for (o, out) in output.chunks_exact_mut(ho * wo).enumerate() {
+            for (y, row) in out.chunks_exact_mut(wo).enumerate() {
+                row.copy_from_slice(&runs[o * stride + y * ws..][..wo]);
+            }
+        }
+    }
+}
+
+/// Where a convolution's register blocks go: `(buffer start, output start, vectors)` each,
+/// with output planes `stride` apart; `in_place` when they are the NCHW output's own planes.
+pub(super) struct Tiling {
+    pub blocks: Vec<(usize, usize, usize)>,
+    pub stride: usize,
+    pub in_place: bool,
+}
+
+impl Tiling {
+    /// Checks that every block reads inside a buffer of `buffer_points` with taps up to
+    /// `furthest_tap`, and writes inside its planes.
+    pub(super) fn check(&self, furthest_tap: usize, buffer_points: usize) -> TractResult<()> {
+        for &(start, out, n) in &self.blocks {
+            ensure!(
+                start + furthest_tap + n * LANES <= buffer_points && out + n * LANES <= self.stride,
+                "direct convolution: a block leaves its buffers"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -165,7 +227,7 @@ thread_local! {
     static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Output planes of whole runs over the phase rows, for widths that are not multiples of
     /// sixteen.
-    static FLAT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RUNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether this host runs the AVX-512 kernel.
@@ -235,12 +297,21 @@ impl EvalOp for DirectConvAvx512 {
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
         let img = img.try_as_plain_ram()?.as_slice::<f32>()?;
+        let channels = g.input_channels;
         PHASES.with_borrow_mut(|buffer| {
-            buffer.resize(buffer.len().max(g.buffer_len()), 0.0);
-            let buffer = &mut buffer[..g.buffer_len()];
-            g.fill_phases(img, buffer);
-            run_blocks(g, buffer, &g.tap_offsets(), kernel, bias, unsafe {
-                output.as_slice_mut_unchecked::<f32>()
+            buffer.resize(buffer.len().max(g.buffer_points(channels)), 0.0);
+            let buffer = &mut buffer[..g.buffer_points(channels)];
+            g.fill_phases(img, 1, 0.0, buffer);
+            let output = unsafe { output.as_slice_mut_unchecked::<f32>() };
+            let tiling = g.tiling();
+            if tiling.in_place {
+                return run(g, buffer, kernel, bias, output, &tiling);
+            }
+            RUNS.with_borrow_mut(|runs| {
+                runs.resize(runs.len().max(g.output_channels * tiling.stride), 0.0);
+                run(g, buffer, kernel, bias, runs, &tiling)?;
+                g.compact(runs, tiling.stride, output);
+                Ok(())
             })
         })?;
         Ok(tvec!(output.into_tvalue()))
@@ -263,93 +334,38 @@ impl TypedOp for DirectConvAvx512 {
     as_op!();
 }
 
-/// Every register block: eight output channels × up to three vectors of sixteen output points.
-///
-/// Rows that are a multiple of sixteen points wide (at least 32) are cut into blocks along
-/// each row and written in place. Other widths would leave vectors partly empty, so there
-/// the output rows are taken as one run over the phase buffer's rows (`ho · ws` points, the
-/// `ws − wo` points past each row's end computed and dropped): every vector is full, and the
-/// rows are copied out of a per-thread scratch plane afterwards.
-fn run_blocks(
-    g: &DirectGeometry,
-    buffer: &[f32],
-    offsets: &[usize],
-    kernel: &[f32],
-    bias: &[f32],
-    output: &mut [f32],
-) -> TractResult<()> {
-    let [ho, wo] = g.output_hw;
-    let ws = g.phase_hw()[1];
-    let plane = ho * wo;
-    ensure!(output.len() == g.output_channels * plane);
-    if wo.is_multiple_of(LANES) && wo >= 2 * LANES {
-        let mut blocks = vec![];
-        for y in 0..ho {
-            for x in (0..wo).step_by(MAX_VECTORS * LANES) {
-                let n = (wo - x).min(MAX_VECTORS * LANES) / LANES;
-                blocks.push((y * ws + x, y * wo + x, n));
-            }
-        }
-        return run(g, buffer, offsets, kernel, bias, output, plane, &blocks);
-    }
-    let run_len = ho * ws;
-    let span = MAX_VECTORS * LANES;
-    let stride = run_len.div_ceil(span) * span;
-    let blocks: Vec<_> = (0..run_len)
-        .step_by(span)
-        .map(|j| (j, j, (run_len - j).min(span).div_ceil(LANES)))
-        .collect();
-    FLAT.with_borrow_mut(|flat| {
-        flat.resize(flat.len().max(g.output_channels * stride), 0.0);
-        run(g, buffer, offsets, kernel, bias, flat, stride, &blocks)?;
-        for (o, out) in output.chunks_exact_mut(plane).enumerate() {
-            for (y, row) in out.chunks_exact_mut(wo).enumerate() {
-                row.copy_from_slice(&flat[o * stride + y * ws..][..wo]);
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Runs `blocks` (buffer start, output start, vectors) for every channel block into `output`
-/// planes `stride` apart. Output points outside the planes' `stride` are never written: a block
-/// never extends past its plane.
-#[allow(clippy::too_many_arguments)]
+/// Every register block of `tiling`, for every channel block, into `output` planes.
 fn run(
     g: &DirectGeometry,
     buffer: &[f32],
-    offsets: &[usize],
     kernel: &[f32],
     bias: &[f32],
     output: &mut [f32],
-    stride: usize,
-    blocks: &[(usize, usize, usize)],
+    tiling: &Tiling,
 ) -> TractResult<()> {
+    let offsets = g.tap_offsets(g.input_channels);
     let taps = offsets.len();
+    let stride = tiling.stride;
     ensure!(
         kernel.len() == g.output_channels * taps
             && bias.len() == g.output_channels
             && output.len() >= g.output_channels * stride
     );
-    let furthest_tap = offsets.iter().max().copied().unwrap_or(0);
+    tiling.check(offsets.iter().max().copied().unwrap_or(0), buffer.len())?;
     // Output blocks outside, channel blocks inside: a block's input runs stay in L1 while every
     // channel block reads them (the weights stream from L2 instead).
-    for &(start, out, n) in blocks {
-        ensure!(
-            start + furthest_tap + n * LANES <= buffer.len() && out + n * LANES <= stride,
-            "DirectConvAvx512: a block leaves its buffers"
-        );
+    for &(start, out, n) in &tiling.blocks {
         for ob in (0..g.output_channels).step_by(OC_BLOCK) {
             let block = Block {
                 input: buffer[start..].as_ptr(),
-                offsets,
+                offsets: &offsets,
                 weights: kernel[ob * taps..][..OC_BLOCK * taps].as_ptr(),
                 bias: bias[ob..][..OC_BLOCK].as_ptr(),
                 output: output[ob * stride + out..].as_mut_ptr(),
                 channel_stride: stride,
             };
             // SAFETY: `available()` was checked by the caller; every read is inside `buffer`
-            // and every write inside the block's eight output planes (both checked above).
+            // and every write inside the block's eight output planes (`tiling.check`).
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 match n {
