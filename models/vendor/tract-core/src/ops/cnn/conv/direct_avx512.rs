@@ -374,12 +374,15 @@ fn run(
                     _ => kernel::block::<3>(&block),
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            bail!("the direct convolution runs on x86_64 only ({} vectors of block {:p})", n, &block);
         }
     }
     Ok(())
 }
 
-/// One register block's pointers.
+/// One register block's pointers (read by the x86_64 kernel).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Block<'a> {
     /// The phase buffer at the block's first output point.
     input: *const f32,

@@ -190,6 +190,8 @@ impl DirectConvVnni {
                         _ => kernel::block::<3>(&block),
                     }
                 }
+                #[cfg(not(target_arch = "x86_64"))]
+                bail!("the direct convolution runs on x86_64 only ({} vectors of block {:p})", n, &block);
             }
         }
         Ok(())
@@ -214,7 +216,8 @@ impl TypedOp for DirectConvVnni {
     as_op!();
 }
 
-/// One register block's pointers.
+/// One register block's pointers (read by the x86_64 kernel).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct QBlock<'a> {
     /// The phase buffer at the block's first output point (four bytes a point).
     input: *const u8,
