@@ -9,7 +9,7 @@
 //! adds the four products into 32-bit accumulators. The block then requantises in registers,
 //! `y = sat_u8(round_half_even((acc − x₀·Σw + bias) · s_x·s_w/s_y) + y₀)`, and stores bytes.
 
-use super::direct_avx512::{DirectGeometry, LANES, OC_BLOCK, Tiling};
+use super::direct_avx512::{DirectGeometry, OC_BLOCK, Tiling};
 use crate::internal::*;
 
 /// Input channels interleaved at every point (one `vpdpbusd` lane).
@@ -235,7 +235,8 @@ struct QBlock<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::{LANES, OC_BLOCK, QBlock, QUAD};
+    use super::super::direct_avx512::LANES;
+    use super::{OC_BLOCK, QBlock, QUAD};
     use std::arch::x86_64::*;
 
     /// Eight channels × `V` vectors of sixteen output points.
