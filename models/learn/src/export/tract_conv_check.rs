@@ -80,19 +80,21 @@ fn fp32_pair(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
     prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "conv check"))
 }
 
-fn geometries() -> [(usize, usize, usize, usize, usize); 5] {
+fn geometries() -> [(usize, usize, usize, usize, usize); 6] {
     // (input side, channels after a, stride of a, channels after b, stride of b). tract
     // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
     // convolution with more than 16 outputs (the eager `Im2col` path the patch writes). The
     // direct AVX-512 convolution takes multiples of eight output channels (33 falls back) in
-    // blocks of 48 output points: 56 wide is one whole block and a partial one, 13, 12, 7 and
-    // 6 wide are partial vectors, and odd sides with stride 2 leave the stride phases unequal.
+    // blocks of 48 output points: 64 wide is written in place as a block of three vectors and
+    // one of one, 56 wide is one whole block and a partial one, 13, 12, 7 and 6 wide are
+    // partial vectors, and odd sides with stride 2 leave the stride phases unequal.
     [
         (13, 33, 1, 40, 2),
         (32, 16, 1, 32, 1),
         (16, 48, 2, 64, 1),
         (24, 40, 2, 48, 2),
         (56, 24, 1, 32, 2),
+        (64, 24, 1, 32, 1),
     ]
 }
 

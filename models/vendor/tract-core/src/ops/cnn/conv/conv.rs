@@ -751,6 +751,8 @@ impl Conv {
         let kernel_fact = model.outlet_fact(node.inputs[1])?;
         let Some(kernel) = kernel_fact.konst.as_ref() else { return Ok(None) };
         if self.q_params.is_some()
+            || node.inputs.len() != 3
+            || model.outlet_fact(node.inputs[2])?.datum_type != f32::datum_type()
             || input_fact.datum_type != f32::datum_type()
             || kernel_fact.datum_type != f32::datum_type()
             || kernel_fact.is_exotic()

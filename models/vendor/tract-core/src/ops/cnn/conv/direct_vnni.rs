@@ -263,12 +263,16 @@ mod kernel {
                 }
             }
             let (y_zero, zero) = (_mm512_set1_epi32(b.y_zero), _mm512_setzero_si512());
+            let (low, high) = (_mm512_set1_ps(-512.0), _mm512_set1_ps(512.0));
             for (o, row) in acc.iter().enumerate() {
                 let offset = _mm512_set1_epi32(b.offset[o]);
                 let m = _mm512_set1_ps(b.multiplier[o]);
                 let dst = b.output.add(o * b.channel_stride);
                 for (v, a) in row.iter().enumerate() {
                     let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, offset)), m);
+                    // Out of u8 range either way once y₀ (0..=255) is added: clamp first, so
+                    // that neither the conversion nor the addition can overflow.
+                    let scaled = _mm512_min_ps(_mm512_max_ps(scaled, low), high);
                     // Round half to even (the default rounding mode), then saturate to u8.
                     let q = _mm512_add_epi32(_mm512_cvtps_epi32(scaled), y_zero);
                     let bytes = _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, zero));
