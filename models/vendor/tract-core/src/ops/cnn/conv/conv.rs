@@ -737,16 +737,35 @@ impl Conv {
         output.hw_dims().last().is_some_and(|w| *w >= MIN_DIRECT_SPATIAL_W)
     }
 
+    /// The geometry both direct convolutions run (edgeclr's patch, issue 17) when this
+    /// convolution fits it: NCHW, group 1, two spatial axes of a concrete input, batch 1,
+    /// stride 1 or 2, unit dilation, at least two taps and a multiple of eight output channels,
+    /// unless `TRACT_DISABLE_DIRECT_AVX512` is set.
+    fn direct_geometry(&self, input_fact: &TypedFact) -> Option<super::direct_avx512::DirectGeometry> {
+        if self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
+            || self.group != 1
+            || self.pool_spec.rank() != 2
+            || self.pool_spec.kernel_shape.iter().product::<usize>() < 2
+            || !self.output_channels().is_multiple_of(super::direct_avx512::OC_BLOCK)
+            || TRACT_DISABLE_DIRECT_AVX512.get()
+        {
+            return None;
+        }
+        let shape = input_fact.shape.as_concrete()?;
+        let geo = self.pool_spec.compute_geo(&input_fact.shape).ok()?;
+        let geo = geo.to_concrete(shape).ok()?;
+        super::direct_avx512::DirectGeometry::of(&geo.patch, &geo.input_shape, &geo.output_shape)
+    }
+
     /// The geometry of [`super::DirectConvAvx512`] and its packed kernel when this convolution
-    /// becomes one on this host (edgeclr's patch, issue 17): f32 NCHW, group 1, two spatial
-    /// axes, batch 1, stride 1 or 2, unit dilation, a multiple of eight output channels, a
-    /// constant kernel of at least two taps, and AVX-512F at run time.
+    /// becomes one on this host: [`Self::direct_geometry`], f32 input, bias and constant
+    /// kernel, and AVX-512F at run time.
     fn direct_avx512_geometry(
         &self,
         model: &TypedModel,
         node: &TypedNode,
     ) -> TractResult<Option<(super::direct_avx512::DirectGeometry, Tensor)>> {
-        use super::direct_avx512::{DirectGeometry, OC_BLOCK, available, pack_kernel};
+        use super::direct_avx512::{available, pack_kernel};
         let input_fact = model.outlet_fact(node.inputs[0])?;
         let kernel_fact = model.outlet_fact(node.inputs[1])?;
         let Some(kernel) = kernel_fact.konst.as_ref() else { return Ok(None) };
@@ -756,23 +775,11 @@ impl Conv {
             || input_fact.datum_type != f32::datum_type()
             || kernel_fact.datum_type != f32::datum_type()
             || kernel_fact.is_exotic()
-            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
-            || self.group != 1
-            || self.pool_spec.rank() != 2
-            || self.pool_spec.kernel_shape.iter().product::<usize>() < 2
-            || !self.output_channels().is_multiple_of(OC_BLOCK)
-            || TRACT_DISABLE_DIRECT_AVX512.get()
             || !available()
         {
             return Ok(None);
         }
-        let Some(shape) = input_fact.shape.as_concrete() else { return Ok(None) };
-        let Ok(geo) = self.pool_spec.compute_geo(&input_fact.shape) else { return Ok(None) };
-        let Ok(geo) = geo.to_concrete(shape) else { return Ok(None) };
-        let Some(geometry) = DirectGeometry::of(&geo.patch, &geo.input_shape, &geo.output_shape)
-        else {
-            return Ok(None);
-        };
+        let Some(geometry) = self.direct_geometry(input_fact) else { return Ok(None) };
         let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
         let packed = pack_kernel(o_ihw.try_as_plain_ram()?.as_slice::<f32>()?, geometry.output_channels);
         let packed = Tensor::from_shape(&[packed.len()], &packed)?;
@@ -781,7 +788,7 @@ impl Conv {
 
     /// [`super::DirectConvVnni`] and its constant inputs (packed kernel, requantisation offset
     /// and multiplier) when this `QLinearConv` becomes one on this host (edgeclr's patch, issue
-    /// 17): what [`Self::direct_avx512_geometry`] takes, with u8 activations, a constant i8
+    /// 17): [`Self::direct_geometry`] with u8 activations, a constant i8
     /// kernel with zero point 0, constant scales and zero points (the kernel's scale per tensor
     /// or per output channel), a constant bias, a u8 output, and AVX-512 VNNI at run time.
     #[allow(clippy::type_complexity)]
@@ -792,16 +799,7 @@ impl Conv {
     ) -> TractResult<Option<(super::DirectConvVnni, [Tensor; 3])>> {
         use super::direct_vnni::{available, pack_kernel};
         let Some(output_dt) = self.q_params else { return Ok(None) };
-        if node.inputs.len() != 9
-            || output_dt.unquantized() != u8::datum_type()
-            || TRACT_DISABLE_DIRECT_AVX512.get()
-            || !available()
-            || self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
-            || self.group != 1
-            || self.pool_spec.rank() != 2
-            || self.pool_spec.kernel_shape.iter().product::<usize>() < 2
-            || !self.output_channels().is_multiple_of(super::direct_avx512::OC_BLOCK)
-        {
+        if node.inputs.len() != 9 || output_dt.unquantized() != u8::datum_type() || !available() {
             return Ok(None);
         }
         let facts: TVec<&TypedFact> =
@@ -830,17 +828,7 @@ impl Conv {
         let Ok(x_zero) = u8::try_from(x_zero) else { return Ok(None) };
         let y_zero = y0.cast_to_scalar::<i32>()?;
         let (xs, ys) = (xs.cast_to_scalar::<f32>()?, ys.cast_to_scalar::<f32>()?);
-        let input_fact = facts[0];
-        let Some(shape) = input_fact.shape.as_concrete() else { return Ok(None) };
-        let Ok(geo) = self.pool_spec.compute_geo(&input_fact.shape) else { return Ok(None) };
-        let Ok(geo) = geo.to_concrete(shape) else { return Ok(None) };
-        let Some(geometry) = super::direct_avx512::DirectGeometry::of(
-            &geo.patch,
-            &geo.input_shape,
-            &geo.output_shape,
-        ) else {
-            return Ok(None);
-        };
+        let Some(geometry) = self.direct_geometry(facts[0]) else { return Ok(None) };
         let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
         let (packed, sums) = pack_kernel(unsafe { o_ihw.as_slice_unchecked::<i8>() }, &geometry);
         let bias = bias.cast_to::<i32>()?;

@@ -186,6 +186,60 @@ impl DirectGeometry {
     }
 }
 
+impl DirectGeometry {
+    /// Fills the phase buffer from `input` (`lane` channels a point, `pad` around it), then
+    /// runs `blocks(buffer, planes, tiling)` into the output's own planes, or into scratch
+    /// planes compacted into `output` afterwards. Both buffers are `scratch`, kept per thread.
+    pub(super) fn convolve<T: Copy + Default + 'static>(
+        &self,
+        scratch: &'static std::thread::LocalKey<Scratch<T>>,
+        input: &[T],
+        lane: usize,
+        pad: T,
+        output: &mut [T],
+        blocks: impl Fn(&[T], &mut [T], &Tiling) -> TractResult<()>,
+    ) -> TractResult<()> {
+        scratch.with(|scratch| {
+            let mut buffer = scratch.phases.borrow_mut();
+            let len = self.buffer_points(self.input_channels.div_ceil(lane)) * lane;
+            if buffer.len() < len {
+                buffer.resize(len, pad);
+            }
+            let buffer = &mut buffer[..len];
+            self.fill_phases(input, lane, pad, buffer);
+            let tiling = self.tiling();
+            if tiling.in_place {
+                return blocks(buffer, output, &tiling);
+            }
+            let mut runs = scratch.runs.borrow_mut();
+            let len = self.output_channels * tiling.stride;
+            if runs.len() < len {
+                runs.resize(len, T::default());
+            }
+            blocks(buffer, &mut runs, &tiling)?;
+            self.compact(&runs, tiling.stride, output);
+            Ok(())
+        })
+    }
+}
+
+/// Per-thread buffers of one element type, reused by every run: the phase buffer, and output
+/// planes of whole runs over the phase rows (for widths that are not multiples of sixteen).
+/// Each grows to the largest convolution the thread runs.
+pub(super) struct Scratch<T> {
+    phases: std::cell::RefCell<Vec<T>>,
+    runs: std::cell::RefCell<Vec<T>>,
+}
+
+impl<T> Scratch<T> {
+    pub(super) const fn new() -> Self {
+        Scratch {
+            phases: std::cell::RefCell::new(Vec::new()),
+            runs: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+}
+
 /// Where a convolution's register blocks go: `(buffer start, output start, vectors)` each,
 /// with output planes `stride` apart; `in_place` when they are the NCHW output's own planes.
 pub(super) struct Tiling {
@@ -223,11 +277,7 @@ pub fn pack_kernel(kernel: &[f32], output_channels: usize) -> Vec<f32> {
 }
 
 thread_local! {
-    /// The phase buffer, reused by every run on this thread (it grows to the largest input).
-    static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Output planes of whole runs over the phase rows, for widths that are not multiples of
-    /// sixteen.
-    static RUNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: Scratch<f32> = const { Scratch::new() };
 }
 
 /// Whether this host runs the AVX-512 kernel.
@@ -297,22 +347,9 @@ impl EvalOp for DirectConvAvx512 {
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
         let img = img.try_as_plain_ram()?.as_slice::<f32>()?;
-        let channels = g.input_channels;
-        PHASES.with_borrow_mut(|buffer| {
-            buffer.resize(buffer.len().max(g.buffer_points(channels)), 0.0);
-            let buffer = &mut buffer[..g.buffer_points(channels)];
-            g.fill_phases(img, 1, 0.0, buffer);
-            let output = unsafe { output.as_slice_mut_unchecked::<f32>() };
-            let tiling = g.tiling();
-            if tiling.in_place {
-                return run(g, buffer, kernel, bias, output, &tiling);
-            }
-            RUNS.with_borrow_mut(|runs| {
-                runs.resize(runs.len().max(g.output_channels * tiling.stride), 0.0);
-                run(g, buffer, kernel, bias, runs, &tiling)?;
-                g.compact(runs, tiling.stride, output);
-                Ok(())
-            })
+        let out = unsafe { output.as_slice_mut_unchecked::<f32>() };
+        g.convolve(&SCRATCH, img, 1, 0.0, out, |buffer, planes, tiling| {
+            run(g, buffer, kernel, bias, planes, tiling)
         })?;
         Ok(tvec!(output.into_tvalue()))
     }

@@ -9,15 +9,14 @@
 //! adds the four products into 32-bit accumulators. The block then requantises in registers,
 //! `y = sat_u8(round_half_even((acc − x₀·Σw + bias) · s_x·s_w/s_y) + y₀)`, and stores bytes.
 
-use super::direct_avx512::{DirectGeometry, OC_BLOCK, Tiling};
+use super::direct_avx512::{DirectGeometry, OC_BLOCK, Scratch, Tiling};
 use crate::internal::*;
 
 /// Input channels interleaved at every point (one `vpdpbusd` lane).
 const QUAD: usize = 4;
 
 thread_local! {
-    static PHASES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    static RUNS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: Scratch<u8> = const { Scratch::new() };
 }
 
 /// Whether this host runs the VNNI kernel.
@@ -35,11 +34,11 @@ pub fn available() -> bool {
 }
 
 /// The requantisation constants of one convolution, per output channel.
-pub struct Requant {
+struct Requant<'a> {
     /// `bias − x₀·Σw`.
-    pub offset: Vec<i32>,
+    offset: &'a [i32],
     /// `s_x·s_w / s_y`.
-    pub multiplier: Vec<f32>,
+    multiplier: &'a [f32],
 }
 
 /// The `[O, C·KH·KW]` i8 kernel as `[O/8, tap groups, 8, 4]` (tap groups in `C/4, KH, KW`
@@ -125,27 +124,14 @@ impl EvalOp for DirectConvVnni {
         let img = unsafe { img.as_slice_unchecked::<u8>() };
         let kernel = unsafe { kernel.as_slice_unchecked::<i8>() };
         let requant = Requant {
-            offset: offset.try_as_plain_ram()?.as_slice::<i32>()?.to_vec(),
-            multiplier: multiplier.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+            offset: offset.try_as_plain_ram()?.as_slice::<i32>()?,
+            multiplier: multiplier.try_as_plain_ram()?.as_slice::<f32>()?,
         };
         let mut output =
             unsafe { Tensor::uninitialized_dt(self.output_dt, &[1, g.output_channels, ho, wo])? };
         let out = unsafe { output.as_slice_mut_unchecked::<u8>() };
-        PHASES.with_borrow_mut(|buffer| {
-            let len = g.buffer_points(groups) * QUAD;
-            buffer.resize(buffer.len().max(len), 0);
-            let buffer = &mut buffer[..len];
-            g.fill_phases(img, QUAD, self.x_zero, buffer);
-            let tiling = g.tiling();
-            if tiling.in_place {
-                return self.run(buffer, kernel, &requant, out, &tiling);
-            }
-            RUNS.with_borrow_mut(|runs| {
-                runs.resize(runs.len().max(g.output_channels * tiling.stride), 0);
-                self.run(buffer, kernel, &requant, runs, &tiling)?;
-                g.compact(runs, tiling.stride, out);
-                Ok(())
-            })
+        g.convolve(&SCRATCH, img, QUAD, self.x_zero, out, |buffer, planes, tiling| {
+            self.run(buffer, kernel, &requant, planes, tiling)
         })?;
         Ok(tvec!(output.into_tvalue()))
     }
