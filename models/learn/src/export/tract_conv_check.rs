@@ -3,8 +3,8 @@
 //! forms we export: fp32 `Conv` (in each of the three plans tract can take) and integer
 //! `QLinearConv`. Geometries cover what the patch special-cases:
 //! padding on every side, stride 2, outputs that do not fill the last packed panel
-//! (13×13 = 169 positions), 3 and many input channels (K = 27 … 432), and for int8 a
-//! non-zero input zero point, which is what padding must hold there.
+//! (13×13 = 169 positions), 3 and many input channels (K = 27 … 432), strided 1×1 shortcuts,
+//! and for int8 a non-zero input zero point, which is what padding must hold there.
 
 use rand::RngExt;
 use rand::SeedableRng;
@@ -48,15 +48,17 @@ fn conv_reference(conv: &FoldedConv, x: &[f64], h: usize) -> (Vec<f64>, usize) {
     (y, oh)
 }
 
-fn random_conv(rng: &mut ChaCha8Rng, co: usize, ci: usize, stride: usize) -> FoldedConv {
-    let n = co * ci * 9;
-    let bound = (1.0 / (ci * 9) as f32).sqrt() * 1.7;
+/// A `k`×`k` convolution (3×3 with padding 1, or an unpadded 1×1 shortcut).
+fn random_conv(rng: &mut ChaCha8Rng, co: usize, ci: usize, stride: usize, k: usize) -> FoldedConv {
+    let n = co * ci * k * k;
+    let bound = (1.0 / (ci * k * k) as f32).sqrt() * 1.7;
+    let p = k / 2;
     FoldedConv {
-        shape: [co, ci, 3, 3],
+        shape: [co, ci, k, k],
         weight: (0..n).map(|_| rng.random_range(-bound..bound)).collect(),
         bias: (0..co).map(|_| rng.random_range(-0.3..0.3)).collect(),
         stride: [stride, stride],
-        padding: [1, 1, 1, 1],
+        padding: [p, p, p, p],
     }
 }
 
@@ -80,8 +82,10 @@ fn fp32_pair(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
     prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "conv check"))
 }
 
-fn geometries() -> [(usize, usize, usize, usize, usize); 6] {
-    // (input side, channels after a, stride of a, channels after b, stride of b). tract
+fn geometries() -> [(usize, usize, usize, usize, usize, usize); 9] {
+    // (input side, channels after a, stride of a, channels after b, stride of b, kernel side
+    // of b). a is always 3×3; b is 3×3 or a strided 1×1 (a ResNet shortcut, which the direct
+    // convolution takes instead of tract's `Downsample` + matrix product). tract
     // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
     // convolution with more than 16 outputs (the eager `Im2col` path the patch writes). The
     // direct AVX-512 convolution takes multiples of eight output channels (33 falls back) in
@@ -89,12 +93,15 @@ fn geometries() -> [(usize, usize, usize, usize, usize); 6] {
     // one of one, 56 wide is one whole block and a partial one, 13, 12, 7 and 6 wide are
     // partial vectors, and odd sides with stride 2 leave the stride phases unequal.
     [
-        (13, 33, 1, 40, 2),
-        (32, 16, 1, 32, 1),
-        (16, 48, 2, 64, 1),
-        (24, 40, 2, 48, 2),
-        (56, 24, 1, 32, 2),
-        (64, 24, 1, 32, 1),
+        (13, 33, 1, 40, 2, 3),
+        (32, 16, 1, 32, 1, 3),
+        (16, 48, 2, 64, 1, 3),
+        (24, 40, 2, 48, 2, 3),
+        (56, 24, 1, 32, 2, 3),
+        (64, 24, 1, 32, 1, 3),
+        (32, 48, 1, 64, 2, 1),
+        (64, 40, 1, 24, 2, 1),
+        (13, 48, 1, 40, 2, 1),
     ]
 }
 
@@ -125,10 +132,10 @@ fn has_avx512() -> bool {
 #[test]
 fn fp32_convolutions_match_the_definition() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (size, c1, s1, c2, s2) in geometries() {
+    for (size, c1, s1, c2, s2, k2) in geometries() {
         let (a, b) = (
-            random_conv(&mut rng, c1, 3, s1),
-            random_conv(&mut rng, c2, c1, s2),
+            random_conv(&mut rng, c1, 3, s1, 3),
+            random_conv(&mut rng, c2, c1, s2, k2),
         );
         let x: Vec<f32> = (0..3 * size * size)
             .map(|_| rng.random_range(-1.0..1.0))
@@ -138,7 +145,7 @@ fn fp32_convolutions_match_the_definition() {
         let (want, _) = conv_reference(&b, &mid, h1);
         let bytes = fp32_pair(&a, &b, size);
         for plan in [Plan::Default, Plan::Lazy, Plan::Eager] {
-            let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}, {plan:?}");
+            let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}/{k2}, {plan:?}");
             let load = || TractModel::from_onnx(&bytes, size);
             let mut model = match plan {
                 Plan::Default => load(),
@@ -148,9 +155,11 @@ fn fp32_convolutions_match_the_definition() {
             .expect("loads");
             let profile = model.profile(&x, 1).expect("runs");
             let (unfolds, direct) = (profile.count("Im2col"), profile.count("DirectConvAvx512"));
+            // Eager unfolds b's 3×3 (a, with three input channels, stays lazy; a 1×1 b is a
+            // matrix product).
             assert_eq!(
                 unfolds > 0,
-                plan == Plan::Eager,
+                plan == Plan::Eager && k2 == 3,
                 "{label}: {unfolds} Im2col ops in\n{profile}"
             );
             let direct_expected = usize::from(c1 % 8 == 0) + usize::from(c2 % 8 == 0);
@@ -163,6 +172,15 @@ fn fp32_convolutions_match_the_definition() {
                 direct, direct_expected,
                 "{label}: DirectConvAvx512 ops in\n{profile}"
             );
+            // A strided 1×1 the direct convolution takes leaves no `Downsample` behind (without
+            // it tract downsamples, sometimes inside the matrix product's packing).
+            if direct_expected > 0 {
+                assert_eq!(
+                    profile.count("Downsample"),
+                    0,
+                    "{label}: Downsample ops in\n{profile}"
+                );
+            }
             let got = model.run(&x).expect("runs").swap_remove(0);
             assert_eq!(got.len(), want.len(), "{label}");
             let worst = got
@@ -172,6 +190,93 @@ fn fp32_convolutions_match_the_definition() {
                 .fold(0.0, f64::max);
             assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
         }
+    }
+}
+
+/// `image → conv a → ReLU → conv b → add(ReLU output) → ReLU → Flatten`: a ResNet basic
+/// block's tail, as fp32 ONNX bytes.
+fn fp32_residual_block(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
+    let mut g = GraphBuilder::default();
+    let conv = |g: &mut GraphBuilder, stem: &str, x: &str, conv: &FoldedConv| {
+        let w = g.constant_f32(&format!("{stem}.w"), &conv.shape, &conv.weight);
+        let bias = g.constant_f32(&format!("{stem}.b"), &[conv.shape[0]], &conv.bias);
+        let y = g.fresh(stem);
+        g.node(
+            "Conv",
+            &[x, &w, &bias],
+            &y,
+            GraphBuilder::conv_attributes(conv),
+        );
+        y
+    };
+    let ya = conv(&mut g, "a", INPUT, a);
+    let ra = g.fresh("a.relu");
+    g.node("Relu", &[&ya], &ra, vec![]);
+    let yb = conv(&mut g, "b", &ra, b);
+    let sum = g.fresh("sum");
+    g.node("Add", &[&yb, &ra], &sum, vec![]);
+    let out = g.fresh("out");
+    g.node("Relu", &[&sum], &out, vec![]);
+    g.node("Flatten", &[&out], OUTPUT, vec![onnx::attr_int("axis", 1)]);
+    prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "residual check"))
+}
+
+#[test]
+fn relu_and_residual_add_fuse_into_the_direct_convolution() {
+    let relu = |v: Vec<f64>| v.into_iter().map(|x| x.max(0.0)).collect::<Vec<f64>>();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    // 32 wide is written in place (the epilogue in registers), 16 and 13 as runs over the
+    // phase rows (the epilogue after compaction).
+    for (size, c) in [(32, 16), (16, 32), (13, 24)] {
+        let (a, b) = (
+            random_conv(&mut rng, c, 3, 1, 3),
+            random_conv(&mut rng, c, c, 1, 3),
+        );
+        let x: Vec<f32> = (0..3 * size * size)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let xf: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let ra = relu(conv_reference(&a, &xf, size).0);
+        let yb = conv_reference(&b, &ra, size).0;
+        let want = relu(yb.iter().zip(&ra).map(|(y, r)| y + r).collect());
+        let mut model =
+            TractModel::from_onnx(&fp32_residual_block(&a, &b, size), size).expect("loads");
+        let profile = model.profile(&x, 1).expect("runs");
+        let label = format!("{size}×{size}, {c} channels");
+        if has_avx512() {
+            // Two ops: a + ReLU, b + residual + ReLU; nothing pointwise left.
+            assert_eq!(profile.count("DirectConvAvx512"), 2, "{label}:\n{profile}");
+            let pointwise = |op: &str| ["Bin", "Max", "Add"].iter().any(|k| op.contains(k));
+            assert!(
+                !profile.ops.iter().any(|o| pointwise(&o.op)),
+                "{label}: pointwise ops left in\n{profile}"
+            );
+            let infos: Vec<&str> = profile.ops.iter().map(|o| o.info.as_str()).collect();
+            assert!(
+                infos
+                    .iter()
+                    .any(|i| i.ends_with(", ReLU") && !i.contains("residual")),
+                "{label}: {infos:?}"
+            );
+            assert!(
+                infos.iter().any(|i| i.ends_with(" + residual, ReLU")),
+                "{label}: {infos:?}"
+            );
+        }
+        let got = model.run(&x).expect("runs").swap_remove(0);
+        assert_eq!(got.len(), want.len(), "{label}");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
+        // Clamped outputs are exactly zero, as ReLU defines (about half of them).
+        let zeros = got.iter().filter(|&&v| v == 0.0).count();
+        assert!(
+            zeros > got.len() / 5 && zeros < got.len() * 4 / 5,
+            "{label}: {zeros} zeros"
+        );
     }
 }
 
@@ -215,11 +320,12 @@ fn random_qconv(
     co: usize,
     ci: usize,
     stride: usize,
+    k: usize,
     x_int: &[f64],
     h: usize,
     x_scale: f32,
 ) -> (QConv, Vec<u8>, usize) {
-    let mut int = random_conv(rng, co, ci, stride);
+    let mut int = random_conv(rng, co, ci, stride, k);
     int.weight = int
         .weight
         .iter()
@@ -285,8 +391,8 @@ fn int8_pair(x_scale: f32, x_zero: u8, convs: [&QConv; 2], size: usize) -> Vec<u
 fn int8_convolutions_match_the_definition_with_zero_point_padding() {
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let (x_scale, x_zero) = (1.0f32 / 64.0, 100u8);
-    for (size, c1, s1, c2, s2) in geometries() {
-        let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}");
+    for (size, c1, s1, c2, s2, k2) in geometries() {
+        let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}/{k2}");
         // Inputs on the quantisation grid, so QuantizeLinear is exact.
         let xq: Vec<u8> = (0..3 * size * size).map(|_| rng.random::<u8>()).collect();
         let x_int: Vec<f64> = xq
@@ -294,12 +400,12 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
             .map(|&q| f64::from(q) - f64::from(x_zero))
             .collect();
         let x: Vec<f32> = x_int.iter().map(|&v| v as f32 * x_scale).collect();
-        let (a, y1, h1) = random_qconv(&mut rng, c1, 3, s1, &x_int, size, x_scale);
+        let (a, y1, h1) = random_qconv(&mut rng, c1, 3, s1, 3, &x_int, size, x_scale);
         let y1_int: Vec<f64> = y1
             .iter()
             .map(|&q| f64::from(q) - f64::from(a.y_zero))
             .collect();
-        let (b, y2, _) = random_qconv(&mut rng, c2, c1, s2, &y1_int, h1, a.y_scale);
+        let (b, y2, _) = random_qconv(&mut rng, c2, c1, s2, k2, &y1_int, h1, a.y_scale);
         let want: Vec<f64> = y2
             .iter()
             .map(|&q| (f64::from(q) - f64::from(b.y_zero)) * f64::from(b.y_scale))
@@ -324,7 +430,14 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
             };
             let (unfolds, vnni) = (profile.count("Im2col"), profile.count("DirectConvVnni"));
             assert_eq!(vnni, expected, "{label}: DirectConvVnni ops in\n{profile}");
-            assert_eq!(unfolds, 2 - vnni, "{label}: Im2col ops in\n{profile}");
+            // Without the direct path tract unfolds the 3×3s and runs a 1×1 as a product.
+            let b_unfolds = usize::from(k2 == 3 && !(direct && has_vnni() && c2 % 8 == 0));
+            let a_unfolds = usize::from(!(direct && has_vnni() && c1 % 8 == 0));
+            assert_eq!(
+                unfolds,
+                a_unfolds + b_unfolds,
+                "{label}: Im2col ops in\n{profile}"
+            );
             let got = model.run(&x).expect("runs").swap_remove(0);
             assert_eq!(got.len(), want.len(), "{label}");
             // Requantisation may round a near-tie the other way (f32 vs f64 scale): allow one

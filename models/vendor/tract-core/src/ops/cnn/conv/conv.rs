@@ -739,13 +739,16 @@ impl Conv {
 
     /// The geometry both direct convolutions run (edgeclr's patch, issue 17) when this
     /// convolution fits it: NCHW, group 1, two spatial axes of a concrete input, batch 1,
-    /// stride 1 or 2, unit dilation, at least two taps and a multiple of eight output channels,
-    /// unless `TRACT_DISABLE_DIRECT_AVX512` is set.
+    /// stride 1 or 2, unit dilation, at least two taps or a stride of 2 (a strided 1×1
+    /// shortcut: one pass instead of tract's two `Downsample`s and a matrix product; a 1×1
+    /// convolution with stride 1 stays a matrix product) and a multiple of eight output
+    /// channels, unless `TRACT_DISABLE_DIRECT_AVX512` is set.
     fn direct_geometry(&self, input_fact: &TypedFact) -> Option<super::direct_avx512::DirectGeometry> {
+        let single_tap = self.pool_spec.kernel_shape.iter().product::<usize>() < 2;
         if self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
             || self.group != 1
             || self.pool_spec.rank() != 2
-            || self.pool_spec.kernel_shape.iter().product::<usize>() < 2
+            || (single_tap && self.pool_spec.strides().iter().all(|&s| s == 1))
             || !self.output_channels().is_multiple_of(super::direct_avx512::OC_BLOCK)
             || TRACT_DISABLE_DIRECT_AVX512.get()
         {
@@ -755,6 +758,14 @@ impl Conv {
         let geo = self.pool_spec.compute_geo(&input_fact.shape).ok()?;
         let geo = geo.to_concrete(shape).ok()?;
         super::direct_avx512::DirectGeometry::of(&geo.patch, &geo.input_shape, &geo.output_shape)
+    }
+
+    /// Whether codegen will lower this convolution to one of the direct convolutions on this
+    /// host (edgeclr's patch, issue 17).
+    fn runs_direct(&self, model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
+        Ok(self.direct_geometry(model.outlet_fact(node.inputs[0])?).is_some()
+            && (self.direct_vnni_plan(model, node)?.is_some()
+                || self.direct_avx512_geometry(model, node)?.is_some()))
     }
 
     /// The geometry of [`super::DirectConvAvx512`] and its packed kernel when this convolution
@@ -861,7 +872,7 @@ impl Conv {
         let kernel = model.add_const(format!("{name}.packed_kernel"), packed_kernel)?;
         let bias =
             crate::ops::cnn::wire_reshape_bias_as_vector(model, name, bias, self.output_channels())?;
-        let op = super::DirectConvAvx512 { geometry };
+        let op = super::DirectConvAvx512 { geometry, residual: false, relu: false };
         Ok(model.wire_node(name, op, &[x, kernel, bias[0]])?[0])
     }
 
@@ -982,6 +993,10 @@ impl Conv {
                 && (self.pool_spec.kernel_shape[ax] == 1
                     || self.pool_spec.dilation(ax).is_multiple_of(self.pool_spec.stride(ax)))
         }) {
+            if self.runs_direct(model, node)? {
+                // edgeclr's patch (issue 17): the direct convolution reads the strided input.
+                return Ok(None);
+            }
             let input_fact = model.outlet_fact(node.inputs[0])?;
             let downsample_factor = self.pool_spec.stride(axis);
             let mut new_op = self.clone();

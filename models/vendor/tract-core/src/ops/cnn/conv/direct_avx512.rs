@@ -116,6 +116,13 @@ impl DirectGeometry {
                     buffer[row + pl..][..w].copy_from_slice(src);
                     continue;
                 }
+                if sw == 2 && lane == 1 {
+                    // Source column x goes to phase (x + pl) % 2 at (x + pl) / 2.
+                    let (first, second) = buffer[row..].split_at_mut(phase_len);
+                    let (even, odd) = if pl % 2 == 0 { (first, second) } else { (second, first) };
+                    deinterleave(src, &mut even[pl / 2..], &mut odd[pl.div_ceil(2)..]);
+                    continue;
+                }
                 // Column phase rx holds the padded columns px ≡ rx: source columns x0, x0 + sw, …
                 for rx in 0..sw {
                     let x0 = (rx + sw - pl % sw) % sw;
@@ -157,7 +164,7 @@ impl DirectGeometry {
         let [ho, wo] = self.output_hw;
         let ws = self.phase_hw()[1];
         let span = MAX_VECTORS * LANES;
-        if wo.is_multiple_of(LANES) && wo >= 2 * LANES {
+        if self.writes_in_place() {
             let mut blocks = vec![];
             for y in 0..ho {
                 for x in (0..wo).step_by(span) {
@@ -174,6 +181,13 @@ impl DirectGeometry {
         Tiling { blocks, stride: run_len.div_ceil(span) * span, in_place: false }
     }
 
+    /// Whether [`Self::tiling`] writes the output rows in place (widths that are a multiple of
+    /// sixteen, at least 32) rather than as runs over the phase rows.
+    pub(super) fn writes_in_place(&self) -> bool {
+        let wo = self.output_hw[1];
+        wo.is_multiple_of(LANES) && wo >= 2 * LANES
+    }
+
     /// Copies whole-run planes (`stride` apart, rows `ws` apart) into the NCHW output.
     pub(super) fn compact<T: Copy>(&self, runs: &[T], stride: usize, output: &mut [T]) {
         let [ho, wo] = self.output_hw;
@@ -183,6 +197,20 @@ impl DirectGeometry {
                 row.copy_from_slice(&runs[o * stride + y * ws..][..wo]);
             }
         }
+    }
+}
+
+/// `src[2i] → a[i]`, `src[2i + 1] → b[i]` (a straight loop the compiler vectorises).
+fn deinterleave<T: Copy>(src: &[T], a: &mut [T], b: &mut [T]) {
+    let pairs = src.chunks_exact(2);
+    let last = pairs.remainder().first();
+    let n = src.len() / 2;
+    for ((pair, x), y) in pairs.zip(&mut a[..n]).zip(&mut b[..n]) {
+        *x = pair[0];
+        *y = pair[1];
+    }
+    if let Some(v) = last {
+        a[n] = *v;
     }
 }
 
@@ -293,10 +321,14 @@ pub fn available() -> bool {
 }
 
 /// The convolution as one op: inputs are the NCHW image, the `[1, O, I·KH·KW]` kernel and the
-/// `[O]` bias.
+/// `[O]` bias, then (with `residual`) a tensor of the output's shape added after the bias;
+/// with `relu`, `max(·, 0)` last. Both are fused from the successors (`fuse`): a ResNet's
+/// `conv → ReLU` and `conv → add shortcut → ReLU` run as one op and one pass over the output.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct DirectConvAvx512 {
     pub geometry: DirectGeometry,
+    pub residual: bool,
+    pub relu: bool,
 }
 
 impl Op for DirectConvAvx512 {
@@ -307,7 +339,7 @@ impl Op for DirectConvAvx512 {
     fn info(&self) -> TractResult<Vec<String>> {
         let g = &self.geometry;
         Ok(vec![format!(
-            "{}→{} channels, {:?} → {:?}, kernel {:?}, strides {:?}, pads {:?}/{:?}",
+            "{}→{} channels, {:?} → {:?}, kernel {:?}, strides {:?}, pads {:?}/{:?}{}{}",
             g.input_channels,
             g.output_channels,
             g.input_hw,
@@ -315,7 +347,9 @@ impl Op for DirectConvAvx512 {
             g.kernel_hw,
             g.strides,
             g.pad_before,
-            g.pad_after
+            g.pad_after,
+            if self.residual { " + residual" } else { "" },
+            if self.relu { ", ReLU" } else { "" },
         )])
     }
 
@@ -330,14 +364,21 @@ impl EvalOp for DirectConvAvx512 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (img, kernel, bias) = args_3!(inputs);
         let g = &self.geometry;
         let [ho, wo] = g.output_hw;
+        let out_len = g.output_channels * ho * wo;
+        ensure!(inputs.len() == 3 + usize::from(self.residual));
+        let (img, kernel, bias) = (&inputs[0], &inputs[1], &inputs[2]);
+        let residual = match self.residual {
+            true => Some(inputs[3].try_as_plain_ram()?.as_slice::<f32>()?),
+            false => None,
+        };
         ensure!(
             img.datum_type() == f32::datum_type()
                 && img.len() == g.input_channels * g.input_hw[0] * g.input_hw[1]
                 && kernel.len() == g.output_channels * g.taps()
                 && bias.len() == g.output_channels
+                && residual.is_none_or(|r| r.len() == out_len)
                 && g.output_channels.is_multiple_of(OC_BLOCK),
             "DirectConvAvx512: inputs do not match {g:?}"
         );
@@ -348,16 +389,23 @@ impl EvalOp for DirectConvAvx512 {
         let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
         let img = img.try_as_plain_ram()?.as_slice::<f32>()?;
         let out = unsafe { output.as_slice_mut_unchecked::<f32>() };
+        let epilogue = Epilogue { residual, relu: self.relu };
+        // Rows written in place take the epilogue in registers; runs over the phase rows take
+        // it in one pass over the compacted output, while it is still in cache.
+        let in_place = g.writes_in_place();
         g.convolve(&SCRATCH, img, 1, 0.0, out, |buffer, planes, tiling| {
-            run(g, buffer, kernel, bias, planes, tiling)
+            run(g, buffer, kernel, bias, planes, tiling, in_place.then_some(&epilogue))
         })?;
+        if !in_place {
+            epilogue.apply(out);
+        }
         Ok(tvec!(output.into_tvalue()))
     }
 }
 
 impl TypedOp for DirectConvAvx512 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 3);
+        ensure!(inputs.len() == 3 + usize::from(self.residual));
         let g = &self.geometry;
         Ok(tvec!(f32::fact([1, g.output_channels, g.output_hw[0], g.output_hw[1]])))
     }
@@ -368,10 +416,34 @@ impl TypedOp for DirectConvAvx512 {
         Ok(tvec!((Cost::FMA(f32::datum_type()), fma.into())))
     }
 
+    fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        super::direct_fuse::fuse_epilogue(self, model, node)
+    }
+
     as_op!();
 }
 
-/// Every register block of `tiling`, for every channel block, into `output` planes.
+/// What a [`DirectConvAvx512`] does to its output after the bias.
+struct Epilogue<'a> {
+    residual: Option<&'a [f32]>,
+    relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// The epilogue over a whole NCHW output.
+    fn apply(&self, out: &mut [f32]) {
+        match (self.residual, self.relu) {
+            (Some(r), true) => out.iter_mut().zip(r).for_each(|(o, r)| *o = (*o + r).max(0.0)),
+            (Some(r), false) => out.iter_mut().zip(r).for_each(|(o, r)| *o += r),
+            (None, true) => out.iter_mut().for_each(|o| *o = o.max(0.0)),
+            (None, false) => {}
+        }
+    }
+}
+
+/// Every register block of `tiling`, for every channel block, into `output` planes; with
+/// `epilogue` (in-place tilings only: the residual is indexed like the output) applied in
+/// registers.
 fn run(
     g: &DirectGeometry,
     buffer: &[f32],
@@ -379,6 +451,7 @@ fn run(
     bias: &[f32],
     output: &mut [f32],
     tiling: &Tiling,
+    epilogue: Option<&Epilogue>,
 ) -> TractResult<()> {
     let offsets = g.tap_offsets(g.input_channels);
     let taps = offsets.len();
@@ -389,6 +462,13 @@ fn run(
             && output.len() >= g.output_channels * stride
     );
     tiling.check(offsets.iter().max().copied().unwrap_or(0), buffer.len())?;
+    let residual = epilogue.and_then(|e| e.residual);
+    ensure!(
+        epilogue.is_none() || tiling.in_place,
+        "direct convolution: an epilogue in registers needs in-place rows"
+    );
+    ensure!(residual.is_none_or(|r| r.len() >= g.output_channels * stride));
+    let relu = epilogue.is_some_and(|e| e.relu);
     // Output blocks outside, channel blocks inside: a block's input runs stay in L1 while every
     // channel block reads them (the weights stream from L2 instead).
     for &(start, out, n) in &tiling.blocks {
@@ -399,6 +479,8 @@ fn run(
                 weights: kernel[ob * taps..][..OC_BLOCK * taps].as_ptr(),
                 bias: bias[ob..][..OC_BLOCK].as_ptr(),
                 output: output[ob * stride + out..].as_mut_ptr(),
+                residual: residual.map_or(std::ptr::null(), |r| r[ob * stride + out..].as_ptr()),
+                relu,
                 channel_stride: stride,
             };
             // SAFETY: `available()` was checked by the caller; every read is inside `buffer`
@@ -429,6 +511,9 @@ struct Block<'a> {
     bias: *const f32,
     /// The output at the block's first channel and point.
     output: *mut f32,
+    /// Added before `relu` (indexed like `output`), or null.
+    residual: *const f32,
+    relu: bool,
     channel_stride: usize,
 }
 
@@ -441,7 +526,7 @@ mod kernel {
     ///
     /// # Safety
     /// AVX-512F is present; every `input + offset + 16·V` and every `output + o·channel_stride
-    /// + 16·V` lies inside its allocation.
+    /// + 16·V` (and `residual + …` when not null) lies inside its allocation.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn block<const V: usize>(b: &Block) {
         unsafe {
@@ -465,9 +550,16 @@ mod kernel {
                 }
             }
             for (o, row) in acc.iter().enumerate() {
-                let dst = b.output.add(o * b.channel_stride);
-                for (v, a) in row.iter().enumerate() {
-                    _mm512_storeu_ps(dst.add(v * LANES), *a);
+                let at = o * b.channel_stride;
+                for (v, &a) in row.iter().enumerate() {
+                    let mut a = a;
+                    if !b.residual.is_null() {
+                        a = _mm512_add_ps(a, _mm512_loadu_ps(b.residual.add(at + v * LANES)));
+                    }
+                    if b.relu {
+                        a = _mm512_max_ps(a, _mm512_setzero_ps());
+                    }
+                    _mm512_storeu_ps(b.output.add(at + v * LANES), a);
                 }
             }
         }

@@ -4,6 +4,7 @@ mod blocked;
 mod conv;
 mod depth_wise;
 mod direct_avx512;
+mod direct_fuse;
 mod direct_vnni;
 mod direct_spatial;
 mod im2col;
