@@ -6,11 +6,14 @@
 //!
 //! A plain harness (not criterion): the comparison partner is a Python process, so both
 //! sides report the same statistic — the median of per-round mean latency over repeated
-//! rounds — and the driver script forms the ratios.
+//! rounds — and the driver script forms the ratios. Rounds are interleaved across every
+//! model and engine, and each line also carries the median per-round ratio against
+//! onnxruntime fp32 run by our embedder in the same rounds (`vs_onnxruntime_fp32`): on a
+//! shared machine whose speed drifts by ±20 % between minutes, that is the figure to trust.
 //!
 //! `cargo bench --workspace --bench embed_speed -- EXPORT_DIR... [--rounds R] [--images N]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use edgeclr_learn::export::{ArtifactKind, Manifest};
@@ -26,7 +29,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut dirs = Vec::new();
-    let mut rounds = 7usize;
+    let mut rounds = 9usize;
     let mut images = 64usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -76,79 +79,129 @@ fn main() {
                     .collect()
             })
             .collect();
-        for &engine in &engines {
-            for kind in [
-                ArtifactKind::OnnxFp32,
-                ArtifactKind::NnefFp32,
-                ArtifactKind::OnnxInt8Qlinear,
-                ArtifactKind::OnnxInt8Qdq,
-            ] {
-                let Some(artifact) = manifest.artifact(kind) else {
-                    continue;
-                };
-                if engine == Backend::Onnxruntime && kind == ArtifactKind::NnefFp32 {
-                    continue;
-                }
-                let path = manifest.verify(dir, artifact).expect("checksum");
-                let load_start = Instant::now();
-                let single = backend::load(&path, size, engine, &ort).expect("loads");
-                let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
-                let (one, all) = time(single, &inputs, rounds, cores);
-                for (threads, ms) in [(1, one), (cores, all)] {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "engine": engine.name(), "file": artifact.file, "size": size,
-                            "threads": threads, "ms_per_image": ms, "images_per_s": 1e3 / ms,
-                            "load_ms": load_ms, "dir": dir.display().to_string(),
-                        })
-                    );
-                }
+        let mut runs = load_all(dir, &manifest, &engines, &ort, cores, &inputs);
+        // Interleaved: every round times each model once, single-threaded, then once on all
+        // cores, so a slow spell on this shared machine lands on every engine alike and the
+        // per-round ratios below compare like with like.
+        for _ in 0..rounds {
+            for r in &mut runs {
+                r.one.push(time_single(r.single.as_mut(), &inputs));
+            }
+            for r in &mut runs {
+                r.all.push(time_all(&mut r.workers, &inputs, cores));
             }
         }
+        report(dir, size, &runs, cores);
     }
 }
 
-/// Median over `rounds` of the mean ms per image: on `single` alone, and on one fork per
-/// core with the images split evenly (wall time per image).
-fn time(
-    mut single: Box<dyn Embedder>,
-    inputs: &[Vec<f32>],
-    rounds: usize,
+/// One model on one engine: a single embedder, one fork per core, and its round times.
+struct Timed {
+    engine: Backend,
+    file: String,
+    load_ms: f64,
+    single: Box<dyn Embedder>,
+    workers: Vec<Box<dyn Embedder>>,
+    one: Vec<f64>,
+    all: Vec<f64>,
+}
+
+/// Every artifact of `dir` on every engine that runs it, warmed up.
+fn load_all(
+    dir: &Path,
+    manifest: &Manifest,
+    engines: &[Backend],
+    ort: &OrtSettings,
     cores: usize,
-) -> (f64, f64) {
-    for x in inputs.iter().take(4) {
-        single.embed(x).expect("warm-up");
-    }
-    let n = inputs.len() as f64;
-    let one: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            for x in inputs {
-                std::hint::black_box(single.embed(x).expect("runs"));
+    inputs: &[Vec<f32>],
+) -> Vec<Timed> {
+    let mut runs = Vec::new();
+    for &engine in engines {
+        for kind in [
+            ArtifactKind::OnnxFp32,
+            ArtifactKind::NnefFp32,
+            ArtifactKind::OnnxInt8Qlinear,
+            ArtifactKind::OnnxInt8Qdq,
+        ] {
+            let Some(artifact) = manifest.artifact(kind) else {
+                continue;
+            };
+            if engine == Backend::Onnxruntime && kind == ArtifactKind::NnefFp32 {
+                continue;
             }
-            t.elapsed().as_secs_f64() * 1e3 / n
-        })
-        .collect();
-    let mut workers: Vec<Box<dyn Embedder>> = (0..cores)
-        .map(|_| single.fork_boxed().expect("fork"))
-        .collect();
-    for w in &mut workers {
-        w.embed(&inputs[0]).expect("warm-up");
+            let path = manifest.verify(dir, artifact).expect("checksum");
+            let load_start = Instant::now();
+            let mut single = backend::load(&path, manifest.input.size, engine, ort).expect("loads");
+            let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
+            let mut workers: Vec<Box<dyn Embedder>> = (0..cores)
+                .map(|_| single.fork_boxed().expect("fork"))
+                .collect();
+            for x in inputs.iter().take(4) {
+                single.embed(x).expect("warm-up");
+            }
+            for w in &mut workers {
+                w.embed(&inputs[0]).expect("warm-up");
+            }
+            runs.push(Timed {
+                engine,
+                file: artifact.file.clone(),
+                load_ms,
+                single,
+                workers,
+                one: vec![],
+                all: vec![],
+            });
+        }
     }
-    let all: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            workers
-                .par_iter_mut()
-                .zip(inputs.par_chunks(inputs.len().div_ceil(cores)))
-                .for_each(|(w, part)| {
-                    for x in part {
-                        std::hint::black_box(w.embed(x).expect("runs"));
-                    }
-                });
-            t.elapsed().as_secs_f64() * 1e3 / n
-        })
-        .collect();
-    (median(one), median(all))
+    runs
+}
+
+/// Mean ms per image of one pass over `inputs` on `single`.
+fn time_single(single: &mut dyn Embedder, inputs: &[Vec<f32>]) -> f64 {
+    let t = Instant::now();
+    for x in inputs {
+        std::hint::black_box(single.embed(x).expect("runs"));
+    }
+    t.elapsed().as_secs_f64() * 1e3 / inputs.len() as f64
+}
+
+/// Wall ms per image of one pass over `inputs` split evenly over one worker per core.
+fn time_all(workers: &mut [Box<dyn Embedder>], inputs: &[Vec<f32>], cores: usize) -> f64 {
+    let t = Instant::now();
+    workers
+        .par_iter_mut()
+        .zip(inputs.par_chunks(inputs.len().div_ceil(cores)))
+        .for_each(|(w, part)| {
+            for x in part {
+                std::hint::black_box(w.embed(x).expect("runs"));
+            }
+        });
+    t.elapsed().as_secs_f64() * 1e3 / inputs.len() as f64
+}
+
+/// One JSON line per model and thread count: the median ms per image and, where onnxruntime
+/// ran the fp32 file in the same rounds, the median over rounds of its time ÷ ours (the
+/// throughput ratio against onnxruntime fp32, measured interleaved in this process).
+fn report(dir: &Path, size: usize, runs: &[Timed], cores: usize) {
+    let ort_fp32 = runs
+        .iter()
+        .find(|r| r.engine == Backend::Onnxruntime && r.file == "encoder.onnx");
+    for r in runs {
+        for (threads, ours, theirs) in [
+            (1, &r.one, ort_fp32.map(|o| &o.one)),
+            (cores, &r.all, ort_fp32.map(|o| &o.all)),
+        ] {
+            let ms = median(ours.clone());
+            let vs_ort = theirs.map(|t| median(t.iter().zip(ours).map(|(t, o)| t / o).collect()));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "engine": r.engine.name(), "file": r.file, "size": size,
+                    "threads": threads, "ms_per_image": ms, "images_per_s": 1e3 / ms,
+                    "load_ms": r.load_ms, "dir": dir.display().to_string(),
+                    "rounds": ours.len(), "vs_onnxruntime_fp32": vs_ort,
+                })
+            );
+        }
+    }
 }

@@ -96,9 +96,10 @@ impl DirectGeometry {
         self.strides[0] * self.strides[1] * groups * hs * ws + ws + (MAX_VECTORS + 1) * LANES
     }
 
-    /// Copies `input` (C×H×W) into the phase buffer, `pad` everywhere else: phase (ry, rx)
-    /// holds the padded rows ≡ ry and columns ≡ rx modulo the strides, as
-    /// `[phase, C/lane, hs, ws, lane]` — `lane` channels interleaved at every point.
+    /// Copies `input` (C×H×W) into the phase buffer, `pad` around it: phase (ry, rx) holds the
+    /// padded rows ≡ ry and columns ≡ rx modulo the strides, as `[phase, C/lane, hs, ws, lane]`
+    /// — `lane` channels interleaved at every point. Phases no tap reads (ry ≥ KH or rx ≥ KW,
+    /// as in a strided 1×1) are left as they were.
     pub(super) fn fill_phases<T: Copy>(&self, input: &[T], lane: usize, pad: T, buffer: &mut [T]) {
         let [h, w] = self.input_hw;
         let [hs, ws] = self.phase_hw();
@@ -106,25 +107,44 @@ impl DirectGeometry {
         let [pt, pl] = self.pad_before;
         let plane = hs * ws * lane;
         let phase_len = self.input_channels.div_ceil(lane) * plane;
-        buffer.fill(pad);
+        // Only the phases a tap reads (a strided 1×1 reads phase (0, 0) alone), and the slack.
+        let [kh, kw] = self.kernel_hw;
+        for ry in 0..sh.min(kh) {
+            for rx in 0..sw.min(kw) {
+                buffer[(ry * sw + rx) * phase_len..][..phase_len].fill(pad);
+            }
+        }
+        buffer[sh * sw * phase_len..].fill(pad);
         for c in 0..self.input_channels {
             let channel = (c / lane) * plane + c % lane;
             for y in 0..h {
                 let (py, src) = (y + pt, &input[(c * h + y) * w..][..w]);
+                if py % sh >= kh {
+                    continue;
+                }
                 let row = (py % sh) * sw * phase_len + channel + (py / sh) * ws * lane;
                 if sw == 1 && lane == 1 {
                     buffer[row + pl..][..w].copy_from_slice(src);
                     continue;
                 }
-                if sw == 2 && lane == 1 {
+                if sw == 2 && lane == 1 && kw >= 2 {
                     // Source column x goes to phase (x + pl) % 2 at (x + pl) / 2.
                     let (first, second) = buffer[row..].split_at_mut(phase_len);
                     let (even, odd) = if pl % 2 == 0 { (first, second) } else { (second, first) };
                     deinterleave(src, &mut even[pl / 2..], &mut odd[pl.div_ceil(2)..]);
                     continue;
                 }
+                if sw == 2 && lane == 1 {
+                    // One column tap: phase 0 alone, the source columns x with x + pl even.
+                    let x0 = pl % 2;
+                    let dst = &mut buffer[row + (x0 + pl) / 2..];
+                    for (d, pair) in dst.iter_mut().zip(src[x0..].chunks(2)) {
+                        *d = pair[0];
+                    }
+                    continue;
+                }
                 // Column phase rx holds the padded columns px ≡ rx: source columns x0, x0 + sw, …
-                for rx in 0..sw {
+                for rx in 0..sw.min(kw) {
                     let x0 = (rx + sw - pl % sw) % sw;
                     let dst = &mut buffer[row + rx * phase_len + (x0 + pl) / sw * lane..];
                     for (d, v) in dst.iter_mut().step_by(lane).zip(src.iter().skip(x0).step_by(sw)) {
