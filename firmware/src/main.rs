@@ -44,6 +44,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: tract allocates every op's output afresh, and fine-tuning
+    // frees and reallocates its buffers every step; glibc as it comes faults them all in
+    // again each time (models/runtime/src/allocator.rs).
+    if let Err(e) = edgeclr_runtime::allocator::keep_freed_memory() {
+        eprintln!("warning: {e}; every frame's tensors will be faulted in afresh");
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "info",

@@ -2,7 +2,7 @@
 # The allocator's effect on CPU pretraining, alternated in one sitting: the issue-15 protocol
 # (resnet8, batch 256, 32 px, 10k CIFAR-10 images, Adam 1e-3, tau 0.5, s 0.5, no blur,
 # STEPS steps; median images/s of steps 3..STEPS from metrics.jsonl), one binary run two ways:
-#   tuned   as it ships: glibc's malloc keeps freed memory in one heap (host/src/allocator.rs)
+#   tuned   as it ships: glibc's malloc keeps freed memory in one heap (models/runtime/src/allocator.rs)
 #   glibc   glibc's malloc as it comes (GLIBC_TUNABLES names a malloc setting that changes
 #           nothing, perturb=0, so edgeclr leaves malloc alone)
 # plus, with BASELINE=/path/to/edgeclr, another build (e.g. an older one on mimalloc).

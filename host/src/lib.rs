@@ -9,7 +9,8 @@
 //! Shared pieces: [`data`] (datasets), [`config`] (the run's TOML), [`plots`].
 
 pub mod ablate;
-pub mod allocator;
+/// glibc's malloc settings, shared with the board's binary.
+pub use edgeclr_runtime::allocator;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -11,7 +11,8 @@
 //! onnxruntime fp32 run by our embedder in the same rounds (`vs_onnxruntime_fp32`): on a
 //! shared machine whose speed drifts by ±20 % between minutes, that is the figure to trust.
 //!
-//! `cargo bench --workspace --bench embed_speed -- EXPORT_DIR... [--rounds R] [--images N]`
+//! `cargo bench --workspace --bench embed_speed -- EXPORT_DIR... [--rounds R] [--images N]
+//! [--knob NAME=VALUE]...`
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,6 +22,7 @@ use edgeclr_runtime::OrtSettings;
 use edgeclr_runtime::backend::{self, Backend};
 use edgeclr_runtime::embed::Embedder;
 use rayon::prelude::*;
+use tract_onnx::tract_core::knobs::KnobScope;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -28,9 +30,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // As both binaries do (models/runtime/src/allocator.rs): tensors reused, not faulted in.
+    edgeclr_runtime::allocator::keep_freed_memory().expect("glibc takes the malloc settings");
     let mut dirs = Vec::new();
     let mut rounds = 9usize;
     let mut images = 64usize;
+    let mut knobs: Vec<(String, String)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -46,14 +51,33 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--images N")
             }
+            "--knob" => knobs.push(
+                args.next()
+                    .and_then(|v| {
+                        v.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .expect("--knob NAME=VALUE"),
+            ),
             "--bench" => {}
             other => dirs.push(PathBuf::from(other)),
         }
     }
     assert!(
         !dirs.is_empty(),
-        "usage: embed_speed EXPORT_DIR... [--rounds R] [--images N]"
+        "usage: embed_speed EXPORT_DIR... [--rounds R] [--images N] [--knob NAME=VALUE]..."
     );
+    // With --knob, tract also runs every model planned under those tract knobs (e.g.
+    // TRACT_DISABLE_DIRECT_AVX512=true: tract's own plans), interleaved with the rest.
+    let scope = (!knobs.is_empty()).then(|| {
+        let label = knobs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>();
+        let scope = KnobScope::new(knobs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .expect("tract knows these knobs");
+        (format!("tract[{}]", label.join(",")), scope)
+    });
     let cores = rayon::current_num_threads();
     let ort = OrtSettings::default();
     let engines: Vec<Backend> = Backend::ALL
@@ -79,7 +103,20 @@ fn main() {
                     .collect()
             })
             .collect();
-        let mut runs = load_all(dir, &manifest, &engines, &ort, cores, &inputs);
+        let mut runs = load_all(dir, &manifest, &engines, &ort, cores, &inputs, None);
+        if let Some((label, scope)) = &scope {
+            runs.extend(scope.enter(|| {
+                load_all(
+                    dir,
+                    &manifest,
+                    &[Backend::Tract],
+                    &ort,
+                    cores,
+                    &inputs,
+                    Some(label),
+                )
+            }));
+        }
         // Interleaved: every round times each model once, single-threaded, then once on all
         // cores, so a slow spell on this shared machine lands on every engine alike and the
         // per-round ratios below compare like with like.
@@ -98,6 +135,8 @@ fn main() {
 /// One model on one engine: a single embedder, one fork per core, and its round times.
 struct Timed {
     engine: Backend,
+    /// The engine's name, or `tract[KNOB=VALUE]` for a plan built under tract knobs.
+    label: String,
     file: String,
     load_ms: f64,
     single: Box<dyn Embedder>,
@@ -114,6 +153,7 @@ fn load_all(
     ort: &OrtSettings,
     cores: usize,
     inputs: &[Vec<f32>],
+    label: Option<&str>,
 ) -> Vec<Timed> {
     let mut runs = Vec::new();
     for &engine in engines {
@@ -144,6 +184,7 @@ fn load_all(
             }
             runs.push(Timed {
                 engine,
+                label: label.map_or_else(|| engine.name().to_string(), str::to_string),
                 file: artifact.file.clone(),
                 load_ms,
                 single,
@@ -196,7 +237,7 @@ fn report(dir: &Path, size: usize, runs: &[Timed], cores: usize) {
             println!(
                 "{}",
                 serde_json::json!({
-                    "engine": r.engine.name(), "file": r.file, "size": size,
+                    "engine": r.label, "file": r.file, "size": size,
                     "threads": threads, "ms_per_image": ms, "images_per_s": 1e3 / ms,
                     "load_ms": r.load_ms, "dir": dir.display().to_string(),
                     "rounds": ours.len(), "vs_onnxruntime_fp32": vs_ort,

@@ -34,6 +34,8 @@ fn args() -> Args {
 }
 
 fn main() {
+    // As both binaries do (models/runtime/src/allocator.rs): tensors reused, not faulted in.
+    edgeclr_runtime::allocator::keep_freed_memory().expect("glibc takes the malloc settings");
     let a = args();
     let manifest = Manifest::load(&a.dir).expect("export folder with manifest.json");
     let size = manifest.input.size;
@@ -54,10 +56,11 @@ fn main() {
         let mut model = TractModel::load_bytes(&bytes, size, &path).expect("loads");
         let profile = model.profile(&input, a.rounds).expect("runs");
         eprintln!(
-            "== {} ({size} px): {:.3} ms over {} nodes",
+            "== {} ({size} px): {:.3} ms over {} nodes, {:.3} ms a whole run",
             artifact.file,
             profile.total_ms,
-            profile.ops.len()
+            profile.ops.len(),
+            profile.wall_ms
         );
         for (kind, nodes, ms) in profile.by_kind() {
             eprintln!(

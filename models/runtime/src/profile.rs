@@ -36,6 +36,9 @@ pub struct Profile {
     pub ops: Vec<OpTime>,
     /// Sum of the per-node means (excludes the tract loop between nodes).
     pub total_ms: f64,
+    /// Mean wall time of a whole run (input tensor, every node, tract's loop between them):
+    /// `wall_ms − total_ms` is what no op accounts for.
+    pub wall_ms: f64,
     /// Timed runs averaged (after one warm-up run).
     pub rounds: usize,
 }
@@ -97,6 +100,7 @@ impl TractModel {
         self.run(chw)?;
         let rounds = rounds.max(1);
         let mut totals: BTreeMap<usize, f64> = BTreeMap::new();
+        let wall = Instant::now();
         for _ in 0..rounds {
             let input = self.input_tensor(chw)?;
             self.state_mut()
@@ -108,6 +112,7 @@ impl TractModel {
                 })
                 .map_err(|e| EmbedError::Run(format!("{e:#}")))?;
         }
+        let wall_ms = wall.elapsed().as_secs_f64() * 1e3 / rounds as f64;
         let model = self.plan().model();
         let ops: Vec<OpTime> = totals
             .into_iter()
@@ -129,6 +134,7 @@ impl TractModel {
         Ok(Profile {
             ops,
             total_ms,
+            wall_ms,
             rounds,
         })
     }

@@ -1,12 +1,20 @@
-//! The training binary's allocator settings. A training step on burn-flex allocates and frees
-//! tensor buffers of up to ~70 MB each, in the same sizes every step. glibc's malloc, as it
-//! comes, serves each one with a fresh `mmap` and hands it back to the kernel on free, so
-//! every step faults all of them in again, zeroed (issue 15's protocol: 3.2 M page faults and
-//! 13 s of system time per 8 steps). Told to keep one heap (no `mmap` for large blocks, no
-//! trimming, one arena), it reuses the freed blocks best-fit: 0.19 M page faults in all, the
-//! same over 8 and 40 steps (the first step's), and a peak RSS of 763 MiB. mimalloc, the previous global allocator,
-//! kept freed pages too but fragmented: 1.04–1.29 GiB of peak RSS against 0.74 GiB
-//! (docs/backends.md, "Intel Xeon, and peak memory").
+//! The process's allocator settings, for both binaries (`edgeclr`, `edgeclr-device`) and the
+//! benchmarks that stand for them. glibc's malloc, as it comes, serves large blocks with a
+//! fresh `mmap` and trims freed memory at the top of the heap back to the kernel, so a
+//! workload that frees and reallocates the same large buffers faults them in again, zeroed,
+//! every time:
+//! - training on burn-flex allocates and frees tensor buffers of up to ~70 MB each, in the
+//!   same sizes every step (issue 15's protocol: 3.2 M page faults and 13 s of system time
+//!   per 8 steps; with these settings 0.19 M page faults in all, the same over 8 and 40 steps,
+//!   and a peak RSS of 763 MiB; mimalloc, the previous global allocator, kept freed pages too
+//!   but fragmented: 1.04–1.29 GiB of peak RSS against 0.74 GiB — docs/backends.md, "Intel
+//!   Xeon, and peak memory");
+//! - inference with tract allocates every op's output afresh (1.2 MB per 96×96×32 f32
+//!   activation): ≈ 560 page faults per 96 px encoder run, and 25–30 % of its time
+//!   (docs/export.md, "Page faults"); with these settings a handful per run.
+//!
+//! Told to keep one heap (no `mmap` for large blocks, no trimming, one arena), glibc reuses
+//! the freed blocks best-fit.
 
 /// Largest value glibc accepts for `M_TRIM_THRESHOLD` without wrapping (an `int`): the heap is
 /// trimmed only once 2 GiB at its top are free.
