@@ -315,12 +315,10 @@ fn requantise(acc: &[f64], m: f64, zero: u8) -> Vec<u8> {
 
 /// A random integer convolution whose output scale puts its accumulators' spread at about
 /// 40 quanta for input `x_int` (input minus its zero point) of side `h`.
+/// `[co, ci, stride, k]`: output and input channels, stride, kernel side.
 fn random_qconv(
     rng: &mut ChaCha8Rng,
-    co: usize,
-    ci: usize,
-    stride: usize,
-    k: usize,
+    [co, ci, stride, k]: [usize; 4],
     x_int: &[f64],
     h: usize,
     x_scale: f32,
@@ -400,12 +398,12 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
             .map(|&q| f64::from(q) - f64::from(x_zero))
             .collect();
         let x: Vec<f32> = x_int.iter().map(|&v| v as f32 * x_scale).collect();
-        let (a, y1, h1) = random_qconv(&mut rng, c1, 3, s1, 3, &x_int, size, x_scale);
+        let (a, y1, h1) = random_qconv(&mut rng, [c1, 3, s1, 3], &x_int, size, x_scale);
         let y1_int: Vec<f64> = y1
             .iter()
             .map(|&q| f64::from(q) - f64::from(a.y_zero))
             .collect();
-        let (b, y2, _) = random_qconv(&mut rng, c2, c1, s2, k2, &y1_int, h1, a.y_scale);
+        let (b, y2, _) = random_qconv(&mut rng, [c2, c1, s2, k2], &y1_int, h1, a.y_scale);
         let want: Vec<f64> = y2
             .iter()
             .map(|&q| (f64::from(q) - f64::from(b.y_zero)) * f64::from(b.y_scale))
