@@ -193,74 +193,144 @@ fn fp32_convolutions_match_the_definition() {
     }
 }
 
-/// `image → conv a → ReLU → conv b → add(ReLU output) → ReLU → Flatten`: a ResNet basic
-/// block's tail, as fp32 ONNX bytes.
-fn fp32_residual_block(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
-    let mut g = GraphBuilder::default();
-    let conv = |g: &mut GraphBuilder, stem: &str, x: &str, conv: &FoldedConv| {
-        let w = g.constant_f32(&format!("{stem}.w"), &conv.shape, &conv.weight);
-        let bias = g.constant_f32(&format!("{stem}.b"), &[conv.shape[0]], &conv.bias);
-        let y = g.fresh(stem);
+/// A ResNet stem and basic block to check the fused tails against: `image → stem → ReLU = r`,
+/// then `conv b1 (→ ReLU → conv b2 when downsampling) → add(shortcut) → ReLU → Flatten`,
+/// where the shortcut is `r` itself or a strided 1×1 convolution of it.
+struct Block {
+    stem: FoldedConv,
+    b1: FoldedConv,
+    /// The second convolution and the 1×1 shortcut of a downsampling block.
+    down: Option<(FoldedConv, FoldedConv)>,
+    /// The shortcut as the add's first operand (our output is then operand 1).
+    swap: bool,
+}
+
+impl Block {
+    fn onnx(&self, size: usize) -> Vec<u8> {
+        let mut g = GraphBuilder::default();
+        let conv = |g: &mut GraphBuilder, stem: &str, x: &str, conv: &FoldedConv| {
+            let w = g.constant_f32(&format!("{stem}.w"), &conv.shape, &conv.weight);
+            let bias = g.constant_f32(&format!("{stem}.b"), &[conv.shape[0]], &conv.bias);
+            let y = g.fresh(stem);
+            g.node(
+                "Conv",
+                &[x, &w, &bias],
+                &y,
+                GraphBuilder::conv_attributes(conv),
+            );
+            y
+        };
+        let relu = |g: &mut GraphBuilder, x: &str| {
+            let y = g.fresh("relu");
+            g.node("Relu", &[x], &y, vec![]);
+            y
+        };
+        let r = conv(&mut g, "stem", INPUT, &self.stem);
+        let r = relu(&mut g, &r);
+        let mut main = conv(&mut g, "b1", &r, &self.b1);
+        let mut shortcut = r.clone();
+        if let Some((b2, sc)) = &self.down {
+            let m = relu(&mut g, &main);
+            main = conv(&mut g, "b2", &m, b2);
+            shortcut = conv(&mut g, "shortcut", &r, sc);
+        }
+        let sum = g.fresh("sum");
+        let operands = if self.swap {
+            [&shortcut, &main]
+        } else {
+            [&main, &shortcut]
+        };
         g.node(
-            "Conv",
-            &[x, &w, &bias],
-            &y,
-            GraphBuilder::conv_attributes(conv),
+            "Add",
+            &[operands[0].as_str(), operands[1].as_str()],
+            &sum,
+            vec![],
         );
-        y
-    };
-    let ya = conv(&mut g, "a", INPUT, a);
-    let ra = g.fresh("a.relu");
-    g.node("Relu", &[&ya], &ra, vec![]);
-    let yb = conv(&mut g, "b", &ra, b);
-    let sum = g.fresh("sum");
-    g.node("Add", &[&yb, &ra], &sum, vec![]);
-    let out = g.fresh("out");
-    g.node("Relu", &[&sum], &out, vec![]);
-    g.node("Flatten", &[&out], OUTPUT, vec![onnx::attr_int("axis", 1)]);
-    prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "residual check"))
+        let out = relu(&mut g, &sum);
+        g.node("Flatten", &[&out], OUTPUT, vec![onnx::attr_int("axis", 1)]);
+        prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "block check"))
+    }
+
+    /// The definition, in f64.
+    fn reference(&self, x: &[f64], size: usize) -> Vec<f64> {
+        let relu = |v: Vec<f64>| v.into_iter().map(|x| x.max(0.0)).collect::<Vec<f64>>();
+        let (r, h) = conv_reference(&self.stem, x, size);
+        let r = relu(r);
+        let (mut main, h1) = conv_reference(&self.b1, &r, h);
+        let mut shortcut = r.clone();
+        if let Some((b2, sc)) = &self.down {
+            main = conv_reference(b2, &relu(main), h1).0;
+            shortcut = conv_reference(sc, &r, h).0;
+        }
+        relu(main.iter().zip(&shortcut).map(|(m, s)| m + s).collect())
+    }
+
+    fn convolutions(&self) -> usize {
+        if self.down.is_some() { 4 } else { 2 }
+    }
 }
 
 #[test]
 fn relu_and_residual_add_fuse_into_the_direct_convolution() {
-    let relu = |v: Vec<f64>| v.into_iter().map(|x| x.max(0.0)).collect::<Vec<f64>>();
     let mut rng = ChaCha8Rng::seed_from_u64(13);
-    // 32 wide is written in place (the epilogue in registers), 16 and 13 as runs over the
-    // phase rows (the epilogue after compaction).
-    for (size, c) in [(32, 16), (16, 32), (13, 24)] {
-        let (a, b) = (
-            random_conv(&mut rng, c, 3, 1, 3),
-            random_conv(&mut rng, c, c, 1, 3),
-        );
+    // (input side, stem channels, stem kernel and stride, downsampling block, add operands
+    // swapped). 32 and 48 wide rows are written in place (the epilogue in registers), 16 and
+    // 13 as runs over the phase rows (the epilogue after compaction); the 7×7 stride-2 stems
+    // are ImageNet's.
+    for (size, c, (k, s), down, swap) in [
+        (32, 16, (3, 1), false, false),
+        (16, 32, (3, 1), false, true),
+        (13, 24, (3, 1), false, false),
+        (64, 16, (7, 2), true, false),
+        (96, 16, (7, 2), true, true),
+        (32, 16, (3, 1), true, false),
+    ] {
+        let stem = random_conv(&mut rng, c, 3, s, k);
+        let block = if down {
+            Block {
+                stem,
+                b1: random_conv(&mut rng, 2 * c, c, 2, 3),
+                down: Some((
+                    random_conv(&mut rng, 2 * c, 2 * c, 1, 3),
+                    random_conv(&mut rng, 2 * c, c, 2, 1),
+                )),
+                swap,
+            }
+        } else {
+            Block {
+                stem,
+                b1: random_conv(&mut rng, c, c, 1, 3),
+                down: None,
+                swap,
+            }
+        };
         let x: Vec<f32> = (0..3 * size * size)
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
         let xf: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let ra = relu(conv_reference(&a, &xf, size).0);
-        let yb = conv_reference(&b, &ra, size).0;
-        let want = relu(yb.iter().zip(&ra).map(|(y, r)| y + r).collect());
-        let mut model =
-            TractModel::from_onnx(&fp32_residual_block(&a, &b, size), size).expect("loads");
+        let want = block.reference(&xf, size);
+        let mut model = TractModel::from_onnx(&block.onnx(size), size).expect("loads");
         let profile = model.profile(&x, 1).expect("runs");
-        let label = format!("{size}×{size}, {c} channels");
+        let label = format!("{size}×{size}, {c} channels, stem {k}/{s}, down {down}, swap {swap}");
         if has_avx512() {
-            // Two ops: a + ReLU, b + residual + ReLU; nothing pointwise left.
-            assert_eq!(profile.count("DirectConvAvx512"), 2, "{label}:\n{profile}");
+            // Every convolution direct, ReLUs and the add folded in; nothing pointwise left.
+            assert_eq!(
+                profile.count("DirectConvAvx512"),
+                block.convolutions(),
+                "{label}:\n{profile}"
+            );
             let pointwise = |op: &str| ["Bin", "Max", "Add"].iter().any(|k| op.contains(k));
             assert!(
                 !profile.ops.iter().any(|o| pointwise(&o.op)),
                 "{label}: pointwise ops left in\n{profile}"
             );
             let infos: Vec<&str> = profile.ops.iter().map(|o| o.info.as_str()).collect();
-            assert!(
-                infos
-                    .iter()
-                    .any(|i| i.ends_with(", ReLU") && !i.contains("residual")),
-                "{label}: {infos:?}"
-            );
-            assert!(
-                infos.iter().any(|i| i.ends_with(" + residual, ReLU")),
-                "{label}: {infos:?}"
+            let fused = |tail: &str| infos.iter().filter(|i| i.ends_with(tail)).count();
+            assert_eq!(fused(" + residual, ReLU"), 1, "{label}: {infos:?}");
+            assert_eq!(
+                fused(", ReLU") - 1,
+                block.convolutions() / 2,
+                "{label}: ReLUs folded in {infos:?}"
             );
         }
         let got = model.run(&x).expect("runs").swap_remove(0);

@@ -31,7 +31,9 @@ pub(super) fn fuse_epilogue(
     rule_if!(!model.output_outlets()?.contains(&node.id.into()));
     let inlet = node.outputs[0].successors[0];
     let succ = model.node(inlet.node);
-    rule_if!(succ.outputs.len() == 1);
+    // The fused op's output replaces the successor's: same type and shape (a constant of
+    // higher rank would broadcast it).
+    rule_if!(succ.outputs.len() == 1 && is_like_output(op, model, succ.id.into())?);
     rule_if_some!(steps = steps_of(succ, inlet.slot));
     let mut fused = op.clone();
     let mut residual = None;
