@@ -41,6 +41,14 @@ pub enum ArtifactKind {
 }
 
 impl ArtifactKind {
+    /// The batch-1 encoder files an export may hold, each runnable by an embedder.
+    pub const ENCODERS: [ArtifactKind; 4] = [
+        Self::OnnxFp32,
+        Self::NnefFp32,
+        Self::OnnxInt8Qlinear,
+        Self::OnnxInt8Qdq,
+    ];
+
     /// The file name an export writes for this kind.
     pub fn file_name(self) -> &'static str {
         match self {

@@ -157,12 +157,7 @@ fn load_all(
 ) -> Vec<Timed> {
     let mut runs = Vec::new();
     for &engine in engines {
-        for kind in [
-            ArtifactKind::OnnxFp32,
-            ArtifactKind::NnefFp32,
-            ArtifactKind::OnnxInt8Qlinear,
-            ArtifactKind::OnnxInt8Qdq,
-        ] {
+        for kind in ArtifactKind::ENCODERS {
             let Some(artifact) = manifest.artifact(kind) else {
                 continue;
             };

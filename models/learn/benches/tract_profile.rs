@@ -42,12 +42,7 @@ fn main() {
     let input: Vec<f32> = (0..3 * size * size)
         .map(|i| ((i % 97) as f32 / 48.0) - 1.0)
         .collect();
-    for kind in [
-        ArtifactKind::OnnxFp32,
-        ArtifactKind::NnefFp32,
-        ArtifactKind::OnnxInt8Qlinear,
-        ArtifactKind::OnnxInt8Qdq,
-    ] {
+    for kind in ArtifactKind::ENCODERS {
         let Some(artifact) = manifest.artifact(kind) else {
             continue;
         };

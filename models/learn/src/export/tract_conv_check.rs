@@ -48,6 +48,14 @@ fn conv_reference(conv: &FoldedConv, x: &[f64], h: usize) -> (Vec<f64>, usize) {
     (y, oh)
 }
 
+/// Largest |got − want| over the two outputs.
+fn max_abs_error(got: &[f32], want: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max)
+}
+
 /// A `k`×`k` convolution (3×3 with padding 1, or an unpadded 1×1 shortcut).
 fn random_conv(rng: &mut ChaCha8Rng, co: usize, ci: usize, stride: usize, k: usize) -> FoldedConv {
     let n = co * ci * k * k;
@@ -183,11 +191,7 @@ fn fp32_convolutions_match_the_definition() {
             }
             let got = model.run(&x).expect("runs").swap_remove(0);
             assert_eq!(got.len(), want.len(), "{label}");
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (f64::from(*g) - w).abs())
-                .fold(0.0, f64::max);
+            let worst = max_abs_error(&got, &want);
             assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
         }
     }
@@ -335,11 +339,7 @@ fn relu_and_residual_add_fuse_into_the_direct_convolution() {
         }
         let got = model.run(&x).expect("runs").swap_remove(0);
         assert_eq!(got.len(), want.len(), "{label}");
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (f64::from(*g) - w).abs())
-            .fold(0.0, f64::max);
+        let worst = max_abs_error(&got, &want);
         assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
         // Clamped outputs are exactly zero, as ReLU defines (about half of them).
         let zeros = got.iter().filter(|&&v| v == 0.0).count();

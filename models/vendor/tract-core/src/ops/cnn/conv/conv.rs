@@ -761,11 +761,10 @@ impl Conv {
     }
 
     /// Whether codegen will lower this convolution to one of the direct convolutions on this
-    /// host (edgeclr's patch, issue 17).
+    /// host (edgeclr's patch, issue 17): the same two checks codegen makes.
     fn runs_direct(&self, model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
-        Ok(self.direct_geometry(model.outlet_fact(node.inputs[0])?).is_some()
-            && (self.direct_vnni_plan(model, node)?.is_some()
-                || self.direct_avx512_geometry(model, node)?.is_some()))
+        Ok(self.direct_vnni_plan(model, node)?.is_some()
+            || self.direct_avx512_geometry(model, node)?.is_some())
     }
 
     /// The geometry of [`super::DirectConvAvx512`] and its packed kernel when this convolution

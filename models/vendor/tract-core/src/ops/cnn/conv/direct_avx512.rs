@@ -134,15 +134,6 @@ impl DirectGeometry {
                     deinterleave(src, &mut even[pl / 2..], &mut odd[pl.div_ceil(2)..]);
                     continue;
                 }
-                if sw == 2 && lane == 1 {
-                    // One column tap: phase 0 alone, the source columns x with x + pl even.
-                    let x0 = pl % 2;
-                    let dst = &mut buffer[row + (x0 + pl) / 2..];
-                    for (d, pair) in dst.iter_mut().zip(src[x0..].chunks(2)) {
-                        *d = pair[0];
-                    }
-                    continue;
-                }
                 // Column phase rx holds the padded columns px ≡ rx: source columns x0, x0 + sw, …
                 for rx in 0..sw.min(kw) {
                     let x0 = (rx + sw - pl % sw) % sw;
