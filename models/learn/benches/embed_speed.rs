@@ -68,7 +68,7 @@ fn main() {
         "usage: embed_speed EXPORT_DIR... [--rounds R] [--images N] [--knob NAME=VALUE]..."
     );
     // With --knob, tract also runs every model planned under those tract knobs (e.g.
-    // TRACT_DISABLE_DIRECT_AVX512=true: tract's own plans), interleaved with the rest.
+    // TRACT_DISABLE_DIRECT_CONV=true: tract's own plans), interleaved with the rest.
     let scope = (!knobs.is_empty()).then(|| {
         let label = knobs
             .iter()

@@ -1,5 +1,5 @@
 //! tract's convolutions — with our patches (models/vendor/tract-core/PATCH.md): how it unfolds
-//! 2-D inputs, and a direct AVX-512 fp32 convolution — against the definition, in the two
+//! 2-D inputs, and direct fp32 convolutions (AVX-512 and AVX2 kernels) — against the definition, in the two
 //! forms we export: fp32 `Conv` (in each of the three plans tract can take) and integer
 //! `QLinearConv`. Geometries cover what the patch special-cases:
 //! padding on every side, stride 2, outputs that do not fill the last packed panel
@@ -96,10 +96,12 @@ fn geometries() -> [(usize, usize, usize, usize, usize, usize); 9] {
     // convolution takes instead of tract's `Downsample` + matrix product). tract
     // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
     // convolution with more than 16 outputs (the eager `Im2col` path the patch writes). The
-    // direct AVX-512 convolution takes multiples of eight output channels (33 falls back) in
-    // blocks of 48 output points: 64 wide is written in place as a block of three vectors and
-    // one of one, 56 wide is one whole block and a partial one, 13, 12, 7 and 6 wide are
-    // partial vectors, and odd sides with stride 2 leave the stride phases unequal.
+    // direct convolution takes whole blocks of output channels (8 with AVX-512, 4 with AVX2:
+    // 33 falls back to tract's plans). With AVX-512's 16-point vectors 64 wide rows are written
+    // in place as two blocks of two vectors, 32 wide as one, 56, 13, 12, 7 and 6 wide as runs
+    // over the phase rows; with AVX2's 8-point vectors 64, 56, 32, 24 and 16 wide rows are in
+    // place (56 as blocks of 3, 2 and 2 vectors), the rest runs. Odd sides
+    // with stride 2 leave the stride phases unequal.
     [
         (13, 33, 1, 40, 2, 3),
         (32, 16, 1, 32, 1, 3),
@@ -116,25 +118,94 @@ fn geometries() -> [(usize, usize, usize, usize, usize, usize); 9] {
 /// How tract lowers an fp32 convolution.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Plan {
-    /// The default: our direct AVX-512 convolution where the host has AVX-512F and the
-    /// geometry fits, else tract's lazy im2col.
+    /// The default: our direct convolution with the widest kernel the host runs (AVX-512F,
+    /// else AVX2 + FMA) where the geometry fits, else tract's lazy im2col.
     Default,
+    /// Our direct convolution with its AVX2 kernel even where AVX-512 is present
+    /// (`TRACT_DIRECT_CONV_NO_AVX512`), so that hosts with AVX-512 test both kernels.
+    Avx2,
     /// tract's lazy im2col (the direct convolution disabled).
     Lazy,
     /// tract's eager `Im2col`, which our unfolding patch writes.
     Eager,
 }
 
-/// Whether this host runs the direct AVX-512 convolution (tract-core's own check).
-fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
+impl Plan {
+    /// The model, planned this way.
+    fn load(self, bytes: &[u8], size: usize) -> TractModel {
+        let load = || TractModel::from_onnx(bytes, size);
+        match self {
+            Plan::Default => load(),
+            Plan::Avx2 => AVX2.enter(load),
+            Plan::Lazy => NO_DIRECT.enter(load),
+            Plan::Eager => EAGER.enter(load),
+        }
+        .expect("loads")
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The kernel our direct fp32 convolution runs in this plan on this host (tract-core's
+    /// own check, `F32Isa::detect`) as its info names it, and its block of output channels;
+    /// None when it does not run.
+    fn direct_kernel(self) -> Option<(&'static str, usize)> {
+        let isa = HostIsa::get();
+        match self {
+            Plan::Default if isa.avx512 => Some(("Avx512", 8)),
+            Plan::Default | Plan::Avx2 if isa.avx2_fma => Some(("Avx2Fma", 4)),
+            _ => None,
+        }
     }
+
+    /// The same for our direct integer convolution (`U8Isa::detect`).
+    fn direct_u8_kernel(self) -> Option<(&'static str, usize)> {
+        let isa = HostIsa::get();
+        match self {
+            Plan::Default if isa.vnni => Some(("Vnni", 8)),
+            Plan::Default | Plan::Avx2 if isa.avx2 => Some(("Avx2", 4)),
+            _ => None,
+        }
+    }
+}
+
+/// The instruction sets the direct convolutions' kernels need, as this host has them.
+struct HostIsa {
+    avx512: bool,
+    vnni: bool,
+    avx2: bool,
+    avx2_fma: bool,
+}
+
+impl HostIsa {
+    fn get() -> HostIsa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            HostIsa {
+                avx512: has!("avx512f"),
+                vnni: has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
+                avx2: has!("avx2"),
+                avx2_fma: has!("avx2") && has!("fma"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            HostIsa {
+                avx512: false,
+                vnni: false,
+                avx2: false,
+                avx2_fma: false,
+            }
+        }
+    }
+}
+
+/// How many ops of `profile` are `op` (one of our direct convolutions) on `kernel`.
+fn direct_on(profile: &edgeclr_runtime::Profile, op: &str, kernel: &str) -> usize {
+    let prefix = format!("{kernel}:");
+    profile
+        .ops
+        .iter()
+        .filter(|o| o.op == op && o.info.starts_with(&prefix))
+        .count()
 }
 
 #[test]
@@ -152,33 +223,39 @@ fn fp32_convolutions_match_the_definition() {
         let (mid, h1) = conv_reference(&a, &xf, size);
         let (want, _) = conv_reference(&b, &mid, h1);
         let bytes = fp32_pair(&a, &b, size);
-        for plan in [Plan::Default, Plan::Lazy, Plan::Eager] {
+        for plan in [Plan::Default, Plan::Avx2, Plan::Lazy, Plan::Eager] {
             let label = format!("geometry {size}/{c1}/{s1}/{c2}/{s2}/{k2}, {plan:?}");
-            let load = || TractModel::from_onnx(&bytes, size);
-            let mut model = match plan {
-                Plan::Default => load(),
-                Plan::Lazy => NO_DIRECT.enter(load),
-                Plan::Eager => EAGER.enter(load),
-            }
-            .expect("loads");
+            let mut model = plan.load(&bytes, size);
             let profile = model.profile(&x, 1).expect("runs");
-            let (unfolds, direct) = (profile.count("Im2col"), profile.count("DirectConvAvx512"));
-            // Eager unfolds b's 3×3 (a, with three input channels, stays lazy; a 1×1 b is a
-            // matrix product).
+            // Eager unfolds b's 3×3 (a 1×1 b is a matrix product); a, with three input
+            // channels, is unfolded or not as the host's kernels decide (tract's direct spatial
+            // convolution takes it where tract-linalg has `conv_w4`), so only b is asserted.
+            let b_unfolds = profile
+                .ops
+                .iter()
+                .filter(|o| o.op == "Im2col" && o.node.starts_with("Conv:b"))
+                .count();
             assert_eq!(
-                unfolds > 0,
+                b_unfolds > 0,
                 plan == Plan::Eager && k2 == 3,
-                "{label}: {unfolds} Im2col ops in\n{profile}"
+                "{label}: {b_unfolds} Im2col ops for b in\n{profile}"
             );
-            let direct_expected = usize::from(c1 % 8 == 0) + usize::from(c2 % 8 == 0);
-            let direct_expected = if plan == Plan::Default && has_avx512() {
-                direct_expected
-            } else {
-                0
+            let (kernel, direct_expected) = match plan.direct_kernel() {
+                Some((kernel, oc)) => (
+                    kernel,
+                    usize::from(c1 % oc == 0) + usize::from(c2 % oc == 0),
+                ),
+                None => ("none", 0),
             };
             assert_eq!(
-                direct, direct_expected,
-                "{label}: DirectConvAvx512 ops in\n{profile}"
+                profile.count("DirectConvF32"),
+                direct_expected,
+                "{label}: DirectConvF32 ops in\n{profile}"
+            );
+            assert_eq!(
+                direct_on(&profile, "DirectConvF32", kernel),
+                direct_expected,
+                "{label}: DirectConvF32 ops on {kernel} in\n{profile}"
             );
             // A strided 1×1 the direct convolution takes leaves no `Downsample` behind (without
             // it tract downsamples, sometimes inside the matrix product's packing).
@@ -278,9 +355,9 @@ impl Block {
 fn relu_and_residual_add_fuse_into_the_direct_convolution() {
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     // (input side, stem channels, stem kernel and stride, downsampling block, add operands
-    // swapped). 32 and 48 wide rows are written in place (the epilogue in registers), 16 and
-    // 13 as runs over the phase rows (the epilogue after compaction); the 7×7 stride-2 stems
-    // are ImageNet's.
+    // swapped). With AVX-512, 32 and 48 wide rows are written in place (the epilogue in
+    // registers), 16 and 13 as runs over the phase rows (the epilogue after compaction); with
+    // AVX2 16 wide is in place too. The 7×7 stride-2 stems are ImageNet's.
     for (size, c, (k, s), down, swap) in [
         (32, 16, (3, 1), false, false),
         (16, 32, (3, 1), false, true),
@@ -313,47 +390,57 @@ fn relu_and_residual_add_fuse_into_the_direct_convolution() {
             .collect();
         let xf: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let want = block.reference(&xf, size);
-        let mut model = TractModel::from_onnx(&block.onnx(size), size).expect("loads");
-        let profile = model.profile(&x, 1).expect("runs");
-        let label = format!("{size}×{size}, {c} channels, stem {k}/{s}, down {down}, swap {swap}");
-        if has_avx512() {
-            // Every convolution direct, ReLUs and the add folded in; nothing pointwise left.
-            assert_eq!(
-                profile.count("DirectConvAvx512"),
-                block.convolutions(),
-                "{label}:\n{profile}"
+        for plan in [Plan::Default, Plan::Avx2] {
+            let label = format!(
+                "{size}×{size}, {c} channels, stem {k}/{s}, down {down}, swap {swap}, {plan:?}"
             );
-            let pointwise = |op: &str| ["Bin", "Max", "Add"].iter().any(|k| op.contains(k));
-            assert!(
-                !profile.ops.iter().any(|o| pointwise(&o.op)),
-                "{label}: pointwise ops left in\n{profile}"
-            );
-            let infos: Vec<&str> = profile.ops.iter().map(|o| o.info.as_str()).collect();
-            let fused = |tail: &str| infos.iter().filter(|i| i.ends_with(tail)).count();
-            assert_eq!(fused(" + residual, ReLU"), 1, "{label}: {infos:?}");
-            assert_eq!(
-                fused(", ReLU") - 1,
-                block.convolutions() / 2,
-                "{label}: ReLUs folded in {infos:?}"
-            );
+            check_block(&block, plan, &x, size, &want, &label);
         }
-        let got = model.run(&x).expect("runs").swap_remove(0);
-        assert_eq!(got.len(), want.len(), "{label}");
-        let worst = max_abs_error(&got, &want);
-        assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
-        // Clamped outputs are exactly zero, as ReLU defines (about half of them).
-        let zeros = got.iter().filter(|&&v| v == 0.0).count();
+    }
+}
+
+/// One [`Block`] in one plan against its definition `want`: every convolution direct where the
+/// host runs the plan's kernel, with the tails fused.
+fn check_block(block: &Block, plan: Plan, x: &[f32], size: usize, want: &[f64], label: &str) {
+    let mut model = plan.load(&block.onnx(size), size);
+    let profile = model.profile(x, 1).expect("runs");
+    if let Some((kernel, _)) = plan.direct_kernel() {
+        // Every convolution direct, ReLUs and the add folded in; nothing pointwise left.
+        assert_eq!(
+            direct_on(&profile, "DirectConvF32", kernel),
+            block.convolutions(),
+            "{label}:\n{profile}"
+        );
+        let pointwise = |op: &str| ["Bin", "Max", "Add"].iter().any(|k| op.contains(k));
         assert!(
-            zeros > got.len() / 5 && zeros < got.len() * 4 / 5,
-            "{label}: {zeros} zeros"
+            !profile.ops.iter().any(|o| pointwise(&o.op)),
+            "{label}: pointwise ops left in\n{profile}"
+        );
+        let infos: Vec<&str> = profile.ops.iter().map(|o| o.info.as_str()).collect();
+        let fused = |tail: &str| infos.iter().filter(|i| i.ends_with(tail)).count();
+        assert_eq!(fused(" + residual, ReLU"), 1, "{label}: {infos:?}");
+        assert_eq!(
+            fused(", ReLU") - 1,
+            block.convolutions() / 2,
+            "{label}: ReLUs folded in {infos:?}"
         );
     }
+    let got = model.run(x).expect("runs").swap_remove(0);
+    assert_eq!(got.len(), want.len(), "{label}");
+    let worst = max_abs_error(&got, want);
+    assert!(worst < 1e-4, "{label}: max |Δ| {worst:e}");
+    // Clamped outputs are exactly zero, as ReLU defines (about half of them).
+    let zeros = got.iter().filter(|&&v| v == 0.0).count();
+    assert!(
+        zeros > got.len() / 5 && zeros < got.len() * 4 / 5,
+        "{label}: {zeros} zeros"
+    );
 }
 
 /// tract's knobs that send every convolution to the eager `Im2col` path.
 static EAGER: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
     KnobScope::new([
-        ("TRACT_DISABLE_DIRECT_AVX512", "true"),
+        ("TRACT_DISABLE_DIRECT_CONV", "true"),
         ("TRACT_LAZY_IM2COL_MIN_KERNEL", "1000000"),
         ("TRACT_LAZY_IM2COL_MAX_EAGER_BYTES", "1000000000000"),
     ])
@@ -362,7 +449,12 @@ static EAGER: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
 
 /// The knob that turns our direct convolution off (tract's lazy im2col then runs).
 static NO_DIRECT: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
-    KnobScope::new([("TRACT_DISABLE_DIRECT_AVX512", "true")]).expect("tract knows this knob")
+    KnobScope::new([("TRACT_DISABLE_DIRECT_CONV", "true")]).expect("tract knows this knob")
+});
+
+/// The knob that makes our direct fp32 convolution take its AVX2 kernel on AVX-512 hosts.
+static AVX2: std::sync::LazyLock<KnobScope> = std::sync::LazyLock::new(|| {
+    KnobScope::new([("TRACT_DIRECT_CONV_NO_AVX512", "true")]).expect("tract knows this knob")
 });
 
 /// One integer convolution: i8 weights (per-tensor scale, zero point 0), i32 bias, the
@@ -479,30 +571,27 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
             .map(|&q| (f64::from(q) - f64::from(b.y_zero)) * f64::from(b.y_scale))
             .collect();
         let bytes = int8_pair(x_scale, x_zero, [&a, &b], size);
-        // The default plan (our direct VNNI convolution where the host has it and the output
-        // channels are a multiple of eight) and tract's own eager `Im2col`.
-        for direct in [true, false] {
-            let label = format!("{label}, direct {direct}");
-            let load = || TractModel::from_onnx(&bytes, size);
-            let mut model = if direct {
-                load()
-            } else {
-                NO_DIRECT.enter(load)
-            }
-            .expect("loads");
+        // The default plan (our direct integer convolution with the widest kernel the host
+        // runs: VNNI, else AVX2, for whole blocks of output channels), its AVX2 kernel on a
+        // host with VNNI too, and tract's own eager `Im2col`.
+        for plan in [Plan::Default, Plan::Avx2, Plan::Lazy] {
+            let label = format!("{label}, {plan:?}");
+            let mut model = plan.load(&bytes, size);
             let profile = model.profile(&x, 1).expect("runs");
-            let expected = if direct && has_vnni() {
-                usize::from(c1 % 8 == 0) + usize::from(c2 % 8 == 0)
-            } else {
-                0
-            };
-            let (unfolds, vnni) = (profile.count("Im2col"), profile.count("DirectConvVnni"));
-            assert_eq!(vnni, expected, "{label}: DirectConvVnni ops in\n{profile}");
-            // Without the direct path tract unfolds the 3×3s and runs a 1×1 as a product.
-            let b_unfolds = usize::from(k2 == 3 && !(direct && has_vnni() && c2 % 8 == 0));
-            let a_unfolds = usize::from(!(direct && has_vnni() && c1 % 8 == 0));
+            let kernel = plan.direct_u8_kernel();
+            let direct = |c: usize| kernel.is_some_and(|(_, oc)| c % oc == 0);
+            let expected = usize::from(direct(c1)) + usize::from(direct(c2));
+            let on = kernel.map_or(0, |(name, _)| direct_on(&profile, "DirectConvU8", name));
             assert_eq!(
-                unfolds,
+                (profile.count("DirectConvU8"), on),
+                (expected, expected),
+                "{label}: DirectConvU8 ops in\n{profile}"
+            );
+            // Without the direct path tract unfolds the 3×3s and runs a 1×1 as a product.
+            let b_unfolds = usize::from(k2 == 3 && !direct(c2));
+            let a_unfolds = usize::from(!direct(c1));
+            assert_eq!(
+                profile.count("Im2col"),
                 a_unfolds + b_unfolds,
                 "{label}: Im2col ops in\n{profile}"
             );
@@ -524,19 +613,5 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
                 100.0 * exact
             );
         }
-    }
-}
-
-/// Whether this host runs the direct VNNI convolution (tract-core's own check).
-fn has_vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }

@@ -741,75 +741,82 @@ impl Conv {
     /// convolution fits it: NCHW, group 1, two spatial axes of a concrete input, batch 1,
     /// stride 1 or 2, unit dilation, at least two taps or a stride of 2 (a strided 1×1
     /// shortcut: one pass instead of tract's two `Downsample`s and a matrix product; a 1×1
-    /// convolution with stride 1 stays a matrix product) and a multiple of eight output
-    /// channels, unless `TRACT_DISABLE_DIRECT_AVX512` is set.
-    fn direct_geometry(&self, input_fact: &TypedFact) -> Option<super::direct_avx512::DirectGeometry> {
+    /// convolution with stride 1 stays a matrix product) and output channels in whole blocks of
+    /// `oc_block`, unless `TRACT_DISABLE_DIRECT_CONV` is set.
+    fn direct_geometry(
+        &self,
+        input_fact: &TypedFact,
+        oc_block: usize,
+    ) -> Option<super::direct::DirectGeometry> {
         let single_tap = self.pool_spec.kernel_shape.iter().product::<usize>() < 2;
         if self.pool_spec.data_format != crate::ops::nn::DataFormat::NCHW
             || self.group != 1
             || self.pool_spec.rank() != 2
             || (single_tap && self.pool_spec.strides().iter().all(|&s| s == 1))
-            || !self.output_channels().is_multiple_of(super::direct_avx512::OC_BLOCK)
-            || TRACT_DISABLE_DIRECT_AVX512.get()
+            || !self.output_channels().is_multiple_of(oc_block)
+            || TRACT_DISABLE_DIRECT_CONV.get()
         {
             return None;
         }
         let shape = input_fact.shape.as_concrete()?;
         let geo = self.pool_spec.compute_geo(&input_fact.shape).ok()?;
         let geo = geo.to_concrete(shape).ok()?;
-        super::direct_avx512::DirectGeometry::of(&geo.patch, &geo.input_shape, &geo.output_shape)
+        super::direct::DirectGeometry::of(&geo.patch, &geo.input_shape, &geo.output_shape)
     }
 
     /// Whether codegen will lower this convolution to one of the direct convolutions on this
     /// host (edgeclr's patch, issue 17): the same two checks codegen makes.
     fn runs_direct(&self, model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
-        Ok(self.direct_vnni_plan(model, node)?.is_some()
-            || self.direct_avx512_geometry(model, node)?.is_some())
+        Ok(self.direct_u8_plan(model, node)?.is_some()
+            || self.direct_f32_plan(model, node)?.is_some())
     }
 
-    /// The geometry of [`super::DirectConvAvx512`] and its packed kernel when this convolution
-    /// becomes one on this host: [`Self::direct_geometry`], f32 input, bias and constant
-    /// kernel, and AVX-512F at run time.
-    fn direct_avx512_geometry(
+    /// [`super::DirectConvF32`] (no fused epilogue yet) and its packed kernel when this
+    /// convolution becomes one on this host: [`Self::direct_geometry`] for the host's
+    /// instruction set ([`super::F32Isa::detect`]), f32 input, bias and constant kernel.
+    fn direct_f32_plan(
         &self,
         model: &TypedModel,
         node: &TypedNode,
-    ) -> TractResult<Option<(super::direct_avx512::DirectGeometry, Tensor)>> {
-        use super::direct_avx512::{available, pack_kernel};
+    ) -> TractResult<Option<(super::DirectConvF32, Tensor)>> {
         let input_fact = model.outlet_fact(node.inputs[0])?;
         let kernel_fact = model.outlet_fact(node.inputs[1])?;
         let Some(kernel) = kernel_fact.konst.as_ref() else { return Ok(None) };
+        let Some(isa) = super::F32Isa::detect() else { return Ok(None) };
         if self.q_params.is_some()
             || node.inputs.len() != 3
             || model.outlet_fact(node.inputs[2])?.datum_type != f32::datum_type()
             || input_fact.datum_type != f32::datum_type()
             || kernel_fact.datum_type != f32::datum_type()
             || kernel_fact.is_exotic()
-            || !available()
         {
             return Ok(None);
         }
-        let Some(geometry) = self.direct_geometry(input_fact) else { return Ok(None) };
+        let Some(geometry) = self.direct_geometry(input_fact, isa.oc_block()) else {
+            return Ok(None);
+        };
         let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
-        let packed = pack_kernel(o_ihw.try_as_plain_ram()?.as_slice::<f32>()?, geometry.output_channels);
+        let o_ihw = o_ihw.try_as_plain_ram()?.as_slice::<f32>()?;
+        let packed = super::direct_f32::pack_kernel(o_ihw, geometry.output_channels, isa.oc_block());
         let packed = Tensor::from_shape(&[packed.len()], &packed)?;
-        Ok(Some((geometry, packed)))
+        Ok(Some((super::DirectConvF32 { geometry, isa, residual: false, relu: false }, packed)))
     }
 
-    /// [`super::DirectConvVnni`] and its constant inputs (packed kernel, requantisation offset
+    /// [`super::DirectConvU8`] and its constant inputs (packed kernel, requantisation offset
     /// and multiplier) when this `QLinearConv` becomes one on this host (edgeclr's patch, issue
-    /// 17): [`Self::direct_geometry`] with u8 activations, a constant i8
-    /// kernel with zero point 0, constant scales and zero points (the kernel's scale per tensor
-    /// or per output channel), a constant bias, a u8 output, and AVX-512 VNNI at run time.
+    /// 17): [`Self::direct_geometry`] for the host's instruction set ([`super::U8Isa::detect`])
+    /// with u8 activations, a constant i8 kernel with zero point 0, constant scales and zero
+    /// points (the kernel's scale per tensor or per output channel), a constant bias and a u8
+    /// output.
     #[allow(clippy::type_complexity)]
-    fn direct_vnni_plan(
+    fn direct_u8_plan(
         &self,
         model: &TypedModel,
         node: &TypedNode,
-    ) -> TractResult<Option<(super::DirectConvVnni, [Tensor; 3])>> {
-        use super::direct_vnni::{available, pack_kernel};
+    ) -> TractResult<Option<(super::DirectConvU8, [Tensor; 3])>> {
         let Some(output_dt) = self.q_params else { return Ok(None) };
-        if node.inputs.len() != 9 || output_dt.unquantized() != u8::datum_type() || !available() {
+        let Some(isa) = super::U8Isa::detect() else { return Ok(None) };
+        if node.inputs.len() != 9 || output_dt.unquantized() != u8::datum_type() {
             return Ok(None);
         }
         let facts: TVec<&TypedFact> =
@@ -838,40 +845,42 @@ impl Conv {
         let Ok(x_zero) = u8::try_from(x_zero) else { return Ok(None) };
         let y_zero = y0.cast_to_scalar::<i32>()?;
         let (xs, ys) = (xs.cast_to_scalar::<f32>()?, ys.cast_to_scalar::<f32>()?);
-        let Some(geometry) = self.direct_geometry(facts[0]) else { return Ok(None) };
+        let Some(geometry) = self.direct_geometry(facts[0], isa.oc_block()) else {
+            return Ok(None);
+        };
         let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
-        let (packed, sums) = pack_kernel(unsafe { o_ihw.as_slice_unchecked::<i8>() }, &geometry);
+        let weights = unsafe { o_ihw.as_slice_unchecked::<i8>() };
+        let packed = isa.pack_kernel(weights, &geometry)?;
+        let sums: Vec<i32> = weights
+            .chunks_exact(geometry.taps())
+            .map(|row| row.iter().map(|&w| i32::from(w)).sum())
+            .collect();
         let bias = bias.cast_to::<i32>()?;
         let bias = bias.try_as_plain_ram()?.as_slice::<i32>()?;
         let ks = ks.cast_to::<f32>()?;
         let ks = ks.try_as_plain_ram()?.as_slice::<f32>()?;
         let offset: Vec<i32> =
-            (0..o).map(|c| bias[at_len(bias.len(), c)] - i32::from(x_zero) * sums[c]).collect();
+            (0..o).map(|c| isa.offset(bias[at_len(bias.len(), c)], x_zero, sums[c])).collect();
         let multiplier: Vec<f32> = (0..o).map(|c| xs * ks[at_len(ks.len(), c)] / ys).collect();
-        let op = super::DirectConvVnni { geometry, x_zero, y_zero, output_dt };
+        let op = super::DirectConvU8 { geometry, isa, x_zero, y_zero, output_dt };
         Ok(Some((
             op,
-            [
-                Tensor::from_shape(&[packed.len()], &packed)?,
-                Tensor::from_shape(&[o], &offset)?,
-                Tensor::from_shape(&[o], &multiplier)?,
-            ],
+            [packed, Tensor::from_shape(&[o], &offset)?, Tensor::from_shape(&[o], &multiplier)?],
         )))
     }
 
-    fn wire_as_direct_avx512(
+    fn wire_as_direct_f32(
         &self,
         model: &mut TypedModel,
         name: &str,
         wire: &[OutletId],
-        geometry: super::direct_avx512::DirectGeometry,
+        op: super::DirectConvF32,
         packed_kernel: Tensor,
     ) -> TractResult<OutletId> {
         let &[x, _kernel, bias] = wire else { bail!("Wrong number of inputs") };
         let kernel = model.add_const(format!("{name}.packed_kernel"), packed_kernel)?;
         let bias =
             crate::ops::cnn::wire_reshape_bias_as_vector(model, name, bias, self.output_channels())?;
-        let op = super::DirectConvAvx512 { geometry, residual: false, relu: false };
         Ok(model.wire_node(name, op, &[x, kernel, bias[0]])?[0])
     }
 
@@ -1539,9 +1548,9 @@ impl TypedOp for Conv {
     ) -> TractResult<Option<TypedModelPatch>> {
         let input_fact = model.outlet_fact(node.inputs[0])?;
         unsafe {
-            if let Some((op, consts)) = self.direct_vnni_plan(model, node)? {
+            if let Some((op, consts)) = self.direct_u8_plan(model, node)? {
                 // edgeclr's patch (issue 17): a register-blocked direct integer convolution.
-                let mut patch = TypedModelPatch::new("direct-vnni");
+                let mut patch = TypedModelPatch::new("direct-u8");
                 let x = patch.tap_model(model, node.inputs[0])?;
                 let mut inputs = tvec!(x);
                 for (ix, t) in consts.into_iter().enumerate() {
@@ -1560,13 +1569,13 @@ impl TypedOp for Conv {
                 patch.shunt_outside(model, node.id.into(), wire[0])?;
                 patch.obliterate(node.id)?;
                 Ok(Some(patch))
-            } else if let Some((geometry, kernel)) = self.direct_avx512_geometry(model, node)? {
+            } else if let Some((op, kernel)) = self.direct_f32_plan(model, node)? {
                 // edgeclr's patch (issue 17): a register-blocked direct convolution.
-                let mut patch = TypedModelPatch::new("direct-avx512");
+                let mut patch = TypedModelPatch::new("direct-f32");
                 let inputs = patch.taps(model, &node.inputs)?;
                 let wire = self
-                    .wire_as_direct_avx512(&mut patch, &node.name, &inputs, geometry, kernel)
-                    .context("wire_as_direct_avx512")?;
+                    .wire_as_direct_f32(&mut patch, &node.name, &inputs, op, kernel)
+                    .context("wire_as_direct_f32")?;
                 patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
                 patch.obliterate(node.id)?;
                 Ok(Some(patch))
@@ -1668,10 +1677,17 @@ crate::declare_knob!(
 );
 
 crate::declare_knob!(
-    scopable TRACT_DISABLE_DIRECT_AVX512,
+    scopable TRACT_DISABLE_DIRECT_CONV,
     bool,
     false,
-    "Disable edgeclr's AVX-512 direct convolution, falling back to tract's own lowering."
+    "Disable edgeclr's direct convolutions (fp32 and int8), falling back to tract's own lowering."
+);
+
+crate::declare_knob!(
+    scopable TRACT_DIRECT_CONV_NO_AVX512,
+    bool,
+    false,
+    "Run edgeclr's direct convolutions with their AVX2 kernels where AVX-512 is present."
 );
 
 crate::declare_knob!(

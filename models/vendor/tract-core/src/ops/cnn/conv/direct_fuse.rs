@@ -1,4 +1,4 @@
-//! Fusing a ResNet's pointwise tail into [`DirectConvAvx512`] (edgeclr's patch, issue 17):
+//! Fusing a ResNet's pointwise tail into [`DirectConvF32`] (edgeclr's patch, issue 17):
 //! `conv → max(·, 0)` and `conv → add(shortcut) → max(·, 0)` become one op that adds the
 //! shortcut and clamps in registers (or in one pass over a compacted output), instead of one
 //! more op and one more pass over memory each.
@@ -9,7 +9,7 @@
 //! the op can take, in that order: at most one add of a tensor of the output's shape, then at
 //! most one `max` with a constant zero.
 
-use super::DirectConvAvx512;
+use super::DirectConvF32;
 use crate::internal::*;
 use crate::ops::binary::{BinMiniOp, OptBinByScalar, OptBinChain, OptBinUnicast, TypedBinOp};
 use crate::ops::math::{Add, Max};
@@ -23,7 +23,7 @@ enum Step {
 
 /// The patch replacing this convolution and its successor with one op, or None.
 pub(super) fn fuse_epilogue(
-    op: &DirectConvAvx512,
+    op: &DirectConvF32,
     model: &TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<TypedModelPatch>> {
@@ -96,7 +96,7 @@ fn steps_of(succ: &TypedNode, slot: usize) -> Option<TVec<Step>> {
 }
 
 /// An f32 tensor of exactly the convolution's output shape.
-fn is_like_output(op: &DirectConvAvx512, model: &TypedModel, outlet: OutletId) -> TractResult<bool> {
+fn is_like_output(op: &DirectConvF32, model: &TypedModel, outlet: OutletId) -> TractResult<bool> {
     let fact = model.outlet_fact(outlet)?;
     let g = &op.geometry;
     let shape = [1, g.output_channels, g.output_hw[0], g.output_hw[1]];

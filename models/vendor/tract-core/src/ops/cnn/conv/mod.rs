@@ -3,9 +3,12 @@ mod blocked;
 #[allow(clippy::module_inception)]
 mod conv;
 mod depth_wise;
-mod direct_avx512;
+mod direct;
+mod direct_f32;
+mod direct_f32_x86;
 mod direct_fuse;
-mod direct_vnni;
+mod direct_u8;
+mod direct_u8_x86;
 mod direct_spatial;
 mod im2col;
 mod lazy_im2col;
@@ -17,8 +20,8 @@ use crate::ops::cnn::Deconv;
 
 pub use self::blocked::BlockedConv;
 pub use self::conv::Conv;
-pub use self::direct_avx512::DirectConvAvx512;
-pub use self::direct_vnni::DirectConvVnni;
+pub use self::direct_f32::{DirectConvF32, F32Isa};
+pub use self::direct_u8::{DirectConvU8, U8Isa};
 pub use self::direct_spatial::DirectSpatialConv;
 pub use self::im2col::Im2Col;
 pub(crate) use self::q_sum_b::QSumB;

@@ -1,0 +1,302 @@
+//! A direct integer convolution (edgeclr's patch, issue 17) for the `QLinearConv` form edgeclr
+//! exports — u8 activations with a per-tensor zero point, i8 weights with zero point 0
+//! (per-tensor or per-channel scale), an i32 bias, a u8 output — on the plan of
+//! [`super::direct`], with a kernel per instruction set:
+//!
+//! - AVX-512 VNNI: the phase buffer holds u8 with four channels interleaved at every point,
+//!   padded with the input zero point, so sixteen output points of one tap group (four
+//!   channels at one kernel position) are 64 contiguous bytes; `vpdpbusd` multiplies them by
+//!   the four weights of each of eight output channels and adds the four products into 32-bit
+//!   accumulators; `x₀·Σw` is taken off afterwards.
+//! - AVX2: the buffer holds `x − x₀` as i16 with two channels interleaved (padding is then 0),
+//!   and `vpmaddwd` multiplies eight points × two channels by two i16 weights of each of four
+//!   output channels, adding pairs into 32-bit accumulators — exact, where `vpmaddubsw` would
+//!   saturate 16-bit sums of u8 × i8 products.
+//!
+//! Either block then requantises in registers,
+//! `y = sat_u8(round_half_even((acc + offset) · s_x·s_w/s_y) + y₀)`, and stores bytes.
+
+use super::direct::{DirectGeometry, Scratch, Shape, Tiling};
+use crate::internal::*;
+
+/// The instruction set a [`DirectConvU8`] runs, with its buffer and block shapes.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum U8Isa {
+    /// AVX-512F/BW/VNNI: u8 quads, blocks of 8 channels × up to 3 vectors of 16 points.
+    Vnni,
+    /// AVX2: i16 pairs, blocks of 4 channels × up to 2 vectors of 8 points.
+    Avx2,
+}
+
+impl U8Isa {
+    /// The best this host runs: VNNI, else AVX2 (the knob `TRACT_DIRECT_CONV_NO_AVX512`
+    /// skips VNNI, to test and compare the AVX2 kernel there).
+    pub fn detect() -> Option<U8Isa> {
+        [U8Isa::Vnni, U8Isa::Avx2]
+            .into_iter()
+            .filter(|isa| *isa != U8Isa::Vnni || !super::conv::TRACT_DIRECT_CONV_NO_AVX512.get())
+            .find(|isa| isa.available())
+    }
+
+    /// Whether this host has the instructions.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                U8Isa::Vnni => {
+                    std::is_x86_feature_detected!("avx512f")
+                        && std::is_x86_feature_detected!("avx512bw")
+                        && std::is_x86_feature_detected!("avx512vnni")
+                }
+                U8Isa::Avx2 => std::is_x86_feature_detected!("avx2"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Output channels of one register block.
+    pub const fn oc_block(self) -> usize {
+        match self {
+            U8Isa::Vnni => 8,
+            U8Isa::Avx2 => 4,
+        }
+    }
+
+    /// Input channels interleaved at every point of the phase buffer (one tap group).
+    pub const fn group(self) -> usize {
+        match self {
+            U8Isa::Vnni => 4,
+            U8Isa::Avx2 => 2,
+        }
+    }
+
+    /// How the kernel takes the plan.
+    fn shape(self) -> Shape {
+        match self {
+            U8Isa::Vnni => Shape { lane: 4, lanes: 16, max_vectors: 3 },
+            // 4 × 2 accumulators, 2 inputs, a weight and a product: 12 of 16 registers.
+            U8Isa::Avx2 => Shape { lane: 2, lanes: 8, max_vectors: 2 },
+        }
+    }
+
+    /// The `[O, C·KH·KW]` i8 kernel as `[O/oc, tap groups, oc, group]` (tap groups in
+    /// `C/group, KH, KW` order, channels past `C` zero): i8 for VNNI, i16 for AVX2.
+    pub fn pack_kernel(self, kernel: &[i8], g: &DirectGeometry) -> TractResult<Tensor> {
+        let (c, o, oc, q) = (g.input_channels, g.output_channels, self.oc_block(), self.group());
+        let khw = g.kernel_hw[0] * g.kernel_hw[1];
+        let groups = c.div_ceil(q) * khw;
+        let mut packed = vec![0i8; o * groups * q];
+        for out in 0..o {
+            for ic in 0..c {
+                for k in 0..khw {
+                    let group = (ic / q) * khw + k;
+                    let at = (((out / oc) * groups + group) * oc + out % oc) * q + ic % q;
+                    packed[at] = kernel[(out * c + ic) * khw + k];
+                }
+            }
+        }
+        match self {
+            U8Isa::Vnni => Tensor::from_shape(&[packed.len()], &packed),
+            U8Isa::Avx2 => {
+                let wide: Vec<i16> = packed.iter().map(|&w| i16::from(w)).collect();
+                Tensor::from_shape(&[wide.len()], &wide)
+            }
+        }
+    }
+
+    /// What the kernel adds to an output channel's accumulator before scaling: the bias, less
+    /// `x₀·Σw` where the buffer holds `x` itself (VNNI) rather than `x − x₀` (AVX2).
+    pub fn offset(self, bias: i32, x_zero: u8, weight_sum: i32) -> i32 {
+        match self {
+            U8Isa::Vnni => bias - i32::from(x_zero) * weight_sum,
+            U8Isa::Avx2 => bias,
+        }
+    }
+}
+
+thread_local! {
+    static VNNI_SCRATCH: Scratch<u8, u8> = const { Scratch::new() };
+    static AVX2_SCRATCH: Scratch<i16, u8> = const { Scratch::new() };
+}
+
+/// The requantisation constants of one convolution, per output channel.
+pub(super) struct Requant<'a> {
+    /// [`U8Isa::offset`].
+    pub offset: &'a [i32],
+    /// `s_x·s_w / s_y`.
+    pub multiplier: &'a [f32],
+}
+
+/// The convolution as one op: inputs are the NCHW u8 image, the packed kernel
+/// ([`U8Isa::pack_kernel`]), the requantisation offset (i32 `[O]`, [`U8Isa::offset`]) and
+/// multiplier (f32 `[O]`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct DirectConvU8 {
+    pub geometry: DirectGeometry,
+    pub isa: U8Isa,
+    /// Input zero point (the padding value).
+    pub x_zero: u8,
+    /// Output zero point.
+    pub y_zero: i32,
+    /// The output's datum type (u8, or u8 with its quantisation).
+    pub output_dt: DatumType,
+}
+
+impl Op for DirectConvU8 {
+    fn name(&self) -> StaticName {
+        "DirectConvU8".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geometry;
+        Ok(vec![format!(
+            "{:?}: {}→{} channels, {:?} → {:?}, kernel {:?}, strides {:?}, x₀ {}, y₀ {}",
+            self.isa,
+            g.input_channels,
+            g.output_channels,
+            g.input_hw,
+            g.output_hw,
+            g.kernel_hw,
+            g.strides,
+            self.x_zero,
+            self.y_zero
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DirectConvU8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (img, kernel, offset, multiplier) = args_4!(inputs);
+        let g = &self.geometry;
+        let [ho, wo] = g.output_hw;
+        let q = self.isa.group();
+        let khw = g.kernel_hw[0] * g.kernel_hw[1];
+        let kernel_dt = match self.isa {
+            U8Isa::Vnni => i8::datum_type(),
+            U8Isa::Avx2 => i16::datum_type(),
+        };
+        ensure!(
+            img.datum_type().unquantized() == u8::datum_type()
+                && img.len() == g.input_channels * g.input_hw[0] * g.input_hw[1]
+                && kernel.datum_type() == kernel_dt
+                && kernel.len() == g.output_channels * g.input_channels.div_ceil(q) * khw * q
+                && offset.len() == g.output_channels
+                && multiplier.len() == g.output_channels
+                && g.output_channels.is_multiple_of(self.isa.oc_block()),
+            "DirectConvU8: inputs do not match {g:?}"
+        );
+        ensure!(self.isa.available(), "DirectConvU8 needs {:?}", self.isa);
+        let img = unsafe { img.as_slice_unchecked::<u8>() };
+        let requant = Requant {
+            offset: offset.try_as_plain_ram()?.as_slice::<i32>()?,
+            multiplier: multiplier.try_as_plain_ram()?.as_slice::<f32>()?,
+        };
+        let mut output =
+            unsafe { Tensor::uninitialized_dt(self.output_dt, &[1, g.output_channels, ho, wo])? };
+        let out = unsafe { output.as_slice_mut_unchecked::<u8>() };
+        let shape = self.isa.shape();
+        match self.isa {
+            U8Isa::Vnni => {
+                let kernel = unsafe { kernel.as_slice_unchecked::<i8>() };
+                g.convolve(&VNNI_SCRATCH, img, shape, self.x_zero, |x| x, out, |b, planes, t| {
+                    self.run(b, kernel, &requant, planes, t)
+                })?
+            }
+            U8Isa::Avx2 => {
+                let kernel = unsafe { kernel.as_slice_unchecked::<i16>() };
+                let x0 = i16::from(self.x_zero);
+                let centre = move |x: u8| i16::from(x) - x0;
+                g.convolve(&AVX2_SCRATCH, img, shape, 0, centre, out, |b, planes, t| {
+                    self.run(b, kernel, &requant, planes, t)
+                })?
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl DirectConvU8 {
+    /// Every register block of `tiling`, for every channel block, into `output` planes
+    /// (`buffer` holds `T` with [`U8Isa::group`] channels a point, `kernel` its packed
+    /// weights `W`).
+    fn run<T, W>(
+        &self,
+        buffer: &[T],
+        kernel: &[W],
+        requant: &Requant,
+        output: &mut [u8],
+        tiling: &Tiling,
+    ) -> TractResult<()> {
+        let g = &self.geometry;
+        let (q, oc) = (self.isa.group(), self.isa.oc_block());
+        let offsets = g.tap_offsets(g.input_channels.div_ceil(q));
+        let groups = offsets.len();
+        let stride = tiling.stride;
+        ensure!(output.len() >= g.output_channels * stride && tiling.lanes == self.isa.shape().lanes);
+        tiling.check(offsets.iter().max().copied().unwrap_or(0), buffer.len() / q)?;
+        for &(start, out, n) in &tiling.blocks {
+            for ob in (0..g.output_channels).step_by(oc) {
+                let block = QBlock {
+                    input: buffer[start * q..].as_ptr().cast(),
+                    offsets: &offsets,
+                    weights: kernel[ob * groups * q..][..oc * groups * q].as_ptr().cast(),
+                    offset: &requant.offset[ob..][..oc],
+                    multiplier: &requant.multiplier[ob..][..oc],
+                    y_zero: self.y_zero,
+                    output: output[ob * stride + out..].as_mut_ptr(),
+                    channel_stride: stride,
+                };
+                // SAFETY: the caller checked `isa.available()`; every read is inside `buffer`
+                // and every write inside the block's output planes (`tiling.check`).
+                unsafe { super::direct_u8_x86::block(self.isa, n, &block)? };
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TypedOp for DirectConvU8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 4);
+        let g = &self.geometry;
+        let shape = [1, g.output_channels, g.output_hw[0], g.output_hw[1]];
+        Ok(tvec!(TypedFact::dt_shape(self.output_dt, shape)))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.geometry;
+        let fma = g.output_channels * g.taps() * g.output_hw[0] * g.output_hw[1];
+        Ok(tvec!((Cost::FMA(i32::datum_type()), fma.into())))
+    }
+
+    as_op!();
+}
+
+/// One register block's pointers (read by the kernels).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) struct QBlock<'a> {
+    /// The phase buffer at the block's first output point ([`U8Isa::group`] channels a point:
+    /// u8 for VNNI, i16 for AVX2).
+    pub input: *const u8,
+    /// Tap-group offsets in points.
+    pub offsets: &'a [usize],
+    /// `[tap groups, oc, group]` weights of the block's channels (i8 for VNNI, i16 for AVX2).
+    pub weights: *const u8,
+    pub offset: &'a [i32],
+    pub multiplier: &'a [f32],
+    pub y_zero: i32,
+    /// The output at the block's first channel and point.
+    pub output: *mut u8,
+    pub channel_stride: usize,
+}

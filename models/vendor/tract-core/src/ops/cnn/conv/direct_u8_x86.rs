@@ -1,0 +1,130 @@
+//! [`super::DirectConvU8`]'s register blocks on x86_64: AVX-512 VNNI and AVX2.
+
+use super::direct_u8::{QBlock, U8Isa};
+use crate::internal::*;
+
+/// One register block of `vectors` vectors on `isa`.
+///
+/// # Safety
+/// `isa` is available on this host; every `input + group·(offset + lanes·vectors)` element and
+/// every `output + o·channel_stride + lanes·vectors` lies inside its allocation, for every
+/// offset and every channel `o` of the block.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn block(isa: U8Isa, vectors: usize, b: &QBlock) -> TractResult<()> {
+    unsafe {
+        match (isa, vectors) {
+            (U8Isa::Vnni, 1) => vnni::<1>(b),
+            (U8Isa::Vnni, 2) => vnni::<2>(b),
+            (U8Isa::Vnni, 3) => vnni::<3>(b),
+            (U8Isa::Avx2, 1) => avx2::<1>(b),
+            (U8Isa::Avx2, 2) => avx2::<2>(b),
+            _ => bail!("direct integer convolution: a block of {vectors} vectors on {isa:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn block(isa: U8Isa, vectors: usize, _b: &QBlock) -> TractResult<()> {
+    bail!("the direct integer convolution runs on x86_64 only ({isa:?}, {vectors} vectors)")
+}
+
+/// Eight channels × `V` vectors of sixteen output points, u8 quads × i8 quads.
+///
+/// # Safety
+/// As [`block`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni<const V: usize>(b: &QBlock) {
+    use std::arch::x86_64::*;
+    const OC: usize = U8Isa::Vnni.oc_block();
+    const QUAD: usize = U8Isa::Vnni.group();
+    const LANES: usize = 16;
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); V]; OC];
+        for (t, &offset) in b.offsets.iter().enumerate() {
+            let src = b.input.add(offset * QUAD);
+            let mut x = [_mm512_setzero_si512(); V];
+            for (v, xv) in x.iter_mut().enumerate() {
+                *xv = _mm512_loadu_si512(src.add(v * LANES * QUAD).cast());
+            }
+            let w = b.weights.add(t * OC * QUAD).cast::<i32>();
+            for (o, row) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_epi32(w.add(o).read_unaligned());
+                for (a, xv) in row.iter_mut().zip(&x) {
+                    *a = _mm512_dpbusd_epi32(*a, *xv, w);
+                }
+            }
+        }
+        let (y_zero, zero) = (_mm512_set1_epi32(b.y_zero), _mm512_setzero_si512());
+        let (low, high) = (_mm512_set1_ps(-512.0), _mm512_set1_ps(512.0));
+        for (o, row) in acc.iter().enumerate() {
+            let offset = _mm512_set1_epi32(b.offset[o]);
+            let m = _mm512_set1_ps(b.multiplier[o]);
+            let dst = b.output.add(o * b.channel_stride);
+            for (v, a) in row.iter().enumerate() {
+                let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, offset)), m);
+                // Out of u8 range either way once y₀ (0..=255) is added: clamp first, so
+                // that neither the conversion nor the addition can overflow.
+                let scaled = _mm512_min_ps(_mm512_max_ps(scaled, low), high);
+                // Round half to even (the default rounding mode), then saturate to u8.
+                let q = _mm512_add_epi32(_mm512_cvtps_epi32(scaled), y_zero);
+                let bytes = _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, zero));
+                _mm_storeu_si128(dst.add(v * LANES).cast(), bytes);
+            }
+        }
+    }
+}
+
+/// Four channels × `V` vectors of eight output points, i16 pairs (`x − x₀`) × i16 pairs.
+///
+/// # Safety
+/// As [`block`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<const V: usize>(b: &QBlock) {
+    use std::arch::x86_64::*;
+    const OC: usize = U8Isa::Avx2.oc_block();
+    const PAIR: usize = U8Isa::Avx2.group();
+    const LANES: usize = 8;
+    unsafe {
+        let input = b.input.cast::<i16>();
+        let weights = b.weights.cast::<i16>();
+        let mut acc = [[_mm256_setzero_si256(); V]; OC];
+        for (t, &offset) in b.offsets.iter().enumerate() {
+            let src = input.add(offset * PAIR);
+            let mut x = [_mm256_setzero_si256(); V];
+            for (v, xv) in x.iter_mut().enumerate() {
+                *xv = _mm256_loadu_si256(src.add(v * LANES * PAIR).cast());
+            }
+            let w = weights.add(t * OC * PAIR).cast::<i32>();
+            for (o, row) in acc.iter_mut().enumerate() {
+                let w = _mm256_set1_epi32(w.add(o).read_unaligned());
+                for (a, xv) in row.iter_mut().zip(&x) {
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(*xv, w));
+                }
+            }
+        }
+        let y_zero = _mm256_set1_epi32(b.y_zero);
+        let (low, high) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
+        for (o, row) in acc.iter().enumerate() {
+            let offset = _mm256_set1_epi32(b.offset[o]);
+            let m = _mm256_set1_ps(b.multiplier[o]);
+            let dst = b.output.add(o * b.channel_stride);
+            for (v, a) in row.iter().enumerate() {
+                let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(*a, offset)), m);
+                // As VNNI: clamp, round half to even, add y₀, saturate to u8 (two packs,
+                // which work within 128-bit halves: bytes 0–3 of each half are the eight).
+                let scaled = _mm256_min_ps(_mm256_max_ps(scaled, low), high);
+                let q = _mm256_add_epi32(_mm256_cvtps_epi32(scaled), y_zero);
+                let words = _mm256_packs_epi32(q, q);
+                let bytes = _mm256_packus_epi16(words, words);
+                let eight = _mm_unpacklo_epi32(
+                    _mm256_castsi256_si128(bytes),
+                    _mm256_extracti128_si256::<1>(bytes),
+                );
+                _mm_storel_epi64(dst.add(v * LANES).cast(), eight);
+            }
+        }
+    }
+}
