@@ -237,8 +237,9 @@ fn run(
     ensure!(residual.is_none_or(|r| r.len() >= g.output_channels * stride));
     let relu = epilogue.is_some_and(|e| e.relu);
     // Output blocks outside, channel blocks inside: a block's input runs stay in L1 while every
-    // channel block reads them (the weights stream from L2 instead). The other order measured
-    // the same on an Intel Xeon (2026-12-03, interleaved, within that machine's noise).
+    // channel block reads them (the weights stream from L2 instead). The other order, groups
+    // of channel blocks whose weights fit L1, and prefetching the next block's input lines
+    // measured the same or worse (Intel Xeon and AMD EPYC, 2026-12-03, interleaved).
     for &(start, out, n) in &tiling.blocks {
         for ob in (0..g.output_channels).step_by(oc) {
             let block = Block {
