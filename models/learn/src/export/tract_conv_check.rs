@@ -99,9 +99,10 @@ fn geometries() -> [(usize, usize, usize, usize, usize, usize); 9] {
     // direct convolution takes whole blocks of output channels (8 with AVX-512, 4 with AVX2:
     // 33 falls back to tract's plans). With AVX-512's 16-point vectors 64 wide rows are written
     // in place as two blocks of two vectors, 32 wide as one, 56, 13, 12, 7 and 6 wide as runs
-    // over the phase rows; with AVX2's 8-point vectors 64, 56, 32, 24 and 16 wide rows are in
-    // place (56 as blocks of 3, 2 and 2 vectors), the rest runs. Odd sides
-    // with stride 2 leave the stride phases unequal.
+    // over the phase rows; with AVX2's 8-point vectors only rows dealt into blocks of three
+    // vectors (24 wide here) are in place, the rest runs. Odd sides with stride 2 leave the
+    // stride phases unequal. In place, taps are read in `KH, C, KW` order from a row-major
+    // phase buffer; in runs, `C, KH, KW` from planes.
     [
         (13, 33, 1, 40, 2, 3),
         (32, 16, 1, 32, 1, 3),
@@ -357,7 +358,7 @@ fn relu_and_residual_add_fuse_into_the_direct_convolution() {
     // (input side, stem channels, stem kernel and stride, downsampling block, add operands
     // swapped). With AVX-512, 32 and 48 wide rows are written in place (the epilogue in
     // registers), 16 and 13 as runs over the phase rows (the epilogue after compaction); with
-    // AVX2 16 wide is in place too. The 7×7 stride-2 stems are ImageNet's.
+    // AVX2 48 and 24 wide are in place, the rest runs. The 7×7 stride-2 stems are ImageNet's.
     for (size, c, (k, s), down, swap) in [
         (32, 16, (3, 1), false, false),
         (16, 32, (3, 1), false, true),

@@ -797,7 +797,7 @@ impl Conv {
         };
         let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
         let o_ihw = o_ihw.try_as_plain_ram()?.as_slice::<f32>()?;
-        let packed = super::direct_f32::pack_kernel(o_ihw, geometry.output_channels, isa.oc_block());
+        let packed = super::direct_f32::pack_kernel(o_ihw, &geometry, isa);
         let packed = Tensor::from_shape(&[packed.len()], &packed)?;
         Ok(Some((super::DirectConvF32 { geometry, isa, residual: false, relu: false }, packed)))
     }

@@ -97,13 +97,14 @@ impl DirectGeometry {
 
     /// Copies `input` (C×H×W) into the phase buffer as `map` turns each value into the
     /// buffer's type, `pad` around it: phase (ry, rx) holds the
-    /// padded rows ≡ ry and columns ≡ rx modulo the strides, as `[phase, C/lane, hs, ws, lane]`
-    /// — `lane` channels interleaved at every point. Phases no tap reads (ry ≥ KH or rx ≥ KW,
+    /// padded rows ≡ ry and columns ≡ rx modulo the strides, in `layout` — `lane` channels
+    /// interleaved at every point. Phases no tap reads (ry ≥ KH or rx ≥ KW,
     /// as in a strided 1×1) are left as they were.
     pub(super) fn fill_phases<S: Copy, T: Copy>(
         &self,
         input: &[S],
         lane: usize,
+        layout: Layout,
         pad: T,
         map: impl Fn(S) -> T + Copy,
         buffer: &mut [T],
@@ -112,8 +113,9 @@ impl DirectGeometry {
         let [hs, ws] = self.phase_hw();
         let [sh, sw] = self.strides;
         let [pt, pl] = self.pad_before;
-        let plane = hs * ws * lane;
-        let phase_len = self.input_channels.div_ceil(lane) * plane;
+        let groups = self.input_channels.div_ceil(lane);
+        let (group_stride, row_stride) = self.point_strides(layout, groups);
+        let phase_len = groups * hs * ws * lane;
         // Only the phases a tap reads (a strided 1×1 reads phase (0, 0) alone), and the slack.
         let [kh, kw] = self.kernel_hw;
         for ry in 0..sh.min(kh) {
@@ -123,13 +125,13 @@ impl DirectGeometry {
         }
         buffer[sh * sw * phase_len..].fill(pad);
         for c in 0..self.input_channels {
-            let channel = (c / lane) * plane + c % lane;
+            let channel = (c / lane) * group_stride * lane + c % lane;
             for y in 0..h {
                 let (py, src) = (y + pt, &input[(c * h + y) * w..][..w]);
                 if py % sh >= kh {
                     continue;
                 }
-                let row = (py % sh) * sw * phase_len + channel + (py / sh) * ws * lane;
+                let row = (py % sh) * sw * phase_len + channel + (py / sh) * row_stride * lane;
                 if sw == 1 && lane == 1 {
                     buffer[row + pl..][..w].iter_mut().zip(src).for_each(|(d, s)| *d = map(*s));
                     continue;
@@ -153,27 +155,59 @@ impl DirectGeometry {
         }
     }
 
-    /// For every tap in `group, KH, KW` order, where output point (0, 0) reads it in the
-    /// phase buffer of `groups` channel groups, in points; output point (y, x) reads
-    /// `offset + y·ws + x`.
-    pub(super) fn tap_offsets(&self, groups: usize) -> Vec<usize> {
+    /// Points between a phase's channel groups and between its rows, in `layout`.
+    fn point_strides(&self, layout: Layout, groups: usize) -> (usize, usize) {
         let [hs, ws] = self.phase_hw();
-        let [sh, sw] = self.strides;
-        let phase_len = groups * hs * ws;
-        let mut offsets = Vec::with_capacity(groups * self.kernel_hw[0] * self.kernel_hw[1]);
-        for c in 0..groups {
-            for ky in 0..self.kernel_hw[0] {
-                for kx in 0..self.kernel_hw[1] {
-                    let phase = (ky % sh) * sw + kx % sw;
-                    offsets.push(phase * phase_len + c * hs * ws + (ky / sh) * ws + kx / sw);
+        match layout {
+            Layout::Planar => (hs * ws, ws),
+            Layout::Rows => (ws, groups * ws),
+        }
+    }
+
+    /// The layout a kernel of `shape` takes: [`Layout::Rows`] where it asks for it and the
+    /// rows are written in place, else [`Layout::Planar`] (runs over the rows need it).
+    pub(super) fn layout(&self, shape: Shape) -> Layout {
+        if shape.rows && self.writes_in_place(shape) { Layout::Rows } else { Layout::Planar }
+    }
+
+    /// The taps in the order `layout` reads them, as indices into `group, KH, KW` order:
+    /// `KH, group, KW` for [`Layout::Rows`] (a sweep through each input row in turn).
+    pub(super) fn tap_order(&self, groups: usize, layout: Layout) -> Vec<usize> {
+        let [kh, kw] = self.kernel_hw;
+        let index = |c: usize, ky: usize, kx: usize| (c * kh + ky) * kw + kx;
+        let mut order = Vec::with_capacity(groups * kh * kw);
+        match layout {
+            Layout::Planar => order.extend(0..groups * kh * kw),
+            Layout::Rows => {
+                for ky in 0..kh {
+                    for c in 0..groups {
+                        order.extend((0..kw).map(|kx| index(c, ky, kx)));
+                    }
                 }
             }
         }
-        offsets
+        order
+    }
+
+    /// For every tap in [`Self::tap_order`], where output point (0, 0) reads it in the phase
+    /// buffer of `groups` channel groups in `layout`, in points; output point (y, x) reads
+    /// `offset + y·row stride + x`.
+    pub(super) fn tap_offsets(&self, groups: usize, layout: Layout) -> Vec<usize> {
+        let [hs, ws] = self.phase_hw();
+        let [sh, sw] = self.strides;
+        let [kh, kw] = self.kernel_hw;
+        let phase_len = groups * hs * ws;
+        let (group_stride, row_stride) = self.point_strides(layout, groups);
+        let offset = |tap: usize| {
+            let (c, ky, kx) = (tap / (kh * kw), tap / kw % kh, tap % kw);
+            let phase = (ky % sh) * sw + kx % sw;
+            phase * phase_len + c * group_stride + (ky / sh) * row_stride + kx / sw
+        };
+        self.tap_order(groups, layout).into_iter().map(offset).collect()
     }
 
     /// Register blocks over the output, for vectors of `lanes` points. Rows that are a multiple
-    /// of `lanes` points wide (at least two vectors) are cut into blocks along each row and
+    /// of `lanes` points wide ([`Self::writes_in_place`]) are cut into blocks along each row and
     /// written in place. Other widths would leave vectors partly empty, so there the output rows
     /// are taken as one run over the phase buffer's rows (`ho · ws` points, the `ws − wo` points
     /// past each row's end computed and dropped): every vector is full, and the rows are copied
@@ -181,14 +215,17 @@ impl DirectGeometry {
     /// into blocks of at most `max_vectors` (≤ [`MAX_VECTORS`]) as evenly as that allows (four
     /// vectors are two blocks of two, not three and one: a one-vector block has too few
     /// accumulators to hide the latency of its multiply-adds).
-    pub(super) fn tiling(&self, lanes: usize, max_vectors: usize) -> Tiling {
+    pub(super) fn tiling(&self, shape: Shape) -> Tiling {
+        let Shape { lane, lanes, max_vectors, .. } = shape;
         let [ho, wo] = self.output_hw;
         let ws = self.phase_hw()[1];
-        if self.writes_in_place(lanes) {
+        if self.writes_in_place(shape) {
+            let groups = self.input_channels.div_ceil(lane);
+            let row_stride = self.point_strides(self.layout(shape), groups).1;
             let mut blocks = vec![];
             for y in 0..ho {
                 for (v, n) in deal(wo / lanes, max_vectors) {
-                    blocks.push((y * ws + v * lanes, y * wo + v * lanes, n));
+                    blocks.push((y * row_stride + v * lanes, y * wo + v * lanes, n));
                 }
             }
             return Tiling { blocks, stride: ho * wo, in_place: true, lanes };
@@ -198,11 +235,16 @@ impl DirectGeometry {
         Tiling { blocks, stride: vectors * lanes, in_place: false, lanes }
     }
 
-    /// Whether [`Self::tiling`] writes the output rows in place (widths that are a multiple of
-    /// `lanes`, at least two vectors) rather than as runs over the phase rows.
-    pub(super) fn writes_in_place(&self, lanes: usize) -> bool {
+    /// Whether [`Self::tiling`] writes the output rows in place: widths that are a whole
+    /// number of vectors dealt into blocks of at least `min_vectors` each (a smaller block has
+    /// too few accumulators to keep its multiply-adds busy: runs over the phase rows, a few
+    /// padding columns computed and dropped, then do better).
+    pub(super) fn writes_in_place(&self, shape: Shape) -> bool {
         let wo = self.output_hw[1];
-        wo.is_multiple_of(lanes) && wo >= 2 * lanes
+        let vectors = wo / shape.lanes;
+        wo.is_multiple_of(shape.lanes)
+            && vectors > 0
+            && deal(vectors, shape.max_vectors).all(|(_, n)| n >= shape.min_vectors)
     }
 
     /// Copies whole-run planes (`stride` apart, rows `ws` apart) into the NCHW output.
@@ -245,12 +287,28 @@ fn deinterleave<S: Copy, T: Copy>(src: &[S], a: &mut [T], b: &mut [T], map: impl
 }
 
 /// How a kernel takes the plan: `lane` input channels interleaved at every point of the phase
-/// buffer, vectors of `lanes` output points, blocks of at most `max_vectors` vectors.
+/// buffer, vectors of `lanes` output points, blocks of `min_vectors` to `max_vectors` vectors
+/// where rows are written in place, and whether it reads those rows from a [`Layout::Rows`]
+/// buffer.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Shape {
     pub lane: usize,
     pub lanes: usize,
+    pub min_vectors: usize,
     pub max_vectors: usize,
+    pub rows: bool,
+}
+
+/// How the phase buffer orders one phase's points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// `[group, hs, ws, lane]`: each channel group's plane whole, so the rows of a plane are
+    /// one run (what runs over the phase rows read).
+    Planar,
+    /// `[hs, group, ws, lane]`: row y of every group, then row y + 1. A block's taps, taken
+    /// `KH, group, KW`, then sweep KH contiguous regions in address order instead of hopping
+    /// between planes a channel apart (which the hardware prefetchers do not follow).
+    Rows,
 }
 
 impl DirectGeometry {
@@ -276,8 +334,8 @@ impl DirectGeometry {
                 buffer.resize(len, pad);
             }
             let buffer = &mut buffer[..len];
-            self.fill_phases(input, shape.lane, pad, map, buffer);
-            let tiling = self.tiling(shape.lanes, shape.max_vectors);
+            self.fill_phases(input, shape.lane, self.layout(shape), pad, map, buffer);
+            let tiling = self.tiling(shape);
             if tiling.in_place {
                 return blocks(buffer, output, &tiling);
             }

@@ -16,7 +16,7 @@
 //! Either block then requantises in registers,
 //! `y = sat_u8(round_half_even((acc + offset) · s_x·s_w/s_y) + y₀)`, and stores bytes.
 
-use super::direct::{DirectGeometry, Scratch, Shape, Tiling};
+use super::direct::{DirectGeometry, Layout, Scratch, Shape, Tiling};
 use crate::internal::*;
 
 /// The instruction set a [`DirectConvU8`] runs, with its buffer and block shapes.
@@ -76,9 +76,9 @@ impl U8Isa {
     /// How the kernel takes the plan.
     fn shape(self) -> Shape {
         match self {
-            U8Isa::Vnni => Shape { lane: 4, lanes: 16, max_vectors: 3 },
+            U8Isa::Vnni => Shape { lane: 4, lanes: 16, min_vectors: 2, max_vectors: 3, rows: false },
             // 4 × 2 accumulators, 2 inputs, a weight and a product: 12 of 16 registers.
-            U8Isa::Avx2 => Shape { lane: 2, lanes: 8, max_vectors: 2 },
+            U8Isa::Avx2 => Shape { lane: 2, lanes: 8, min_vectors: 2, max_vectors: 2, rows: false },
         }
     }
 
@@ -240,7 +240,7 @@ impl DirectConvU8 {
     ) -> TractResult<()> {
         let g = &self.geometry;
         let (q, oc) = (self.isa.group(), self.isa.oc_block());
-        let offsets = g.tap_offsets(g.input_channels.div_ceil(q));
+        let offsets = g.tap_offsets(g.input_channels.div_ceil(q), Layout::Planar);
         let groups = offsets.len();
         let stride = tiling.stride;
         ensure!(output.len() >= g.output_channels * stride && tiling.lanes == self.isa.shape().lanes);
