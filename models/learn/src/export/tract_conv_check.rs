@@ -90,17 +90,17 @@ fn fp32_pair(a: &FoldedConv, b: &FoldedConv, size: usize) -> Vec<u8> {
     prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "conv check"))
 }
 
-fn geometries() -> [(usize, usize, usize, usize, usize, usize); 9] {
+fn geometries() -> [(usize, usize, usize, usize, usize, usize); 10] {
     // (input side, channels after a, stride of a, channels after b, stride of b, kernel side
     // of b). a is always 3×3; b is 3×3 or a strided 1×1 (a ResNet shortcut, which the direct
     // convolution takes instead of tract's `Downsample` + matrix product). tract
     // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
-    // convolution with more than 16 outputs (the eager `Im2col` path the patch writes). The
+    // convolution with more than 24 outputs (the eager `Im2col` path the patch writes). The
     // direct convolution takes whole blocks of output channels (8 with AVX-512, 4 with AVX2:
     // 33 falls back to tract's plans). With AVX-512's 16-point vectors 64 wide rows are written
     // in place as two blocks of two vectors, 32 wide as one, 56, 13, 12, 7 and 6 wide as runs
     // over the phase rows; with AVX2's 8-point vectors only rows dealt into blocks of three
-    // vectors (24 wide here) are in place, the rest runs. Odd sides with stride 2 leave the
+    // vectors (48 wide here: 3 + 3) are in place, the rest runs. Odd sides with stride 2 leave the
     // stride phases unequal. In place, taps are read in `KH, C, KW` order from a row-major
     // phase buffer; in runs, `C, KH, KW` from planes.
     [
@@ -113,6 +113,7 @@ fn geometries() -> [(usize, usize, usize, usize, usize, usize); 9] {
         (32, 48, 1, 64, 2, 1),
         (64, 40, 1, 24, 2, 1),
         (13, 48, 1, 40, 2, 1),
+        (48, 16, 1, 40, 1, 3),
     ]
 }
 
