@@ -245,7 +245,7 @@ fn fp32_convolutions_match_the_definition() {
             let (kernel, direct_expected) = match plan.direct_kernel() {
                 Some((kernel, oc)) => (
                     kernel,
-                    usize::from(c1 % oc == 0) + usize::from(c2 % oc == 0),
+                    usize::from(c1.is_multiple_of(oc)) + usize::from(c2.is_multiple_of(oc)),
                 ),
                 None => ("none", 0),
             };
@@ -581,7 +581,7 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
             let mut model = plan.load(&bytes, size);
             let profile = model.profile(&x, 1).expect("runs");
             let kernel = plan.direct_u8_kernel();
-            let direct = |c: usize| kernel.is_some_and(|(_, oc)| c % oc == 0);
+            let direct = |c: usize| kernel.is_some_and(|(_, oc)| c.is_multiple_of(oc));
             let expected = usize::from(direct(c1)) + usize::from(direct(c2));
             let on = kernel.map_or(0, |(name, _)| direct_on(&profile, "DirectConvU8", name));
             assert_eq!(
