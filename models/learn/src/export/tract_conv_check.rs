@@ -150,20 +150,27 @@ impl Plan {
     /// None when it does not run.
     fn direct_kernel(self) -> Option<(&'static str, usize)> {
         let isa = HostIsa::get();
-        match self {
-            Plan::Default if isa.avx512 => Some(("Avx512", 8)),
-            Plan::Default | Plan::Avx2 if isa.avx2_fma => Some(("Avx2Fma", 4)),
-            _ => None,
-        }
+        self.pick(
+            isa.avx512.then_some(("Avx512", 8)),
+            isa.avx2_fma.then_some(("Avx2Fma", 4)),
+        )
     }
 
     /// The same for our direct integer convolution (`U8Isa::detect`).
     fn direct_u8_kernel(self) -> Option<(&'static str, usize)> {
         let isa = HostIsa::get();
+        self.pick(
+            isa.vnni.then_some(("Vnni", 8)),
+            isa.avx2.then_some(("Avx2", 4)),
+        )
+    }
+
+    /// The wide kernel where the host has it and the plan allows it, else the AVX2 one.
+    fn pick<T>(self, wide: Option<T>, avx2: Option<T>) -> Option<T> {
         match self {
-            Plan::Default if isa.vnni => Some(("Vnni", 8)),
-            Plan::Default | Plan::Avx2 if isa.avx2 => Some(("Avx2", 4)),
-            _ => None,
+            Plan::Default => wide.or(avx2),
+            Plan::Avx2 => avx2,
+            Plan::Lazy | Plan::Eager => None,
         }
     }
 }
