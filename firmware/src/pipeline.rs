@@ -384,8 +384,13 @@ pub fn run(
             // Short steps so the run ends promptly when the workers finish; work happens
             // once per refresh.
             std::thread::sleep(options.refresh.min(Duration::from_millis(5)));
+            // A learner ends early only when it has taken its step budget.
+            let learner_done = finetune_handle
+                .as_ref()
+                .is_some_and(|(h, _)| h.is_finished());
             if options.duration.is_some_and(|d| started.elapsed() >= d)
                 || shutdown.load(Ordering::Relaxed)
+                || learner_done
             {
                 stop.store(true, Ordering::Relaxed);
             }

@@ -91,6 +91,9 @@ pub struct RunArgs {
     /// Frames per fine-tuning step.
     #[arg(long)]
     pub finetune_batch: Option<usize>,
+    /// End the run after N fine-tuning steps (the last ones judged as a candidate).
+    #[arg(long)]
+    pub finetune_steps: Option<u64>,
     /// Weight of the distillation term toward the shipped encoder (0 disables it).
     #[arg(long)]
     pub distill_weight: Option<f64>,
@@ -138,9 +141,15 @@ pub fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
     if let Some(w) = args.distill_weight {
         ft.trainer.distill_weight = w;
     }
+    if let Some(n) = args.finetune_steps {
+        ft.max_steps = Some(n);
+    }
     if let Some(b) = args.finetune_batch {
         ft.trainer.batch = b;
         ft.replay_capacity = ft.replay_capacity.max(b);
+    }
+    if args.finetune_steps.is_some() && !ft.enabled {
+        bail!("--finetune-steps counts fine-tuning steps: add --finetune (and --state DIR)");
     }
     if ft.enabled && args.state.is_none() {
         bail!(

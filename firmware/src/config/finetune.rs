@@ -88,6 +88,10 @@ pub struct FinetuneSection {
     pub live_fraction: f64,
     /// Steps between candidates.
     pub update_every: u64,
+    /// End the run after this many fine-tuning steps, the last ones judged as a candidate: a
+    /// run measured in work rather than wall time (benchmarks, tests). None: fine-tune until
+    /// the run ends.
+    pub max_steps: Option<u64>,
     /// Unreferenced slots kept besides current and previous.
     pub keep_slots: usize,
     /// The trainer.
@@ -116,6 +120,7 @@ impl Default for FinetuneSection {
             sample_every: 2,
             live_fraction: 0.25,
             update_every: 25,
+            max_steps: None,
             keep_slots: 1,
             trainer: TrainerConfig::default(),
             tolerance: Tolerance::default(),
@@ -146,6 +151,9 @@ impl FinetuneSection {
         }
         if self.sample_every == 0 || self.update_every == 0 || self.threads == 0 {
             return bad("sample_every, update_every and threads", "≥ 1");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps", "≥ 1 (or unset)");
         }
         if !(0.0..=1.0).contains(&self.live_fraction) {
             return bad("live_fraction", "in [0, 1]");

@@ -280,4 +280,22 @@ mod tests {
             assert!(err.contains("trainer.trainable_blocks"), "{err}");
         }
     }
+
+    #[test]
+    fn a_step_budget_of_zero_is_refused_and_one_step_accepted() {
+        let with = |steps: &str| {
+            let set: overrides::Override = format!("finetune.max_steps={steps}")
+                .parse()
+                .expect("override");
+            let text = overrides::apply_all(edgeclr_artifact::boards::BOARDS[0].2, "t", &[set])
+                .expect("applies");
+            DeviceConfig::parse(&text, "t")
+                .expect("parses")
+                .finetune
+                .validate()
+        };
+        assert!(with("1").is_ok());
+        let err = with("0").expect_err("refused");
+        assert!(err.contains("max_steps"), "{err}");
+    }
 }

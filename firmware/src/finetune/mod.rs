@@ -11,7 +11,9 @@
 //! replay frames), measures it against the running model on the held-out frames
 //! ([`edgeclr_runtime::health`]) and promotes it only when it is no worse; the pipeline notices
 //! the pointer move and hot-swaps ([`crate::live`]). A rejected candidate is deleted and
-//! training restarts from the running model's weights.
+//! training restarts from the running model's weights. With `max_steps` the fine-tuner
+//! stops after that many steps, judging the last ones as a candidate, and the run ends: a
+//! measurement in steps rather than in wall time.
 
 pub mod negatives;
 pub mod replay;
@@ -467,7 +469,8 @@ impl Finetuner {
             report.steps += 1;
             since_candidate += 1;
             self.progress.lock().expect("progress lock").loss = Some(r.loss);
-            if since_candidate >= self.section.update_every {
+            let last = self.section.max_steps.is_some_and(|m| report.steps >= m);
+            if since_candidate >= self.section.update_every || last {
                 since_candidate = 0;
                 let pool = self.pool.clone();
                 let d = pool.install(|| self.candidate(&replay, &holdout));
@@ -475,6 +478,13 @@ impl Finetuner {
             }
             let spent = work.elapsed();
             busy += spent;
+            if last {
+                info!(
+                    "fine-tuning took its {} steps; ending the run",
+                    report.steps
+                );
+                break;
+            }
             // Duty cycle: sleep so work is `duty_cycle` of the wall time (in short naps, so a
             // stop is prompt).
             let rest = spent.mul_f64((1.0 - self.section.duty_cycle) / self.section.duty_cycle);
