@@ -97,12 +97,13 @@ fn geometries() -> [(usize, usize, usize, usize, usize, usize); 10] {
     // unfolds lazily when the output channels fit one kernel panel, so every geometry has a
     // convolution with more than 24 outputs (the eager `Im2col` path the patch writes). The
     // direct convolution takes whole blocks of output channels (8 with AVX-512, 4 with AVX2:
-    // 33 falls back to tract's plans). With AVX-512's 16-point vectors 64 wide rows are written
-    // in place as two blocks of two vectors, 32 wide as one, 56, 13, 12, 7 and 6 wide as runs
-    // over the phase rows; with AVX2's 8-point vectors only rows dealt into blocks of three
-    // vectors (48 wide here: 3 + 3) are in place, the rest runs. Odd sides with stride 2 leave the
-    // stride phases unequal. In place, taps are read in `KH, C, KW` order from a row-major
-    // phase buffer; in runs, `C, KH, KW` from planes.
+    // 33 falls back to tract's plans). Rows a whole number of vectors wide are written in
+    // place, every row's vectors dealt in turn into blocks of up to three, so blocks span rows
+    // (AVX-512's 16-point vectors: 64, 48, 32 and 16 wide, the rest runs over the phase rows;
+    // AVX2's 8-point ones: 64, 56, 48, 32, 16 and 8 wide; 28, 13, 12, 7 and 6 wide run over the
+    // phase rows on both). Odd sides with stride 2
+    // leave the stride phases unequal. In place, taps are read in `KH, C, KW` order from a
+    // row-major phase buffer; in runs, `C, KH, KW` from planes.
     [
         (13, 33, 1, 40, 2, 3),
         (32, 16, 1, 32, 1, 3),

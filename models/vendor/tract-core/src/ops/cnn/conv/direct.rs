@@ -5,13 +5,13 @@
 //! For a batch-1 NCHW group-1 convolution with stride 1 or 2 and unit dilation, the input is
 //! copied once into a padded buffer split into its `sh × sw` stride phases, so every kernel
 //! tap of every output row reads one contiguous run of the buffer. A register block of a
-//! kernel then holds a few output channels × up to three vectors of output points: for each
-//! tap it loads the input vectors once and multiplies them by each channel's broadcast
+//! kernel then holds a few output channels × up to three vectors of output points (of one
+//! row, or of consecutive rows where rows are narrow): for each tap it loads the input vectors once and multiplies them by each channel's broadcast
 //! weight, and writes the block straight into the NCHW output rows. Rows whose width is not a
 //! multiple of the vector are computed as one run over the buffer's rows instead, so that every
 //! vector is full (see [`DirectGeometry::tiling`]). Nothing is unfolded, and the buffers are
 //! per-thread scratch reused between runs. [`super::DirectConvF32`] (fp32, AVX-512 or AVX2)
-//! and [`super::DirectConvVnni`] (int8, AVX-512 VNNI) run this plan with their own kernels.
+//! and [`super::DirectConvU8`] (int8, AVX-512 VNNI or AVX2) run this plan with their own kernels.
 
 use crate::internal::*;
 use crate::ops::cnn::Patch;
@@ -206,45 +206,47 @@ impl DirectGeometry {
         self.tap_order(groups, layout).into_iter().map(offset).collect()
     }
 
-    /// Register blocks over the output, for vectors of `lanes` points. Rows that are a multiple
-    /// of `lanes` points wide ([`Self::writes_in_place`]) are cut into blocks along each row and
-    /// written in place. Other widths would leave vectors partly empty, so there the output rows
-    /// are taken as one run over the phase buffer's rows (`ho · ws` points, the `ws − wo` points
-    /// past each row's end computed and dropped): every vector is full, and the rows are copied
-    /// out of a scratch plane afterwards ([`Self::compact`]). Either way the vectors are dealt
-    /// into blocks of at most `max_vectors` (≤ [`MAX_VECTORS`]) as evenly as that allows (four
-    /// vectors are two blocks of two, not three and one: a one-vector block has too few
-    /// accumulators to hide the latency of its multiply-adds).
+    /// Register blocks over the output, for vectors of `lanes` points. Where the rows are a
+    /// whole number of vectors wide ([`Self::writes_in_place`]) every vector of every row is
+    /// taken in turn and the sequence is dealt into blocks, so a block may span rows (a row of
+    /// one or two vectors still fills three-vector blocks), written in place. Other widths
+    /// would leave vectors partly empty, so there the output rows are taken as one run over the
+    /// phase buffer's rows (`ho · ws` points, the `ws − wo` points past each row's end computed
+    /// and dropped): every vector is full, and the rows are copied out of a scratch plane
+    /// afterwards ([`Self::compact`]). Either way the vectors are dealt into blocks of at most
+    /// `max_vectors` (≤ [`MAX_VECTORS`]) as evenly as that allows (four vectors are two blocks
+    /// of two, not three and one: a one-vector block has too few accumulators to hide the
+    /// latency of its multiply-adds).
     pub(super) fn tiling(&self, shape: Shape) -> Tiling {
         let Shape { lane, lanes, max_vectors, .. } = shape;
         let [ho, wo] = self.output_hw;
         let ws = self.phase_hw()[1];
-        if self.writes_in_place(shape) {
-            let groups = self.input_channels.div_ceil(lane);
-            let row_stride = self.point_strides(self.layout(shape), groups).1;
-            let mut blocks = vec![];
-            for y in 0..ho {
-                for (v, n) in deal(wo / lanes, max_vectors) {
-                    blocks.push((y * row_stride + v * lanes, y * wo + v * lanes, n));
-                }
-            }
-            return Tiling { blocks, stride: ho * wo, in_place: true, lanes };
-        }
-        let vectors = (ho * ws).div_ceil(lanes);
-        let blocks = deal(vectors, max_vectors).map(|(v, n)| (v * lanes, v * lanes, n)).collect();
-        Tiling { blocks, stride: vectors * lanes, in_place: false, lanes }
+        let (vectors, stride, in_place): (Vec<(usize, usize)>, usize, bool) =
+            if self.writes_in_place(shape) {
+                let groups = self.input_channels.div_ceil(lane);
+                let row_stride = self.point_strides(self.layout(shape), groups).1;
+                let per_row = wo / lanes;
+                let at = |i: usize| {
+                    let (y, v) = (i / per_row, i % per_row);
+                    (y * row_stride + v * lanes, y * wo + v * lanes)
+                };
+                ((0..ho * per_row).map(at).collect(), ho * wo, true)
+            } else {
+                let n = (ho * ws).div_ceil(lanes);
+                ((0..n).map(|v| (v * lanes, v * lanes)).collect(), n * lanes, false)
+            };
+        let blocks = deal(vectors.len(), max_vectors)
+            .map(|(first, n)| VectorBlock::of(&vectors[first..][..n]))
+            .collect();
+        Tiling { blocks, stride, in_place, lanes }
     }
 
-    /// Whether [`Self::tiling`] writes the output rows in place: widths that are a whole
-    /// number of vectors dealt into blocks of at least `min_vectors` each (a smaller block has
-    /// too few accumulators to keep its multiply-adds busy: runs over the phase rows, a few
-    /// padding columns computed and dropped, then do better).
+    /// Whether [`Self::tiling`] writes the output rows in place: widths that are a whole number
+    /// of vectors, with at least `min_vectors` of them in all (fewer cannot fill a block that
+    /// keeps the multiply-adds busy: one run over the phase rows then does better).
     pub(super) fn writes_in_place(&self, shape: Shape) -> bool {
-        let wo = self.output_hw[1];
-        let vectors = wo / shape.lanes;
-        wo.is_multiple_of(shape.lanes)
-            && vectors > 0
-            && deal(vectors, shape.max_vectors).all(|(_, n)| n >= shape.min_vectors)
+        let [ho, wo] = self.output_hw;
+        wo.is_multiple_of(shape.lanes) && ho * wo / shape.lanes >= shape.min_vectors.max(1)
     }
 
     /// Copies whole-run planes (`stride` apart, rows `ws` apart) into the NCHW output.
@@ -368,10 +370,31 @@ impl<T, O> Scratch<T, O> {
     }
 }
 
-/// Where a convolution's register blocks go: `(buffer start, output start, vectors)` each,
-/// with output planes `stride` apart; `in_place` when they are the NCHW output's own planes.
+/// One register block's vectors: `(buffer start, output start)` of each, in points; the
+/// first `n` are used.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct VectorBlock {
+    pub at: [(usize, usize); MAX_VECTORS],
+    pub n: usize,
+}
+
+impl VectorBlock {
+    fn of(vectors: &[(usize, usize)]) -> VectorBlock {
+        let mut at = [vectors[0]; MAX_VECTORS];
+        at[..vectors.len()].copy_from_slice(vectors);
+        VectorBlock { at, n: vectors.len() }
+    }
+
+    /// The used vectors.
+    pub(super) fn vectors(&self) -> &[(usize, usize)] {
+        &self.at[..self.n]
+    }
+}
+
+/// Where a convolution's register blocks go, with output planes `stride` apart; `in_place`
+/// when they are the NCHW output's own planes.
 pub(super) struct Tiling {
-    pub blocks: Vec<(usize, usize, usize)>,
+    pub blocks: Vec<VectorBlock>,
     pub stride: usize,
     pub in_place: bool,
     /// Points of one vector.
@@ -382,14 +405,12 @@ impl Tiling {
     /// Checks that every block reads inside a buffer of `buffer_points` with taps up to
     /// `furthest_tap`, and writes inside its planes.
     pub(super) fn check(&self, furthest_tap: usize, buffer_points: usize) -> TractResult<()> {
-        for &(start, out, n) in &self.blocks {
+        for &(start, out) in self.blocks.iter().flat_map(|b| b.vectors()) {
             ensure!(
-                start + furthest_tap + n * self.lanes <= buffer_points
-                    && out + n * self.lanes <= self.stride,
+                start + furthest_tap + self.lanes <= buffer_points && out + self.lanes <= self.stride,
                 "direct convolution: a block leaves its buffers"
             );
         }
         Ok(())
     }
 }
-

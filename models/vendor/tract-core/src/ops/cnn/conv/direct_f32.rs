@@ -54,9 +54,10 @@ impl F32Isa {
     }
 
     /// How the kernel takes the plan: one channel a point, up to three vectors a block, rows
-    /// written in place read from a [`super::direct::Layout::Rows`] buffer. AVX2's blocks are
-    /// in place only at three vectors (12 accumulators): its two-vector blocks measured 20 G
-    /// multiply-adds/s on rows of 32 against 29 G for three-vector ones on an AMD EPYC.
+    /// written in place read from a [`super::direct::Layout::Rows`] buffer. Blocks span rows
+    /// where rows are narrow, so nearly every block has three vectors; AVX2 needs them (12
+    /// accumulators): its two-vector blocks measured 20 G multiply-adds/s on rows of 32 against
+    /// 29 G for three-vector ones on an AMD EPYC.
     pub(super) fn shape(self) -> Shape {
         let min_vectors = match self {
             F32Isa::Avx512 => 2,
@@ -254,39 +255,40 @@ fn run(
     // channel block reads them (the weights stream from L2 instead). The other order, groups
     // of channel blocks whose weights fit L1, and prefetching the next block's input lines
     // measured the same or worse (Intel Xeon and AMD EPYC, 2026-12-03, interleaved).
-    for &(start, out, n) in &tiling.blocks {
+    for vb in &tiling.blocks {
+        let inputs = vb.at.map(|(start, _)| buffer[start..].as_ptr());
         for ob in (0..g.output_channels).step_by(oc) {
+            let base = ob * stride;
             let block = Block {
-                input: buffer[start..].as_ptr(),
+                inputs,
                 offsets: &offsets,
                 weights: kernel[ob * taps..][..oc * taps].as_ptr(),
                 bias: bias[ob..][..oc].as_ptr(),
-                output: output[ob * stride + out..].as_mut_ptr(),
-                residual: residual.map_or(std::ptr::null(), |r| r[ob * stride + out..].as_ptr()),
+                outputs: vb.at.map(|(_, out)| output[base + out..].as_mut_ptr()),
+                residuals: residual.map(|r| vb.at.map(|(_, out)| r[base + out..].as_ptr())),
                 relu,
                 channel_stride: stride,
             };
             // SAFETY: the caller checked `isa.available()`; every read is inside `buffer` and
             // every write inside the block's output planes (`tiling.check`).
-            unsafe { super::direct_f32_x86::block(isa, n, &block)? };
+            unsafe { super::direct_f32_x86::block(isa, vb.n, &block)? };
         }
     }
     Ok(())
 }
 
-/// One register block's pointers (read by the kernels).
+/// One register block's pointers (read by the kernels): each of its vectors' first point in
+/// the phase buffer and in the output (and residual) planes of the block's first channel.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct Block<'a> {
-    /// The phase buffer at the block's first output point.
-    pub input: *const f32,
+    pub inputs: [*const f32; MAX_VECTORS],
     pub offsets: &'a [usize],
     /// `[taps, oc]` weights of the block's channels.
     pub weights: *const f32,
     pub bias: *const f32,
-    /// The output at the block's first channel and point.
-    pub output: *mut f32,
-    /// Added before `relu` (indexed like `output`), or null.
-    pub residual: *const f32,
+    pub outputs: [*mut f32; MAX_VECTORS],
+    /// Added before `relu` (indexed like `outputs`).
+    pub residuals: Option<[*const f32; MAX_VECTORS]>,
     pub relu: bool,
     pub channel_stride: usize,
 }

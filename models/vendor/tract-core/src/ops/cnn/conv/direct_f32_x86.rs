@@ -8,9 +8,10 @@ use crate::internal::*;
 /// One register block of `vectors` (1 to 3) vectors on `isa`.
 ///
 /// # Safety
-/// `isa` is available on this host; every `input + offset + lanes·vectors` and every `output +
-/// o·channel_stride + lanes·vectors` (and `residual + …` when not null) lies inside its
-/// allocation, for every offset and every channel `o` of the block.
+/// `isa` is available on this host; for each of the first `vectors` vectors `v`, every
+/// `inputs[v] + offset + lanes` and every `outputs[v] + o·channel_stride + lanes` (and
+/// `residuals[v] + …`) lies inside its allocation, for every offset and every channel `o` of the
+/// block.
 #[cfg(target_arch = "x86_64")]
 pub(super) unsafe fn block(isa: F32Isa, vectors: usize, b: &Block) -> TractResult<()> {
     unsafe {
@@ -32,8 +33,8 @@ pub(super) unsafe fn block(isa: F32Isa, vectors: usize, _b: &Block) -> TractResu
     bail!("the direct convolution runs on x86_64 only ({isa:?}, {vectors} vectors)")
 }
 
-/// A module of kernels for one instruction set: `OC` channels × `V` vectors of `LANES`
-/// points (the block shape `$isa` reports). `block` is the bias (`init`), every tap as `V`
+/// A module of kernels for one instruction set: `OC` channels × `V` vectors, each at its own
+/// input and output pointer (the block shape `$isa` reports). `block` is the bias (`init`), every tap as `V`
 /// loads, `OC` broadcast weights and `OC·V` fused multiply-adds (`taps`), then the epilogue and
 /// the stores (`store`).
 #[cfg(target_arch = "x86_64")]
@@ -44,7 +45,6 @@ macro_rules! block_kernels {
             use super::*;
             use std::arch::x86_64::*;
             pub(super) const OC: usize = $isa.oc_block();
-            const LANES: usize = $isa.lanes();
 
             /// # Safety
             /// As [`block`](super::block), for this kernel's instruction set.
@@ -73,10 +73,9 @@ macro_rules! block_kernels {
             unsafe fn taps<const V: usize>(b: &Block, acc: &mut [[$vector; V]; OC]) {
                 unsafe {
                     for (t, &offset) in b.offsets.iter().enumerate() {
-                        let src = b.input.add(offset);
                         let mut x = [$zero(); V];
                         for (v, xv) in x.iter_mut().enumerate() {
-                            *xv = $load(src.add(v * LANES));
+                            *xv = $load(b.inputs[v].add(offset));
                         }
                         let w = b.weights.add(t * OC);
                         for (o, row) in acc.iter_mut().enumerate() {
@@ -98,13 +97,13 @@ macro_rules! block_kernels {
                         let at = o * b.channel_stride;
                         for (v, &a) in row.iter().enumerate() {
                             let mut a = a;
-                            if !b.residual.is_null() {
-                                a = $add(a, $load(b.residual.add(at + v * LANES)));
+                            if let Some(r) = &b.residuals {
+                                a = $add(a, $load(r[v].add(at)));
                             }
                             if b.relu {
                                 a = $max(a, $zero());
                             }
-                            $store(b.output.add(at + v * LANES), a);
+                            $store(b.outputs[v].add(at), a);
                         }
                     }
                 }
@@ -144,9 +143,9 @@ unsafe fn avx2_3(b: &Block) {
             asm!(
                 "2:",
                 "mov {off}, qword ptr [{offsets} + 8*{t}]",
-                "vmovups ymm12, ymmword ptr [{input} + 4*{off}]",
-                "vmovups ymm13, ymmword ptr [{input} + 4*{off} + 32]",
-                "vmovups ymm14, ymmword ptr [{input} + 4*{off} + 64]",
+                "vmovups ymm12, ymmword ptr [{in0} + 4*{off}]",
+                "vmovups ymm13, ymmword ptr [{in1} + 4*{off}]",
+                "vmovups ymm14, ymmword ptr [{in2} + 4*{off}]",
                 "vbroadcastss ymm15, dword ptr [{w}]",
                 "vfmadd231ps ymm0, ymm12, ymm15",
                 "vfmadd231ps ymm1, ymm13, ymm15",
@@ -168,7 +167,9 @@ unsafe fn avx2_3(b: &Block) {
                 "cmp {t}, {n}",
                 "jne 2b",
                 offsets = in(reg) b.offsets.as_ptr(),
-                input = in(reg) b.input,
+                in0 = in(reg) b.inputs[0],
+                in1 = in(reg) b.inputs[1],
+                in2 = in(reg) b.inputs[2],
                 n = in(reg) b.offsets.len(),
                 w = inout(reg) b.weights => _,
                 t = inout(reg) 0usize => _,

@@ -16,7 +16,7 @@
 //! Either block then requantises in registers,
 //! `y = sat_u8(round_half_even((acc + offset) · s_x·s_w/s_y) + y₀)`, and stores bytes.
 
-use super::direct::{DirectGeometry, Layout, Scratch, Shape, Tiling};
+use super::direct::{DirectGeometry, Layout, MAX_VECTORS, Scratch, Shape, Tiling};
 use crate::internal::*;
 
 /// The instruction set a [`DirectConvU8`] runs, with its buffer and block shapes.
@@ -245,21 +245,23 @@ impl DirectConvU8 {
         let stride = tiling.stride;
         ensure!(output.len() >= g.output_channels * stride && tiling.lanes == self.isa.shape().lanes);
         tiling.check(offsets.iter().max().copied().unwrap_or(0), buffer.len() / q)?;
-        for &(start, out, n) in &tiling.blocks {
+        for vb in &tiling.blocks {
+            let inputs = vb.at.map(|(start, _)| buffer[start * q..].as_ptr().cast());
             for ob in (0..g.output_channels).step_by(oc) {
+                let base = ob * stride;
                 let block = QBlock {
-                    input: buffer[start * q..].as_ptr().cast(),
+                    inputs,
                     offsets: &offsets,
                     weights: kernel[ob * groups * q..][..oc * groups * q].as_ptr().cast(),
                     offset: &requant.offset[ob..][..oc],
                     multiplier: &requant.multiplier[ob..][..oc],
                     y_zero: self.y_zero,
-                    output: output[ob * stride + out..].as_mut_ptr(),
+                    outputs: vb.at.map(|(_, out)| output[base + out..].as_mut_ptr()),
                     channel_stride: stride,
                 };
                 // SAFETY: the caller checked `isa.available()`; every read is inside `buffer`
                 // and every write inside the block's output planes (`tiling.check`).
-                unsafe { super::direct_u8_x86::block(self.isa, n, &block)? };
+                unsafe { super::direct_u8_x86::block(self.isa, vb.n, &block)? };
             }
         }
         Ok(())
@@ -283,12 +285,12 @@ impl TypedOp for DirectConvU8 {
     as_op!();
 }
 
-/// One register block's pointers (read by the kernels).
+/// One register block's pointers (read by the kernels): each of its vectors' first point in
+/// the phase buffer and in the output plane of the block's first channel.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct QBlock<'a> {
-    /// The phase buffer at the block's first output point ([`U8Isa::group`] channels a point:
-    /// u8 for VNNI, i16 for AVX2).
-    pub input: *const u8,
+    /// [`U8Isa::group`] channels a point: u8 for VNNI, i16 for AVX2.
+    pub inputs: [*const u8; MAX_VECTORS],
     /// Tap-group offsets in points.
     pub offsets: &'a [usize],
     /// `[tap groups, oc, group]` weights of the block's channels (i8 for VNNI, i16 for AVX2).
@@ -296,7 +298,6 @@ pub(super) struct QBlock<'a> {
     pub offset: &'a [i32],
     pub multiplier: &'a [f32],
     pub y_zero: i32,
-    /// The output at the block's first channel and point.
-    pub output: *mut u8,
+    pub outputs: [*mut u8; MAX_VECTORS],
     pub channel_stride: usize,
 }

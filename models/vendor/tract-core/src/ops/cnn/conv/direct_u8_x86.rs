@@ -6,9 +6,9 @@ use crate::internal::*;
 /// One register block of `vectors` vectors on `isa`.
 ///
 /// # Safety
-/// `isa` is available on this host; every `input + group·(offset + lanes·vectors)` element and
-/// every `output + o·channel_stride + lanes·vectors` lies inside its allocation, for every
-/// offset and every channel `o` of the block.
+/// `isa` is available on this host; for each of the first `vectors` vectors `v`, every
+/// `inputs[v] + group·(offset + lanes)` element and every `outputs[v] + o·channel_stride +
+/// lanes` lies inside its allocation, for every offset and every channel `o` of the block.
 #[cfg(target_arch = "x86_64")]
 pub(super) unsafe fn block(isa: U8Isa, vectors: usize, b: &QBlock) -> TractResult<()> {
     unsafe {
@@ -39,14 +39,12 @@ unsafe fn vnni<const V: usize>(b: &QBlock) {
     use std::arch::x86_64::*;
     const OC: usize = U8Isa::Vnni.oc_block();
     const QUAD: usize = U8Isa::Vnni.group();
-    const LANES: usize = 16;
     unsafe {
         let mut acc = [[_mm512_setzero_si512(); V]; OC];
         for (t, &offset) in b.offsets.iter().enumerate() {
-            let src = b.input.add(offset * QUAD);
             let mut x = [_mm512_setzero_si512(); V];
             for (v, xv) in x.iter_mut().enumerate() {
-                *xv = _mm512_loadu_si512(src.add(v * LANES * QUAD).cast());
+                *xv = _mm512_loadu_si512(b.inputs[v].add(offset * QUAD).cast());
             }
             let w = b.weights.add(t * OC * QUAD).cast::<i32>();
             for (o, row) in acc.iter_mut().enumerate() {
@@ -61,7 +59,7 @@ unsafe fn vnni<const V: usize>(b: &QBlock) {
         for (o, row) in acc.iter().enumerate() {
             let offset = _mm512_set1_epi32(b.offset[o]);
             let m = _mm512_set1_ps(b.multiplier[o]);
-            let dst = b.output.add(o * b.channel_stride);
+            let at = o * b.channel_stride;
             for (v, a) in row.iter().enumerate() {
                 let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, offset)), m);
                 // Out of u8 range either way once y₀ (0..=255) is added: clamp first, so
@@ -70,7 +68,7 @@ unsafe fn vnni<const V: usize>(b: &QBlock) {
                 // Round half to even (the default rounding mode), then saturate to u8.
                 let q = _mm512_add_epi32(_mm512_cvtps_epi32(scaled), y_zero);
                 let bytes = _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, zero));
-                _mm_storeu_si128(dst.add(v * LANES).cast(), bytes);
+                _mm_storeu_si128(b.outputs[v].add(at).cast(), bytes);
             }
         }
     }
@@ -86,16 +84,13 @@ unsafe fn avx2<const V: usize>(b: &QBlock) {
     use std::arch::x86_64::*;
     const OC: usize = U8Isa::Avx2.oc_block();
     const PAIR: usize = U8Isa::Avx2.group();
-    const LANES: usize = 8;
     unsafe {
-        let input = b.input.cast::<i16>();
         let weights = b.weights.cast::<i16>();
         let mut acc = [[_mm256_setzero_si256(); V]; OC];
         for (t, &offset) in b.offsets.iter().enumerate() {
-            let src = input.add(offset * PAIR);
             let mut x = [_mm256_setzero_si256(); V];
             for (v, xv) in x.iter_mut().enumerate() {
-                *xv = _mm256_loadu_si256(src.add(v * LANES * PAIR).cast());
+                *xv = _mm256_loadu_si256(b.inputs[v].cast::<i16>().add(offset * PAIR).cast());
             }
             let w = weights.add(t * OC * PAIR).cast::<i32>();
             for (o, row) in acc.iter_mut().enumerate() {
@@ -110,7 +105,7 @@ unsafe fn avx2<const V: usize>(b: &QBlock) {
         for (o, row) in acc.iter().enumerate() {
             let offset = _mm256_set1_epi32(b.offset[o]);
             let m = _mm256_set1_ps(b.multiplier[o]);
-            let dst = b.output.add(o * b.channel_stride);
+            let at = o * b.channel_stride;
             for (v, a) in row.iter().enumerate() {
                 let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(*a, offset)), m);
                 // As VNNI: clamp, round half to even, add y₀, saturate to u8 (two packs,
@@ -123,7 +118,7 @@ unsafe fn avx2<const V: usize>(b: &QBlock) {
                     _mm256_castsi256_si128(bytes),
                     _mm256_extracti128_si256::<1>(bytes),
                 );
-                _mm_storel_epi64(dst.add(v * LANES).cast(), eight);
+                _mm_storel_epi64(b.outputs[v].add(at).cast(), eight);
             }
         }
     }
