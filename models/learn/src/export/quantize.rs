@@ -126,14 +126,24 @@ impl ActivationParams {
 
 /// Symmetric i8 quantisation of a convolution's weights: `(codes, scale per channel)`; per
 /// tensor gives one scale repeated for every channel.
+///
+/// The scale maps the largest [`pair_reach`] of a channel (or of the tensor) to 127 rather
+/// than its largest weight, so that the codes of input channels `2k` and `2k + 1` at one kernel
+/// position add to at most 128 on each side of zero: then x86 hosts without VNNI multiply u8
+/// activations by them with `vpmaddubsw` exactly (255 · 128 ≤ 32 767: no 16-bit saturation),
+/// twice the products per instruction of the 16-bit path (the board runtime's tract patch,
+/// docs/export.md). Where one weight dominates every pair this is the plain `absmax / 127`; at
+/// worst (two equal weights) it costs one bit.
 pub fn quantize_weights(conv: &FoldedConv, granularity: WeightGranularity) -> (Vec<i8>, Vec<f32>) {
     let cout = conv.shape[0];
-    let absmax = |w: &[f32]| w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let khw = conv.shape[2] * conv.shape[3];
+    let reach = |o: usize| pair_reach(conv.channel(o), khw);
     let scales: Vec<f32> = match granularity {
-        WeightGranularity::PerTensor => vec![(absmax(&conv.weight) / 127.0).max(1e-12); cout],
-        WeightGranularity::PerChannel => (0..cout)
-            .map(|o| (absmax(conv.channel(o)) / 127.0).max(1e-12))
-            .collect(),
+        WeightGranularity::PerTensor => {
+            let r = (0..cout).map(reach).fold(0.0f32, f32::max);
+            vec![(r / 127.0).max(1e-12); cout]
+        }
+        WeightGranularity::PerChannel => (0..cout).map(|o| (reach(o) / 127.0).max(1e-12)).collect(),
     };
     let mut codes = Vec::with_capacity(conv.weight.len());
     for (o, &s) in scales.iter().enumerate() {
@@ -144,6 +154,28 @@ pub fn quantize_weights(conv: &FoldedConv, granularity: WeightGranularity) -> (V
         );
     }
     (codes, scales)
+}
+
+/// The largest sum of the positive, or of the negative (as a magnitude), weights of a pair of
+/// input channels `2k`, `2k + 1` at one of the `khw` kernel positions, in one output channel's
+/// `[C, KH·KW]` weights (an odd last channel pairs with zero).
+pub fn pair_reach(channel: &[f32], khw: usize) -> f32 {
+    let c = channel.len() / khw.max(1);
+    let mut reach = 0.0f32;
+    for ic in (0..c).step_by(2) {
+        for k in 0..khw {
+            let a = channel[ic * khw + k];
+            let b = if ic + 1 < c {
+                channel[(ic + 1) * khw + k]
+            } else {
+                0.0
+            };
+            let positive = a.max(0.0) + b.max(0.0);
+            let negative = -(a.min(0.0) + b.min(0.0));
+            reach = reach.max(positive).max(negative);
+        }
+    }
+    reach
 }
 
 /// Shared state of the two int8 lowerings: parameters per point and the constants emitted

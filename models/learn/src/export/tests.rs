@@ -232,6 +232,28 @@ fn weight_quantisation_by_hand() {
 }
 
 #[test]
+fn weight_scales_keep_every_channel_pair_within_reach_of_16_bits() {
+    // One output channel, 3 input channels, 1×2 kernel: [C, KW] = [[0.8, -0.5], [0.6, -0.1],
+    // [0.2, 0.9]]. Pairs (0, 1) at each position: positive 0.8 + 0.6 = 1.4, negative
+    // 0.5 + 0.1 = 0.6; channel 2 pairs with zero: 0.2, 0.9. Reach 1.4 (not absmax 0.9), so
+    // s = 1.4/127 and the codes are round(w / s): 72.57 → 73, −45.36 → −45, 54.43 → 54,
+    // −9.07 → −9, 18.14 → 18, 81.64 → 82; the pair at position 0 sums to 73 + 54 = 127 ≤ 128.
+    let conv = FoldedConv {
+        shape: [1, 3, 1, 2],
+        weight: vec![0.8, -0.5, 0.6, -0.1, 0.2, 0.9],
+        bias: vec![0.0],
+        stride: [1, 1],
+        padding: [0; 4],
+    };
+    assert!((quantize::pair_reach(&conv.weight, 2) - 1.4).abs() < 1e-6);
+    for granularity in [WeightGranularity::PerTensor, WeightGranularity::PerChannel] {
+        let (codes, scales) = quantize_weights(&conv, granularity);
+        assert_eq!(codes, vec![73, -45, 54, -9, 18, 82], "{granularity:?}");
+        assert!((scales[0] - 1.4 / 127.0).abs() < 1e-7, "{granularity:?}");
+    }
+}
+
+#[test]
 fn activation_parameters_by_hand() {
     // [0, 2.55] → scale 0.01, zero point 0 (a ReLU output).
     let p = ActivationParams::from_range([0.0, 2.55]);

@@ -804,8 +804,8 @@ impl Conv {
 
     /// [`super::DirectConvU8`] and its constant inputs (packed kernel, requantisation offset
     /// and multiplier) when this `QLinearConv` becomes one on this host (edgeclr's patch, issue
-    /// 17): [`Self::direct_geometry`] for the host's instruction set ([`super::U8Isa::detect`])
-    /// with u8 activations, a constant i8 kernel with zero point 0, constant scales and zero
+    /// 17): [`Self::direct_geometry`] for the host's instruction set ([`super::U8Isa::detect`],
+    /// then [`super::U8Isa::for_kernel`] for these weights) with u8 activations, a constant i8 kernel with zero point 0, constant scales and zero
     /// points (the kernel's scale per tensor or per output channel), a constant bias and a u8
     /// output.
     #[allow(clippy::type_complexity)]
@@ -850,6 +850,7 @@ impl Conv {
         };
         let o_ihw = self.kernel_fmt.kernel_as_group_o_ihw(kernel, self.group)?;
         let weights = unsafe { o_ihw.as_slice_unchecked::<i8>() };
+        let isa = isa.for_kernel(weights, &geometry);
         let packed = isa.pack_kernel(weights, &geometry)?;
         let sums: Vec<i32> = weights
             .chunks_exact(geometry.taps())

@@ -8,10 +8,15 @@
 //!   channels at one kernel position) are 64 contiguous bytes; `vpdpbusd` multiplies them by
 //!   the four weights of each of eight output channels and adds the four products into 32-bit
 //!   accumulators; `x₀·Σw` is taken off afterwards.
-//! - AVX2: the buffer holds `x − x₀` as i16 with two channels interleaved (padding is then 0),
-//!   and `vpmaddwd` multiplies eight points × two channels by two i16 weights of each of four
-//!   output channels, adding pairs into 32-bit accumulators — exact, where `vpmaddubsw` would
-//!   saturate 16-bit sums of u8 × i8 products.
+//! - AVX2 with byte pairs ([`U8Isa::Avx2Bytes`]), where every two weights `vpmaddubsw` adds
+//!   fit (see [`pairs_fit`]): the VNNI buffer and weights, eight points a vector; `vpmaddubsw`
+//!   multiplies u8 by i8 and adds pairs into 16 bits, `vpmaddwd` by ones adds those pairs into
+//!   32-bit accumulators — exact, as 255·(sum of a pair's positive weights) ≤ 32 767 and
+//!   likewise for the negative ones. edgeclr's export sizes its weight scales for that.
+//! - AVX2 otherwise: the buffer holds `x − x₀` as i16 with two channels interleaved (padding is
+//!   then 0), and `vpmaddwd` multiplies eight points × two channels by two i16 weights of each
+//!   of four output channels, adding pairs into 32-bit accumulators — exact for any weights,
+//!   at half the products per instruction.
 //!
 //! Either block then requantises in registers,
 //! `y = sat_u8(round_half_even((acc + offset) · s_x·s_w/s_y) + y₀)`, and stores bytes.
@@ -24,13 +29,43 @@ use crate::internal::*;
 pub enum U8Isa {
     /// AVX-512F/BW/VNNI: u8 quads, blocks of 8 channels × up to 3 vectors of 16 points.
     Vnni,
-    /// AVX2: i16 pairs, blocks of 4 channels × up to 2 vectors of 8 points.
+    /// AVX2 on u8 quads by `vpmaddubsw` (weights that fit [`pairs_fit`]): blocks of 4 channels
+    /// × up to 2 vectors of 8 points.
+    Avx2Bytes,
+    /// AVX2 on i16 pairs by `vpmaddwd` (any weights): blocks of 4 channels × up to 2 vectors
+    /// of 8 points.
     Avx2,
 }
 
+/// Whether `vpmaddubsw` adds every pair of weights (input channels `2k`, `2k + 1` at one kernel
+/// position) times any u8 without saturating: per pair, the positive weights sum to at most
+/// 128 and the negative ones to at least −128 (255 · 128 = 32 640 ≤ 32 767). `kernel` is
+/// `[O, C, KH·KW]`.
+pub fn pairs_fit(kernel: &[i8], g: &DirectGeometry) -> bool {
+    let (c, khw) = (g.input_channels, g.kernel_hw[0] * g.kernel_hw[1]);
+    kernel.chunks_exact(c * khw).all(|row| {
+        (0..c).step_by(2).all(|ic| {
+            (0..khw).all(|k| {
+                let a = i32::from(row[ic * khw + k]);
+                let b = if ic + 1 < c { i32::from(row[(ic + 1) * khw + k]) } else { 0 };
+                a.max(0) + b.max(0) <= 128 && a.min(0) + b.min(0) >= -128
+            })
+        })
+    })
+}
+
 impl U8Isa {
-    /// The best this host runs: VNNI, else AVX2 (the knob `TRACT_DIRECT_CONV_NO_AVX512`
-    /// skips VNNI, to test and compare the AVX2 kernel there).
+    /// The kernel to run `kernel` (`[O, C, KH·KW]`) with on a host that runs `self`
+    /// ([`Self::detect`]): AVX2 takes byte pairs where [`pairs_fit`].
+    pub fn for_kernel(self, kernel: &[i8], g: &DirectGeometry) -> U8Isa {
+        match self {
+            U8Isa::Avx2 if pairs_fit(kernel, g) => U8Isa::Avx2Bytes,
+            isa => isa,
+        }
+    }
+
+    /// The best this host runs for any weights: VNNI, else AVX2 on i16 pairs (the knob
+    /// `TRACT_DIRECT_CONV_NO_AVX512` skips VNNI, to test and compare the AVX2 kernels there).
     pub fn detect() -> Option<U8Isa> {
         [U8Isa::Vnni, U8Isa::Avx2]
             .into_iter()
@@ -48,7 +83,7 @@ impl U8Isa {
                         && std::is_x86_feature_detected!("avx512bw")
                         && std::is_x86_feature_detected!("avx512vnni")
                 }
-                U8Isa::Avx2 => std::is_x86_feature_detected!("avx2"),
+                U8Isa::Avx2 | U8Isa::Avx2Bytes => std::is_x86_feature_detected!("avx2"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -61,14 +96,14 @@ impl U8Isa {
     pub const fn oc_block(self) -> usize {
         match self {
             U8Isa::Vnni => 8,
-            U8Isa::Avx2 => 4,
+            U8Isa::Avx2 | U8Isa::Avx2Bytes => 4,
         }
     }
 
     /// Input channels interleaved at every point of the phase buffer (one tap group).
     pub const fn group(self) -> usize {
         match self {
-            U8Isa::Vnni => 4,
+            U8Isa::Vnni | U8Isa::Avx2Bytes => 4,
             U8Isa::Avx2 => 2,
         }
     }
@@ -79,11 +114,15 @@ impl U8Isa {
             U8Isa::Vnni => Shape { lane: 4, lanes: 16, min_vectors: 2, max_vectors: 3, rows: false },
             // 4 × 2 accumulators, 2 inputs, a weight and a product: 12 of 16 registers.
             U8Isa::Avx2 => Shape { lane: 2, lanes: 8, min_vectors: 2, max_vectors: 2, rows: false },
+            // 4 × 2 accumulators, 2 inputs, a weight, the ones and a product: 13 of 16.
+            U8Isa::Avx2Bytes => {
+                Shape { lane: 4, lanes: 8, min_vectors: 2, max_vectors: 2, rows: false }
+            }
         }
     }
 
     /// The `[O, C·KH·KW]` i8 kernel as `[O/oc, tap groups, oc, group]` (tap groups in
-    /// `C/group, KH, KW` order, channels past `C` zero): i8 for VNNI, i16 for AVX2.
+    /// `C/group, KH, KW` order, channels past `C` zero): i8, or i16 for AVX2 on i16 pairs.
     pub fn pack_kernel(self, kernel: &[i8], g: &DirectGeometry) -> TractResult<Tensor> {
         let (c, o, oc, q) = (g.input_channels, g.output_channels, self.oc_block(), self.group());
         let khw = g.kernel_hw[0] * g.kernel_hw[1];
@@ -99,7 +138,7 @@ impl U8Isa {
             }
         }
         match self {
-            U8Isa::Vnni => Tensor::from_shape(&[packed.len()], &packed),
+            U8Isa::Vnni | U8Isa::Avx2Bytes => Tensor::from_shape(&[packed.len()], &packed),
             U8Isa::Avx2 => {
                 let wide: Vec<i16> = packed.iter().map(|&w| i16::from(w)).collect();
                 Tensor::from_shape(&[wide.len()], &wide)
@@ -108,17 +147,18 @@ impl U8Isa {
     }
 
     /// What the kernel adds to an output channel's accumulator before scaling: the bias, less
-    /// `x₀·Σw` where the buffer holds `x` itself (VNNI) rather than `x − x₀` (AVX2).
+    /// `x₀·Σw` where the buffer holds `x` itself (VNNI, AVX2 bytes) rather than `x − x₀`
+    /// (AVX2 on i16).
     pub fn offset(self, bias: i32, x_zero: u8, weight_sum: i32) -> i32 {
         match self {
-            U8Isa::Vnni => bias - i32::from(x_zero) * weight_sum,
+            U8Isa::Vnni | U8Isa::Avx2Bytes => bias - i32::from(x_zero) * weight_sum,
             U8Isa::Avx2 => bias,
         }
     }
 }
 
 thread_local! {
-    static VNNI_SCRATCH: Scratch<u8, u8> = const { Scratch::new() };
+    static BYTE_SCRATCH: Scratch<u8, u8> = const { Scratch::new() };
     static AVX2_SCRATCH: Scratch<i16, u8> = const { Scratch::new() };
 }
 
@@ -183,7 +223,7 @@ impl EvalOp for DirectConvU8 {
         let q = self.isa.group();
         let khw = g.kernel_hw[0] * g.kernel_hw[1];
         let kernel_dt = match self.isa {
-            U8Isa::Vnni => i8::datum_type(),
+            U8Isa::Vnni | U8Isa::Avx2Bytes => i8::datum_type(),
             U8Isa::Avx2 => i16::datum_type(),
         };
         ensure!(
@@ -207,9 +247,9 @@ impl EvalOp for DirectConvU8 {
         let out = unsafe { output.as_slice_mut_unchecked::<u8>() };
         let shape = self.isa.shape();
         match self.isa {
-            U8Isa::Vnni => {
+            U8Isa::Vnni | U8Isa::Avx2Bytes => {
                 let kernel = unsafe { kernel.as_slice_unchecked::<i8>() };
-                g.convolve(&VNNI_SCRATCH, img, shape, self.x_zero, |x| x, out, |b, planes, t| {
+                g.convolve(&BYTE_SCRATCH, img, shape, self.x_zero, |x| x, out, |b, planes, t| {
                     self.run(b, kernel, &requant, planes, t)
                 })?
             }

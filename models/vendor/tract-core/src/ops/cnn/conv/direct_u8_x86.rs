@@ -1,4 +1,5 @@
-//! [`super::DirectConvU8`]'s register blocks on x86_64: AVX-512 VNNI and AVX2.
+//! [`super::DirectConvU8`]'s register blocks on x86_64: AVX-512 VNNI, and AVX2 on u8 quads or
+//! i16 pairs.
 
 use super::direct_u8::{QBlock, U8Isa};
 use crate::internal::*;
@@ -18,6 +19,8 @@ pub(super) unsafe fn block(isa: U8Isa, vectors: usize, b: &QBlock) -> TractResul
             (U8Isa::Vnni, 3) => vnni::<3>(b),
             (U8Isa::Avx2, 1) => avx2::<1>(b),
             (U8Isa::Avx2, 2) => avx2::<2>(b),
+            (U8Isa::Avx2Bytes, 1) => avx2_bytes::<1>(b),
+            (U8Isa::Avx2Bytes, 2) => avx2_bytes::<2>(b),
             _ => bail!("direct integer convolution: a block of {vectors} vectors on {isa:?}"),
         }
     }
@@ -100,6 +103,53 @@ unsafe fn avx2<const V: usize>(b: &QBlock) {
                 }
             }
         }
+        requantise_avx2(b, &acc);
+    }
+}
+
+/// Four channels × `V` vectors of eight output points, u8 quads × i8 quads as `vpmaddubsw`
+/// (pairs into i16, exact for weights that fit [`super::direct_u8::pairs_fit`]) then
+/// `vpmaddwd` by ones (pairs of pairs into i32).
+///
+/// # Safety
+/// As [`block`], with weights that fit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_bytes<const V: usize>(b: &QBlock) {
+    use std::arch::x86_64::*;
+    const OC: usize = U8Isa::Avx2Bytes.oc_block();
+    const QUAD: usize = U8Isa::Avx2Bytes.group();
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); V]; OC];
+        for (t, &offset) in b.offsets.iter().enumerate() {
+            let mut x = [_mm256_setzero_si256(); V];
+            for (v, xv) in x.iter_mut().enumerate() {
+                *xv = _mm256_loadu_si256(b.inputs[v].add(offset * QUAD).cast());
+            }
+            let w = b.weights.add(t * OC * QUAD).cast::<i32>();
+            for (o, row) in acc.iter_mut().enumerate() {
+                let w = _mm256_set1_epi32(w.add(o).read_unaligned());
+                for (a, xv) in row.iter_mut().zip(&x) {
+                    let pairs = _mm256_maddubs_epi16(*xv, w);
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        requantise_avx2(b, &acc);
+    }
+}
+
+/// The AVX2 blocks' epilogue: as VNNI's, clamp, round half to even, add y₀, saturate to u8
+/// (two packs, which work within 128-bit halves: bytes 0–3 of each half are the eight), store.
+///
+/// # Safety
+/// As [`block`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn requantise_avx2<const V: usize>(b: &QBlock, acc: &[[std::arch::x86_64::__m256i; V]]) {
+    use std::arch::x86_64::*;
+    unsafe {
         let y_zero = _mm256_set1_epi32(b.y_zero);
         let (low, high) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
         for (o, row) in acc.iter().enumerate() {
@@ -108,8 +158,6 @@ unsafe fn avx2<const V: usize>(b: &QBlock) {
             let at = o * b.channel_stride;
             for (v, a) in row.iter().enumerate() {
                 let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(*a, offset)), m);
-                // As VNNI: clamp, round half to even, add y₀, saturate to u8 (two packs,
-                // which work within 128-bit halves: bytes 0–3 of each half are the eight).
                 let scaled = _mm256_min_ps(_mm256_max_ps(scaled, low), high);
                 let q = _mm256_add_epi32(_mm256_cvtps_epi32(scaled), y_zero);
                 let words = _mm256_packs_epi32(q, q);
