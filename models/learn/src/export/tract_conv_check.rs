@@ -536,28 +536,34 @@ fn int8_pair(x_scale: f32, x_zero: u8, convs: [&QConv; 2], size: usize) -> Vec<u
     let mut x = g.fresh("x.u8");
     g.node("QuantizeLinear", &[INPUT, &scale, &zero], &x, vec![]);
     for (stem, q) in [("a", convs[0]), ("b", convs[1])] {
-        let weights: Vec<i8> = q.int.weight.iter().map(|&w| w as i8).collect();
-        let bias: Vec<i32> = q.int.bias.iter().map(|&b| b as i32).collect();
-        let w = g.constant_i8(&format!("{stem}.w"), &q.int.shape, &weights);
-        let ws = g.constant_f32(&format!("{stem}.ws"), &[], &[q.w_scale]);
-        let wz = g.constant_i8(&format!("{stem}.wz"), &[], &[0]);
-        let ys = g.constant_f32(&format!("{stem}.ys"), &[], &[q.y_scale]);
-        let yz = g.constant_u8(&format!("{stem}.yz"), &[], &[q.y_zero]);
-        let b = g.constant_i32(&format!("{stem}.b"), &[q.int.shape[0]], &bias);
-        let y = g.fresh(stem);
-        let inputs = [x.as_str(), &scale, &zero, &w, &ws, &wz, &ys, &yz, &b];
-        g.node(
-            "QLinearConv",
-            &inputs,
-            &y,
-            GraphBuilder::conv_attributes(&q.int),
-        );
-        (x, scale, zero) = (y, ys, yz);
+        [x, scale, zero] = qlinear_conv(&mut g, stem, [&x, &scale, &zero], q);
     }
     let f = g.fresh("y.f32");
     g.node("DequantizeLinear", &[&x, &scale, &zero], &f, vec![]);
     g.node("Flatten", &[&f], OUTPUT, vec![onnx::attr_int("axis", 1)]);
     prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "qconv check"))
+}
+
+/// `QLinearConv` of `x` (a u8 tensor, its scale and zero point) by `q`: the output, its scale
+/// and zero point.
+fn qlinear_conv(g: &mut GraphBuilder, stem: &str, x: [&str; 3], q: &QConv) -> [String; 3] {
+    let weights: Vec<i8> = q.int.weight.iter().map(|&w| w as i8).collect();
+    let bias: Vec<i32> = q.int.bias.iter().map(|&b| b as i32).collect();
+    let w = g.constant_i8(&format!("{stem}.w"), &q.int.shape, &weights);
+    let ws = g.constant_f32(&format!("{stem}.ws"), &[], &[q.w_scale]);
+    let wz = g.constant_i8(&format!("{stem}.wz"), &[], &[0]);
+    let ys = g.constant_f32(&format!("{stem}.ys"), &[], &[q.y_scale]);
+    let yz = g.constant_u8(&format!("{stem}.yz"), &[], &[q.y_zero]);
+    let b = g.constant_i32(&format!("{stem}.b"), &[q.int.shape[0]], &bias);
+    let y = g.fresh(stem);
+    let inputs = [x[0], x[1], x[2], &w, &ws, &wz, &ys, &yz, &b];
+    g.node(
+        "QLinearConv",
+        &inputs,
+        &y,
+        GraphBuilder::conv_attributes(&q.int),
+    );
+    [y, ys, yz]
 }
 
 #[test]
@@ -622,6 +628,148 @@ fn int8_convolutions_match_the_definition_with_zero_point_padding() {
                 .iter()
                 .zip(&want)
                 .map(|(g, w)| (f64::from(*g) - w).abs() / f64::from(b.y_scale))
+                .collect();
+            let worst = quanta.iter().copied().fold(0.0, f64::max);
+            let exact = quanta.iter().filter(|&&q| q < 0.01).count() as f64 / quanta.len() as f64;
+            assert!(
+                worst < 1.01 && exact > 0.95,
+                "{label}: worst {worst:.2} quanta, {:.1}% exact",
+                100.0 * exact
+            );
+        }
+    }
+}
+
+/// A residual block as edgeclr's int8 export writes it: `x → QuantizeLinear → QLinearConv a →
+/// QLinearConv b`, then `QuantizeLinear(Relu(DequantizeLinear(b) + DequantizeLinear(a)))` with
+/// `tail` as its scale and zero point (the add's operands swapped with `swap`), then
+/// `DequantizeLinear → Flatten`.
+fn int8_block(
+    x: (f32, u8),
+    convs: [&QConv; 2],
+    tail: (f32, u8),
+    swap: bool,
+    size: usize,
+) -> Vec<u8> {
+    let mut g = GraphBuilder::default();
+    let scale = g.constant_f32("x.s", &[], &[x.0]);
+    let zero = g.constant_u8("x.z", &[], &[x.1]);
+    let xq = g.fresh("x.u8");
+    g.node("QuantizeLinear", &[INPUT, &scale, &zero], &xq, vec![]);
+    let a = qlinear_conv(&mut g, "a", [&xq, &scale, &zero], convs[0]);
+    let b = qlinear_conv(&mut g, "b", [&a[0], &a[1], &a[2]], convs[1]);
+    let dequantize = |g: &mut GraphBuilder, q: &[String; 3]| {
+        let f = g.fresh("f32");
+        g.node("DequantizeLinear", &[&q[0], &q[1], &q[2]], &f, vec![]);
+        f
+    };
+    let (fa, fb) = (dequantize(&mut g, &a), dequantize(&mut g, &b));
+    let sum = g.fresh("sum");
+    let operands = if swap { [&fa, &fb] } else { [&fb, &fa] };
+    g.node(
+        "Add",
+        &[operands[0].as_str(), operands[1].as_str()],
+        &sum,
+        vec![],
+    );
+    let relu = g.fresh("relu");
+    g.node("Relu", &[&sum], &relu, vec![]);
+    let ts = g.constant_f32("t.s", &[], &[tail.0]);
+    let tz = g.constant_u8("t.z", &[], &[tail.1]);
+    let out = [g.fresh("out.u8"), ts, tz];
+    g.node(
+        "QuantizeLinear",
+        &[&relu, &out[1], &out[2]],
+        &out[0],
+        vec![],
+    );
+    let f = dequantize(&mut g, &out);
+    g.node("Flatten", &[&f], OUTPUT, vec![onnx::attr_int("axis", 1)]);
+    prost::Message::encode_to_vec(&onnx::model(g, Batch::One, size, 0, &[], "qblock check"))
+}
+
+#[test]
+fn an_int8_blocks_dequantise_add_relu_requantise_tail_fuses_into_the_direct_convolution() {
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let (x_scale, x_zero) = (1.0f32 / 64.0, 100u8);
+    // (side, channels, add operands swapped): 32 wide rows in place, 13 wide as runs.
+    for (size, c, swap) in [(32, 16, false), (32, 16, true), (13, 24, false)] {
+        let xq: Vec<u8> = (0..3 * size * size).map(|_| rng.random::<u8>()).collect();
+        let centred = |q: &[u8], z: u8| -> Vec<f64> {
+            q.iter().map(|&q| f64::from(q) - f64::from(z)).collect()
+        };
+        let x: Vec<f32> = centred(&xq, x_zero)
+            .iter()
+            .map(|&v| v as f32 * x_scale)
+            .collect();
+        let (a, ya, h) = random_qconv(
+            &mut rng,
+            [c, 3, 1, 3],
+            64,
+            &centred(&xq, x_zero),
+            size,
+            x_scale,
+        );
+        let (b, yb, _) = random_qconv(
+            &mut rng,
+            [c, c, 1, 3],
+            64,
+            &centred(&ya, a.y_zero),
+            h,
+            a.y_scale,
+        );
+        // The tail in f32 as the graph defines it, then requantised in f64.
+        let dequantize =
+            |q: u8, conv: &QConv| (f32::from(q) - f32::from(conv.y_zero)) * conv.y_scale;
+        let sum: Vec<f32> = ya
+            .iter()
+            .zip(&yb)
+            .map(|(&qa, &qb)| (dequantize(qb, &b) + dequantize(qa, &a)).max(0.0))
+            .collect();
+        let tail_scale = sum.iter().copied().fold(0.0f32, f32::max) / 200.0;
+        let want: Vec<f64> = sum
+            .iter()
+            .map(|&v| {
+                (f64::from(v) / f64::from(tail_scale))
+                    .round_ties_even()
+                    .min(255.0)
+                    * f64::from(tail_scale)
+            })
+            .collect();
+        let bytes = int8_block((x_scale, x_zero), [&a, &b], (tail_scale, 0), swap, size);
+        for plan in [Plan::Default, Plan::Avx2] {
+            let label = format!("{size}×{size}, {c} channels, swap {swap}, {plan:?}");
+            let mut model = plan.load(&bytes, size);
+            let profile = model.profile(&x, 1).expect("runs");
+            if let Some((kernel, _)) = plan.direct_u8_kernel(true) {
+                // Both convolutions direct; the tail is b's: only the input's QuantizeLinear and
+                // the output's DequantizeLinear are left.
+                assert_eq!(
+                    direct_on(&profile, "DirectConvU8", kernel),
+                    2,
+                    "{label}:\n{profile}"
+                );
+                let infos: Vec<&str> = profile.ops.iter().map(|o| o.info.as_str()).collect();
+                let fused = infos
+                    .iter()
+                    .filter(|i| i.ends_with("+ shortcut, ReLU, requantised"));
+                assert_eq!(fused.count(), 1, "{label}: {infos:?}");
+                assert_eq!(
+                    (
+                        profile.count("QuantizeLinearU8"),
+                        profile.count("DequantizeLinearF32")
+                    ),
+                    (1, 1),
+                    "{label}:\n{profile}"
+                );
+            }
+            let got = model.run(&x).expect("runs").swap_remove(0);
+            assert_eq!(got.len(), want.len(), "{label}");
+            // As the pair test: a near-tie may round the other way (f32 vs f64), upstream too.
+            let quanta: Vec<f64> = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (f64::from(*g) - w).abs() / f64::from(tail_scale))
                 .collect();
             let worst = quanta.iter().copied().fold(0.0, f64::max);
             let exact = quanta.iter().filter(|&&q| q < 0.01).count() as f64 / quanta.len() as f64;

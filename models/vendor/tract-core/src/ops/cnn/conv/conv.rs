@@ -863,7 +863,7 @@ impl Conv {
         let offset: Vec<i32> =
             (0..o).map(|c| isa.offset(bias[at_len(bias.len(), c)], x_zero, sums[c])).collect();
         let multiplier: Vec<f32> = (0..o).map(|c| xs * ks[at_len(ks.len(), c)] / ys).collect();
-        let op = super::DirectConvU8 { geometry, isa, x_zero, y_zero, output_dt };
+        let op = super::DirectConvU8 { geometry, isa, x_zero, y_zero, output_dt, tail: None };
         Ok(Some((
             op,
             [packed, Tensor::from_shape(&[o], &offset)?, Tensor::from_shape(&[o], &multiplier)?],

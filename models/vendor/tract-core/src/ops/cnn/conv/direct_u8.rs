@@ -183,6 +183,68 @@ pub struct DirectConvU8 {
     pub y_zero: i32,
     /// The output's datum type (u8, or u8 with its quantisation).
     pub output_dt: DatumType,
+    /// The graph's pointwise tail after the convolution, fused (`fuse`): None when the op's
+    /// output is the convolution's.
+    pub tail: Option<U8Tail>,
+}
+
+/// A ResNet block's tail in a `QLinearConv` graph, `QuantizeLinear(max(DequantizeLinear(conv) +
+/// DequantizeLinear(shortcut), 0))`, as one pass over the convolution's u8 output while it is
+/// in cache: the same f32 operations in the same order as tract's own ops (bit-identical), with
+/// the shortcut (a u8 tensor of the output's shape) as the op's fifth input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct U8Tail {
+    /// `DequantizeLinear` of the convolution's output: `(q − zero) · scale`.
+    pub conv: (f32, i32),
+    /// `DequantizeLinear` of the shortcut added, if any.
+    pub residual: Option<(f32, i32)>,
+    /// `max(·, 0)` last.
+    pub relu: bool,
+    /// `QuantizeLinear`: `round_ties_even(x · inverse scale) + zero`, saturated to u8.
+    pub quantize: (f32, i32),
+}
+
+impl Eq for U8Tail {}
+
+impl std::hash::Hash for U8Tail {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let bits = |(s, z): (f32, i32)| (s.to_bits(), z);
+        (bits(self.conv), self.residual.map(bits), self.relu, bits(self.quantize)).hash(state)
+    }
+}
+
+impl U8Tail {
+    /// The tail over the whole output, in place (`residual` indexed like it): eight values at
+    /// a time with AVX2 where the host has it, the rest as tract's ops compute it.
+    pub fn apply(&self, out: &mut [u8], residual: Option<&[u8]>) {
+        let residual = residual.filter(|_| self.residual.is_some());
+        #[cfg(target_arch = "x86_64")]
+        let done = if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present; `apply_avx2` reads and writes inside `out` and `residual`.
+            unsafe { super::direct_u8_x86::apply_tail_avx2(self, out, residual) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        let dequantize = |(scale, zero): (f32, i32)| move |q: u8| (i32::from(q) - zero) as f32 * scale;
+        let conv = dequantize(self.conv);
+        let finish = |mut x: f32| {
+            if self.relu {
+                x = x.max(0.0);
+            }
+            crate::ops::quant::quantize_linear_f32_u8(x, self.quantize.0, self.quantize.1)
+        };
+        let out = &mut out[done..];
+        match (residual, self.residual) {
+            (Some(r), Some(params)) => {
+                let shortcut = dequantize(params);
+                let r = &r[done..];
+                out.iter_mut().zip(r).for_each(|(o, &r)| *o = finish(conv(*o) + shortcut(r)));
+            }
+            _ => out.iter_mut().for_each(|o| *o = finish(conv(*o))),
+        }
+    }
 }
 
 impl Op for DirectConvU8 {
@@ -192,8 +254,16 @@ impl Op for DirectConvU8 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let g = &self.geometry;
+        let tail = match &self.tail {
+            Some(t) => format!(
+                ", then{} {}requantised",
+                if t.residual.is_some() { " + shortcut," } else { "" },
+                if t.relu { "ReLU, " } else { "" }
+            ),
+            None => String::new(),
+        };
         Ok(vec![format!(
-            "{:?}: {}→{} channels, {:?} → {:?}, kernel {:?}, strides {:?}, x₀ {}, y₀ {}",
+            "{:?}: {}→{} channels, {:?} → {:?}, kernel {:?}, strides {:?}, x₀ {}, y₀ {}{tail}",
             self.isa,
             g.input_channels,
             g.output_channels,
@@ -217,7 +287,11 @@ impl EvalOp for DirectConvU8 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (img, kernel, offset, multiplier) = args_4!(inputs);
+        let residual_input = self.tail.as_ref().is_some_and(|t| t.residual.is_some());
+        ensure!(inputs.len() == 4 + usize::from(residual_input));
+        let residual = residual_input.then(|| inputs[4].clone());
+        let (img, kernel, offset, multiplier) =
+            (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
         let g = &self.geometry;
         let [ho, wo] = g.output_hw;
         let q = self.isa.group();
@@ -261,6 +335,16 @@ impl EvalOp for DirectConvU8 {
                     self.run(b, kernel, &requant, planes, t)
                 })?
             }
+        }
+        if let Some(tail) = &self.tail {
+            let residual = match &residual {
+                Some(r) => {
+                    ensure!(r.datum_type().unquantized() == u8::datum_type() && r.len() == out.len());
+                    Some(unsafe { r.as_slice_unchecked::<u8>() })
+                }
+                None => None,
+            };
+            tail.apply(out, residual);
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -310,7 +394,8 @@ impl DirectConvU8 {
 
 impl TypedOp for DirectConvU8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 4);
+        let residual = self.tail.as_ref().is_some_and(|t| t.residual.is_some());
+        ensure!(inputs.len() == 4 + usize::from(residual));
         let g = &self.geometry;
         let shape = [1, g.output_channels, g.output_hw[0], g.output_hw[1]];
         Ok(tvec!(TypedFact::dt_shape(self.output_dt, shape)))
@@ -320,6 +405,10 @@ impl TypedOp for DirectConvU8 {
         let g = &self.geometry;
         let fma = g.output_channels * g.taps() * g.output_hw[0] * g.output_hw[1];
         Ok(tvec!((Cost::FMA(i32::datum_type()), fma.into())))
+    }
+
+    fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        super::direct_fuse::fuse_u8_tail(self, model, node)
     }
 
     as_op!();

@@ -1,7 +1,7 @@
 //! [`super::DirectConvU8`]'s register blocks on x86_64: AVX-512 VNNI, and AVX2 on u8 quads or
 //! i16 pairs.
 
-use super::direct_u8::{QBlock, U8Isa};
+use super::direct_u8::{QBlock, U8Isa, U8Tail};
 use crate::internal::*;
 
 /// One register block of `vectors` vectors on `isa`.
@@ -170,4 +170,47 @@ unsafe fn requantise_avx2<const V: usize>(b: &QBlock, acc: &[[std::arch::x86_64:
             }
         }
     }
+}
+
+/// [`U8Tail::apply`] on the first multiple of eight values, in the same f32 operations (the
+/// product by the inverse scale rounded half to even, as `QuantizeLinear` does); returns how
+/// many values it did.
+///
+/// # Safety
+/// AVX2 is available; `residual`, when given, is at least as long as `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn apply_tail_avx2(tail: &U8Tail, out: &mut [u8], residual: Option<&[u8]>) -> usize {
+    use std::arch::x86_64::*;
+    let n = out.len() / 8 * 8;
+    unsafe {
+        let params = |(scale, zero): (f32, i32)| (_mm256_set1_ps(scale), _mm256_set1_epi32(zero));
+        let dequantize = |at: *const u8, (scale, zero): (__m256, __m256i)| {
+            let q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(at.cast()));
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zero)), scale)
+        };
+        let conv = params(tail.conv);
+        let shortcut = residual.zip(tail.residual).map(|(r, p)| (r, params(p)));
+        let (inverse, zero) = params(tail.quantize);
+        let (low, high) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
+        for i in (0..n).step_by(8) {
+            let at = out.as_mut_ptr().add(i);
+            let mut x = dequantize(at, conv);
+            if let Some((r, p)) = shortcut {
+                x = _mm256_add_ps(x, dequantize(r.as_ptr().add(i), p));
+            }
+            if tail.relu {
+                x = _mm256_max_ps(x, _mm256_setzero_ps());
+            }
+            // Clamped so the conversion cannot overflow (out of u8 range either way).
+            let x = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x, inverse), low), high);
+            let q = _mm256_add_epi32(_mm256_cvtps_epi32(x), zero);
+            let words = _mm256_packs_epi32(q, q);
+            let bytes = _mm256_packus_epi16(words, words);
+            let eight =
+                _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes));
+            _mm_storel_epi64(at.cast(), eight);
+        }
+    }
+    n
 }

@@ -21,7 +21,7 @@ use crate::ops::cnn::Deconv;
 pub use self::blocked::BlockedConv;
 pub use self::conv::Conv;
 pub use self::direct_f32::{DirectConvF32, F32Isa};
-pub use self::direct_u8::{DirectConvU8, U8Isa};
+pub use self::direct_u8::{DirectConvU8, U8Isa, U8Tail};
 pub use self::direct_spatial::DirectSpatialConv;
 pub use self::im2col::Im2Col;
 pub(crate) use self::q_sum_b::QSumB;
