@@ -21,7 +21,8 @@ pub trait Learner: Send {
     fn train_side(&self) -> usize;
     /// Live progress for the status screen.
     fn progress(&self) -> Arc<Mutex<Progress>>;
-    /// Consumes offers until `stop` is set or the queue closes; returns what it did.
+    /// Consumes offers until `stop` is set (or, with a step budget, until it has taken its
+    /// steps: the run then ends); returns what it did.
     fn run(self: Box<Self>, offers: &Receiver<Offer>, stop: &AtomicBool) -> FinetuneReport;
 }
 

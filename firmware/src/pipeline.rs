@@ -384,7 +384,8 @@ pub fn run(
             // Short steps so the run ends promptly when the workers finish; work happens
             // once per refresh.
             std::thread::sleep(options.refresh.min(Duration::from_millis(5)));
-            // A learner ends early only when it has taken its step budget.
+            // A learner ends early when it has taken its step budget (or panicked: the join
+            // below reports that).
             let learner_done = finetune_handle
                 .as_ref()
                 .is_some_and(|(h, _)| h.is_finished());

@@ -91,7 +91,8 @@ pub struct RunArgs {
     /// Frames per fine-tuning step.
     #[arg(long)]
     pub finetune_batch: Option<usize>,
-    /// End the run after N fine-tuning steps (the last ones judged as a candidate).
+    /// End the run after N fine-tuning steps of this run (the last ones judged as a candidate;
+    /// a resumed checkpoint's earlier steps do not count).
     #[arg(long)]
     pub finetune_steps: Option<u64>,
     /// Weight of the distillation term toward the shipped encoder (0 disables it).
@@ -160,7 +161,8 @@ pub fn resolve(args: &RunArgs) -> Result<DeviceConfig> {
     Ok(cfg)
 }
 
-/// Runs the stream until the source ends, `--frames`/`--duration`, or SIGINT/SIGTERM.
+/// Runs the stream until the source ends, `--frames`/`--duration`, `--finetune-steps`, or
+/// SIGINT/SIGTERM.
 ///
 /// # Errors
 /// A model, source or sink that cannot be opened, named.

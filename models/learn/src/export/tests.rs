@@ -254,6 +254,55 @@ fn weight_scales_keep_every_channel_pair_within_reach_of_16_bits() {
 }
 
 #[test]
+fn quantised_weight_pairs_always_fit_vpmaddubsw() {
+    // Random convolutions (odd and even input channels, 1×1 and 3×3, a few weights made the
+    // channel's largest so pairs of large same-sign weights occur): in the codes, every pair of
+    // input channels 2k, 2k + 1 at one kernel position sums to at most 128 on each side of
+    // zero — what the board's AVX2 int8 kernel needs to be exact (255 · 128 ≤ 32 767).
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for (co, ci, k) in [(8, 3, 3), (16, 16, 3), (12, 7, 1), (32, 64, 3)] {
+        let khw = k * k;
+        let mut weight: Vec<f32> = (0..co * ci * khw)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        for o in 0..co {
+            // Channels 0 and 1 at position 0 both the largest, same sign.
+            weight[o * ci * khw] = 1.5;
+            if ci > 1 {
+                weight[(o * ci + 1) * khw] = 1.5;
+            }
+        }
+        let conv = FoldedConv {
+            shape: [co, ci, k, k],
+            weight,
+            bias: vec![0.0; co],
+            stride: [1, 1],
+            padding: [k / 2; 4],
+        };
+        for granularity in [WeightGranularity::PerTensor, WeightGranularity::PerChannel] {
+            let (codes, _) = quantize_weights(&conv, granularity);
+            for (o, channel) in codes.chunks_exact(ci * khw).enumerate() {
+                for ic in (0..ci).step_by(2) {
+                    for p in 0..khw {
+                        let a = i32::from(channel[ic * khw + p]);
+                        let b = if ic + 1 < ci {
+                            i32::from(channel[(ic + 1) * khw + p])
+                        } else {
+                            0
+                        };
+                        let (pos, neg) = (a.max(0) + b.max(0), a.min(0) + b.min(0));
+                        assert!(
+                            pos <= 128 && neg >= -128,
+                            "{co}×{ci}×{k}² {granularity:?}: channel {o}, pair {ic} at {p}: {a}, {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn activation_parameters_by_hand() {
     // [0, 2.55] → scale 0.01, zero point 0 (a ReLU output).
     let p = ActivationParams::from_range([0.0, 2.55]);

@@ -255,6 +255,9 @@ fn run(
     // channel block reads them (the weights stream from L2 instead). The other order, groups
     // of channel blocks whose weights fit L1, and prefetching the next block's input lines
     // measured the same or worse (Intel Xeon and AMD EPYC, 2026-12-03, interleaved).
+    // One pointer into the output, offset per vector (checked by `tiling.check`): taking a
+    // `&mut` sub-slice per vector would invalidate the ones taken before it.
+    let output = output.as_mut_ptr();
     for vb in &tiling.blocks {
         let inputs = vb.at.map(|(start, _)| buffer[start..].as_ptr());
         for ob in (0..g.output_channels).step_by(oc) {
@@ -264,7 +267,7 @@ fn run(
                 offsets: &offsets,
                 weights: kernel[ob * taps..][..oc * taps].as_ptr(),
                 bias: bias[ob..][..oc].as_ptr(),
-                outputs: vb.at.map(|(_, out)| output[base + out..].as_mut_ptr()),
+                outputs: vb.at.map(|(_, out)| output.wrapping_add(base + out)),
                 residuals: residual.map(|r| vb.at.map(|(_, out)| r[base + out..].as_ptr())),
                 relu,
                 channel_stride: stride,

@@ -216,11 +216,16 @@ impl std::hash::Hash for U8Tail {
 impl U8Tail {
     /// The tail over the whole output, in place (`residual` indexed like it): eight values at
     /// a time with AVX2 where the host has it, the rest as tract's ops compute it.
-    pub fn apply(&self, out: &mut [u8], residual: Option<&[u8]>) {
+    pub(super) fn apply(&self, out: &mut [u8], residual: Option<&[u8]>) -> TractResult<()> {
         let residual = residual.filter(|_| self.residual.is_some());
+        ensure!(
+            residual.is_some() == self.residual.is_some()
+                && residual.is_none_or(|r| r.len() == out.len()),
+            "U8Tail: the shortcut does not match the output"
+        );
         #[cfg(target_arch = "x86_64")]
         let done = if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present; `apply_avx2` reads and writes inside `out` and `residual`.
+            // SAFETY: AVX2 is present, and `residual` is as long as `out` (checked above).
             unsafe { super::direct_u8_x86::apply_tail_avx2(self, out, residual) }
         } else {
             0
@@ -244,6 +249,7 @@ impl U8Tail {
             }
             _ => out.iter_mut().for_each(|o| *o = finish(conv(*o))),
         }
+        Ok(())
     }
 }
 
@@ -344,7 +350,7 @@ impl EvalOp for DirectConvU8 {
                 }
                 None => None,
             };
-            tail.apply(out, residual);
+            tail.apply(out, residual)?;
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -369,6 +375,9 @@ impl DirectConvU8 {
         let stride = tiling.stride;
         ensure!(output.len() >= g.output_channels * stride && tiling.lanes == self.isa.shape().lanes);
         tiling.check(offsets.iter().max().copied().unwrap_or(0), buffer.len() / q)?;
+        // One pointer into the output, offset per vector (checked by `tiling.check`): taking
+        // a `&mut` sub-slice per vector would invalidate the ones taken before it.
+        let output = output.as_mut_ptr();
         for vb in &tiling.blocks {
             let inputs = vb.at.map(|(start, _)| buffer[start * q..].as_ptr().cast());
             for ob in (0..g.output_channels).step_by(oc) {
@@ -380,7 +389,7 @@ impl DirectConvU8 {
                     offset: &requant.offset[ob..][..oc],
                     multiplier: &requant.multiplier[ob..][..oc],
                     y_zero: self.y_zero,
-                    outputs: vb.at.map(|(_, out)| output[base + out..].as_mut_ptr()),
+                    outputs: vb.at.map(|(_, out)| output.wrapping_add(base + out)),
                     channel_stride: stride,
                 };
                 // SAFETY: the caller checked `isa.available()`; every read is inside `buffer`
