@@ -1,7 +1,7 @@
 //! [`super::DirectConvU8`]'s register blocks on x86_64: AVX-512 VNNI, and AVX2 on u8 quads or
 //! i16 pairs.
 
-use super::direct_u8::{QBlock, U8Isa, U8Tail};
+use super::direct_u8::{QBlock, U8Isa};
 use crate::internal::*;
 
 /// One register block of `vectors` vectors on `isa`.
@@ -172,7 +172,7 @@ unsafe fn requantise_avx2<const V: usize>(b: &QBlock, acc: &[[std::arch::x86_64:
     }
 }
 
-/// [`U8Tail::apply`] on the first multiple of eight values, in the same f32 operations (the
+/// [`super::direct_u8::U8Tail::apply`] on the first multiple of eight values, in the same f32 operations (the
 /// product by the inverse scale rounded half to even, as `QuantizeLinear` does); returns how
 /// many values it did.
 ///
@@ -180,7 +180,11 @@ unsafe fn requantise_avx2<const V: usize>(b: &QBlock, acc: &[[std::arch::x86_64:
 /// AVX2 is available; `residual`, when given, is at least as long as `out`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn apply_tail_avx2(tail: &U8Tail, out: &mut [u8], residual: Option<&[u8]>) -> usize {
+pub(super) unsafe fn apply_tail_avx2(
+    tail: &super::direct_u8::U8Tail,
+    out: &mut [u8],
+    residual: Option<&[u8]>,
+) -> usize {
     use std::arch::x86_64::*;
     let n = out.len() / 8 * 8;
     unsafe {
