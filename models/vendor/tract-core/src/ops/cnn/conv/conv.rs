@@ -805,9 +805,9 @@ impl Conv {
     /// [`super::DirectConvU8`] and its constant inputs (packed kernel, requantisation offset
     /// and multiplier) when this `QLinearConv` becomes one on this host (edgeclr's patch, issue
     /// 17): [`Self::direct_geometry`] for the host's instruction set ([`super::U8Isa::detect`],
-    /// then [`super::U8Isa::for_kernel`] for these weights) with u8 activations, a constant i8 kernel with zero point 0, constant scales and zero
-    /// points (the kernel's scale per tensor or per output channel), a constant bias and a u8
-    /// output.
+    /// then [`super::U8Isa::for_kernel`] for these weights) with u8 activations, a constant i8
+    /// kernel with zero point 0, constant scales and zero points (the kernel's scale per tensor
+    /// or per output channel), a constant bias and a u8 output.
     #[allow(clippy::type_complexity)]
     fn direct_u8_plan(
         &self,

@@ -6,12 +6,14 @@
 //! copied once into a padded buffer split into its `sh × sw` stride phases, so every kernel
 //! tap of every output row reads one contiguous run of the buffer. A register block of a
 //! kernel then holds a few output channels × up to three vectors of output points (of one
-//! row, or of consecutive rows where rows are narrow): for each tap it loads the input vectors once and multiplies them by each channel's broadcast
-//! weight, and writes the block straight into the NCHW output rows. Rows whose width is not a
+//! row, or of consecutive rows where rows are narrow): for each tap it loads the input vectors
+//! once and multiplies them by each channel's broadcast weight, and writes the block straight
+//! into the NCHW output rows. Rows whose width is not a
 //! multiple of the vector are computed as one run over the buffer's rows instead, so that every
 //! vector is full (see [`DirectGeometry::tiling`]). Nothing is unfolded, and the buffers are
 //! per-thread scratch reused between runs. [`super::DirectConvF32`] (fp32, AVX-512 or AVX2)
-//! and [`super::DirectConvU8`] (int8, AVX-512 VNNI or AVX2) run this plan with their own kernels.
+//! and [`super::DirectConvU8`] (int8, AVX-512 VNNI or AVX2) run this plan with their own
+//! kernels.
 
 use crate::internal::*;
 use crate::ops::cnn::Patch;
@@ -63,6 +65,11 @@ impl DirectGeometry {
             pad_after: pair(&patch.pad_after),
         };
         geo.reads_stay_inside().then_some(geo)
+    }
+
+    /// The NCHW output's shape.
+    pub(super) fn output_shape(&self) -> [usize; 4] {
+        [1, self.output_channels, self.output_hw[0], self.output_hw[1]]
     }
 
     /// Height and width of one stride phase of the padded input.
@@ -147,7 +154,8 @@ impl DirectGeometry {
                 for rx in 0..sw.min(kw) {
                     let x0 = (rx + sw - pl % sw) % sw;
                     let dst = &mut buffer[row + rx * phase_len + (x0 + pl) / sw * lane..];
-                    for (d, v) in dst.iter_mut().step_by(lane).zip(src.iter().skip(x0).step_by(sw)) {
+                    for (d, v) in dst.iter_mut().step_by(lane).zip(src.iter().skip(x0).step_by(sw))
+                    {
                         *d = map(*v);
                     }
                 }
@@ -289,9 +297,9 @@ fn deinterleave<S: Copy, T: Copy>(src: &[S], a: &mut [T], b: &mut [T], map: impl
 }
 
 /// How a kernel takes the plan: `lane` input channels interleaved at every point of the phase
-/// buffer, vectors of `lanes` output points, blocks of `min_vectors` to `max_vectors` vectors
-/// where rows are written in place, and whether it reads those rows from a [`Layout::Rows`]
-/// buffer.
+/// buffer, vectors of `lanes` output points, blocks of up to `max_vectors` vectors, rows
+/// written in place only where they hold at least `min_vectors` vectors in all, and whether it
+/// reads those rows from a [`Layout::Rows`] buffer.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Shape {
     pub lane: usize,
@@ -407,7 +415,8 @@ impl Tiling {
     pub(super) fn check(&self, furthest_tap: usize, buffer_points: usize) -> TractResult<()> {
         for &(start, out) in self.blocks.iter().flat_map(|b| b.vectors()) {
             ensure!(
-                start + furthest_tap + self.lanes <= buffer_points && out + self.lanes <= self.stride,
+                start + furthest_tap + self.lanes <= buffer_points
+                    && out + self.lanes <= self.stride,
                 "direct convolution: a block leaves its buffers"
             );
         }

@@ -143,8 +143,7 @@ impl EvalOp for DirectConvF32 {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let g = &self.geometry;
-        let [ho, wo] = g.output_hw;
-        let out_len = g.output_channels * ho * wo;
+        let out_len: usize = g.output_shape().iter().product();
         ensure!(inputs.len() == 3 + usize::from(self.residual));
         let (img, kernel, bias) = (&inputs[0], &inputs[1], &inputs[2]);
         let residual = match self.residual {
@@ -161,8 +160,7 @@ impl EvalOp for DirectConvF32 {
             "DirectConvF32: inputs do not match {g:?}"
         );
         ensure!(self.isa.available(), "DirectConvF32 needs {:?}", self.isa);
-        let mut output =
-            unsafe { Tensor::uninitialized::<f32>(&[1, g.output_channels, ho, wo])? };
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&g.output_shape())? };
         let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
         let img = img.try_as_plain_ram()?.as_slice::<f32>()?;
@@ -170,12 +168,20 @@ impl EvalOp for DirectConvF32 {
         let epilogue = Epilogue { residual, relu: self.relu };
         // Rows written in place take the epilogue in registers; runs over the phase rows take
         // it in one pass over the compacted output, while it is still in cache.
-        let in_place = g.writes_in_place(self.isa.shape());
         let shape = self.isa.shape();
-        g.convolve(&SCRATCH, img, shape, 0.0, |v| v, out, |buffer, planes, tiling| {
-            let epilogue = in_place.then_some(&epilogue);
-            run(self.isa, g, buffer, kernel, bias, planes, tiling, epilogue)
-        })?;
+        let in_place = g.writes_in_place(shape);
+        g.convolve(
+            &SCRATCH,
+            img,
+            shape,
+            0.0,
+            |v| v,
+            out,
+            |buffer, planes, tiling| {
+                let epilogue = in_place.then_some(&epilogue);
+                run(self.isa, g, buffer, kernel, bias, planes, tiling, epilogue)
+            },
+        )?;
         if !in_place {
             epilogue.apply(out);
         }
@@ -187,7 +193,7 @@ impl TypedOp for DirectConvF32 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 3 + usize::from(self.residual));
         let g = &self.geometry;
-        Ok(tvec!(f32::fact([1, g.output_channels, g.output_hw[0], g.output_hw[1]])))
+        Ok(tvec!(f32::fact(g.output_shape())))
     }
 
     fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {

@@ -34,9 +34,9 @@ pub(super) unsafe fn block(isa: F32Isa, vectors: usize, _b: &Block) -> TractResu
 }
 
 /// A module of kernels for one instruction set: `OC` channels × `V` vectors, each at its own
-/// input and output pointer (the block shape `$isa` reports). `block` is the bias (`init`), every tap as `V`
-/// loads, `OC` broadcast weights and `OC·V` fused multiply-adds (`taps`), then the epilogue and
-/// the stores (`store`).
+/// input and output pointer (the block shape `$isa` reports). `block` is the bias (`init`),
+/// every tap as `V` loads, `OC` broadcast weights and `OC·V` fused multiply-adds (`taps`), then
+/// the epilogue and the stores (`store`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! block_kernels {
     ($name:ident, $features:literal, $isa:expr, $vector:ident,
@@ -114,13 +114,31 @@ macro_rules! block_kernels {
 
 #[cfg(target_arch = "x86_64")]
 block_kernels!(
-    avx512, "avx512f", F32Isa::Avx512, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-    _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_max_ps, _mm512_storeu_ps
+    avx512,
+    "avx512f",
+    F32Isa::Avx512,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps
 );
 #[cfg(target_arch = "x86_64")]
 block_kernels!(
-    avx2, "avx2,fma", F32Isa::Avx2Fma, __m256, _mm256_setzero_ps, _mm256_set1_ps,
-    _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_max_ps, _mm256_storeu_ps
+    avx2,
+    "avx2,fma",
+    F32Isa::Avx2Fma,
+    __m256,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps
 );
 
 /// AVX2's block of four channels × three vectors, its tap loop in assembly: the 12

@@ -2,7 +2,7 @@
 //! `conv → max(·, 0)` and `conv → add(shortcut) → max(·, 0)` become one op that adds the
 //! shortcut and clamps in registers (or in one pass over a compacted output), instead of one
 //! more op and one more pass over memory each. In a `QLinearConv` graph the same tail is
-//! `DequantizeLinear → add(DequantizeLinear(shortcut)) → max(·, 0) → QuantizeLinear`, four
+//! `DequantizeLinear → add(DequantizeLinear(shortcut)) → max(·, 0) → QuantizeLinear`, five
 //! ops and three f32 tensors; [`DirectConvU8`] takes it as one pass over its u8 output
 //! ([`U8Tail`]).
 //!
@@ -32,19 +32,18 @@ pub(super) fn fuse_epilogue(
     model: &TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<TypedModelPatch>> {
-    rule_if!(node.outputs.len() == 1 && node.outputs[0].successors.len() == 1);
-    rule_if!(!model.output_outlets()?.contains(&node.id.into()));
-    let inlet = node.outputs[0].successors[0];
-    let succ = model.node(inlet.node);
+    let shape = op.geometry.output_shape();
+    let like_output = |outlet: OutletId| has_shape(model, outlet, f32::datum_type(), &shape);
+    rule_if_some!(succ = sole_successor(model, node)?);
     // The fused op's output replaces the successor's: same type and shape (a constant of
     // higher rank would broadcast it).
-    rule_if!(succ.outputs.len() == 1 && is_like_output(op, model, succ.id.into())?);
-    rule_if_some!(steps = steps_of(succ, inlet.slot));
+    rule_if!(succ.outputs.len() == 1 && like_output(succ.id.into())?);
+    rule_if_some!(steps = steps_of(succ, node.outputs[0].successors[0].slot));
     let mut fused = op.clone();
     let mut residual = None;
     for step in steps {
         match step {
-            Step::Add(other) if !fused.residual && !fused.relu && is_like_output(op, model, other)? => {
+            Step::Add(other) if !fused.residual && !fused.relu && like_output(other)? => {
                 fused.residual = true;
                 residual = Some(other);
             }
@@ -71,8 +70,7 @@ pub(super) fn fuse_u8_tail(
     node: &TypedNode,
 ) -> TractResult<Option<TypedModelPatch>> {
     rule_if!(op.tail.is_none());
-    let g = &op.geometry;
-    let shape = [1, g.output_channels, g.output_hw[0], g.output_hw[1]];
+    let shape = op.geometry.output_shape();
     rule_if_some!(dq = sole_successor(model, node)?);
     rule_if_some!(conv = dq.op_as::<DequantizeLinearF32>());
     let (mut current, mut steps) = (dq, tvec!());
@@ -122,7 +120,10 @@ pub(super) fn fuse_u8_tail(
 }
 
 /// The one node reading `node`'s one output, when that output is not a model output.
-fn sole_successor<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<&'m TypedNode>> {
+fn sole_successor<'m>(
+    model: &'m TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<&'m TypedNode>> {
     if node.outputs.len() != 1
         || node.outputs[0].successors.len() != 1
         || model.output_outlets()?.contains(&node.id.into())
@@ -138,7 +139,12 @@ fn quantize_u8(node: &TypedNode) -> Option<&QuantizeLinearU8> {
 }
 
 /// A tensor of `dt` (quantised or not) and exactly `shape`.
-fn has_shape(model: &TypedModel, outlet: OutletId, dt: DatumType, shape: &[usize]) -> TractResult<bool> {
+fn has_shape(
+    model: &TypedModel,
+    outlet: OutletId,
+    dt: DatumType,
+    shape: &[usize],
+) -> TractResult<bool> {
     let fact = model.outlet_fact(outlet)?;
     Ok(fact.datum_type.unquantized() == dt
         && !fact.is_exotic()
@@ -189,16 +195,6 @@ fn steps_of(succ: &TypedNode, slot: usize) -> Option<TVec<Step>> {
         return None;
     }
     step(binop, succ.inputs[1 - slot]).map(|s| tvec!(s))
-}
-
-/// An f32 tensor of exactly the convolution's output shape.
-fn is_like_output(op: &DirectConvF32, model: &TypedModel, outlet: OutletId) -> TractResult<bool> {
-    let fact = model.outlet_fact(outlet)?;
-    let g = &op.geometry;
-    let shape = [1, g.output_channels, g.output_hw[0], g.output_hw[1]];
-    Ok(fact.datum_type == f32::datum_type()
-        && !fact.is_exotic()
-        && fact.shape.as_concrete().is_some_and(|s| s == shape))
 }
 
 /// A constant f32 zero (any shape that broadcasts, all elements zero).

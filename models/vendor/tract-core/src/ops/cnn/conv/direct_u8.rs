@@ -111,7 +111,9 @@ impl U8Isa {
     /// How the kernel takes the plan.
     fn shape(self) -> Shape {
         match self {
-            U8Isa::Vnni => Shape { lane: 4, lanes: 16, min_vectors: 2, max_vectors: 3, rows: false },
+            U8Isa::Vnni => {
+                Shape { lane: 4, lanes: 16, min_vectors: 2, max_vectors: 3, rows: false }
+            }
             // 4 × 2 accumulators, 2 inputs, a weight and a product: 12 of 16 registers.
             U8Isa::Avx2 => Shape { lane: 2, lanes: 8, min_vectors: 2, max_vectors: 2, rows: false },
             // 4 × 2 accumulators, 2 inputs, a weight, the ones and a product: 13 of 16.
@@ -217,7 +219,6 @@ impl U8Tail {
     /// The tail over the whole output, in place (`residual` indexed like it): eight values at
     /// a time with AVX2 where the host has it, the rest as tract's ops compute it.
     pub(super) fn apply(&self, out: &mut [u8], residual: Option<&[u8]>) -> TractResult<()> {
-        let residual = residual.filter(|_| self.residual.is_some());
         ensure!(
             residual.is_some() == self.residual.is_some()
                 && residual.is_none_or(|r| r.len() == out.len()),
@@ -232,7 +233,8 @@ impl U8Tail {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
-        let dequantize = |(scale, zero): (f32, i32)| move |q: u8| (i32::from(q) - zero) as f32 * scale;
+        let dequantize =
+            |(scale, zero): (f32, i32)| move |q: u8| (i32::from(q) - zero) as f32 * scale;
         let conv = dequantize(self.conv);
         let finish = |mut x: f32| {
             if self.relu {
@@ -241,13 +243,13 @@ impl U8Tail {
             crate::ops::quant::quantize_linear_f32_u8(x, self.quantize.0, self.quantize.1)
         };
         let out = &mut out[done..];
-        match (residual, self.residual) {
-            (Some(r), Some(params)) => {
+        match residual.zip(self.residual) {
+            Some((r, params)) => {
                 let shortcut = dequantize(params);
                 let r = &r[done..];
                 out.iter_mut().zip(r).for_each(|(o, &r)| *o = finish(conv(*o) + shortcut(r)));
             }
-            _ => out.iter_mut().for_each(|o| *o = finish(conv(*o))),
+            None => out.iter_mut().for_each(|o| *o = finish(conv(*o))),
         }
         Ok(())
     }
@@ -296,10 +298,8 @@ impl EvalOp for DirectConvU8 {
         let residual_input = self.tail.as_ref().is_some_and(|t| t.residual.is_some());
         ensure!(inputs.len() == 4 + usize::from(residual_input));
         let residual = residual_input.then(|| inputs[4].clone());
-        let (img, kernel, offset, multiplier) =
-            (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
+        let (img, kernel, offset, multiplier) = (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
         let g = &self.geometry;
-        let [ho, wo] = g.output_hw;
         let q = self.isa.group();
         let khw = g.kernel_hw[0] * g.kernel_hw[1];
         let kernel_dt = match self.isa {
@@ -322,16 +322,21 @@ impl EvalOp for DirectConvU8 {
             offset: offset.try_as_plain_ram()?.as_slice::<i32>()?,
             multiplier: multiplier.try_as_plain_ram()?.as_slice::<f32>()?,
         };
-        let mut output =
-            unsafe { Tensor::uninitialized_dt(self.output_dt, &[1, g.output_channels, ho, wo])? };
+        let mut output = unsafe { Tensor::uninitialized_dt(self.output_dt, &g.output_shape())? };
         let out = unsafe { output.as_slice_mut_unchecked::<u8>() };
         let shape = self.isa.shape();
         match self.isa {
             U8Isa::Vnni | U8Isa::Avx2Bytes => {
                 let kernel = unsafe { kernel.as_slice_unchecked::<i8>() };
-                g.convolve(&BYTE_SCRATCH, img, shape, self.x_zero, |x| x, out, |b, planes, t| {
-                    self.run(b, kernel, &requant, planes, t)
-                })?
+                g.convolve(
+                    &BYTE_SCRATCH,
+                    img,
+                    shape,
+                    self.x_zero,
+                    |x| x,
+                    out,
+                    |b, planes, t| self.run(b, kernel, &requant, planes, t),
+                )?
             }
             U8Isa::Avx2 => {
                 let kernel = unsafe { kernel.as_slice_unchecked::<i16>() };
@@ -345,7 +350,7 @@ impl EvalOp for DirectConvU8 {
         if let Some(tail) = &self.tail {
             let residual = match &residual {
                 Some(r) => {
-                    ensure!(r.datum_type().unquantized() == u8::datum_type() && r.len() == out.len());
+                    ensure!(r.datum_type().unquantized() == u8::datum_type());
                     Some(unsafe { r.as_slice_unchecked::<u8>() })
                 }
                 None => None,
@@ -373,7 +378,9 @@ impl DirectConvU8 {
         let offsets = g.tap_offsets(g.input_channels.div_ceil(q), Layout::Planar);
         let groups = offsets.len();
         let stride = tiling.stride;
-        ensure!(output.len() >= g.output_channels * stride && tiling.lanes == self.isa.shape().lanes);
+        ensure!(
+            output.len() >= g.output_channels * stride && tiling.lanes == self.isa.shape().lanes
+        );
         tiling.check(offsets.iter().max().copied().unwrap_or(0), buffer.len() / q)?;
         // One pointer into the output, offset per vector (checked by `tiling.check`): taking
         // a `&mut` sub-slice per vector would invalidate the ones taken before it.
@@ -405,9 +412,7 @@ impl TypedOp for DirectConvU8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let residual = self.tail.as_ref().is_some_and(|t| t.residual.is_some());
         ensure!(inputs.len() == 4 + usize::from(residual));
-        let g = &self.geometry;
-        let shape = [1, g.output_channels, g.output_hw[0], g.output_hw[1]];
-        Ok(tvec!(TypedFact::dt_shape(self.output_dt, shape)))
+        Ok(tvec!(TypedFact::dt_shape(self.output_dt, self.geometry.output_shape())))
     }
 
     fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
@@ -427,11 +432,12 @@ impl TypedOp for DirectConvU8 {
 /// the phase buffer and in the output plane of the block's first channel.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct QBlock<'a> {
-    /// [`U8Isa::group`] channels a point: u8 for VNNI, i16 for AVX2.
+    /// [`U8Isa::group`] channels a point: u8, or i16 for AVX2 on i16 pairs.
     pub inputs: [*const u8; MAX_VECTORS],
     /// Tap-group offsets in points.
     pub offsets: &'a [usize],
-    /// `[tap groups, oc, group]` weights of the block's channels (i8 for VNNI, i16 for AVX2).
+    /// `[tap groups, oc, group]` weights of the block's channels (i8, or i16 for AVX2 on i16
+    /// pairs).
     pub weights: *const u8,
     pub offset: &'a [i32],
     pub multiplier: &'a [f32],

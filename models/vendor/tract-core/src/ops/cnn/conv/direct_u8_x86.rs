@@ -141,7 +141,7 @@ unsafe fn avx2_bytes<const V: usize>(b: &QBlock) {
 }
 
 /// The AVX2 blocks' epilogue: as VNNI's, clamp, round half to even, add y₀, saturate to u8
-/// (two packs, which work within 128-bit halves: bytes 0–3 of each half are the eight), store.
+/// and store ([`round_to_u8x8`]).
 ///
 /// # Safety
 /// As [`block`].
@@ -151,30 +151,46 @@ unsafe fn requantise_avx2<const V: usize>(b: &QBlock, acc: &[[std::arch::x86_64:
     use std::arch::x86_64::*;
     unsafe {
         let y_zero = _mm256_set1_epi32(b.y_zero);
-        let (low, high) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
         for (o, row) in acc.iter().enumerate() {
             let offset = _mm256_set1_epi32(b.offset[o]);
             let m = _mm256_set1_ps(b.multiplier[o]);
             let at = o * b.channel_stride;
             for (v, a) in row.iter().enumerate() {
                 let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(*a, offset)), m);
-                let scaled = _mm256_min_ps(_mm256_max_ps(scaled, low), high);
-                let q = _mm256_add_epi32(_mm256_cvtps_epi32(scaled), y_zero);
-                let words = _mm256_packs_epi32(q, q);
-                let bytes = _mm256_packus_epi16(words, words);
-                let eight = _mm_unpacklo_epi32(
-                    _mm256_castsi256_si128(bytes),
-                    _mm256_extracti128_si256::<1>(bytes),
-                );
-                _mm_storel_epi64(b.outputs[v].add(at).cast(), eight);
+                round_to_u8x8(scaled, y_zero, b.outputs[v].add(at));
             }
         }
     }
 }
 
-/// [`super::direct_u8::U8Tail::apply`] on the first multiple of eight values, in the same f32 operations (the
-/// product by the inverse scale rounded half to even, as `QuantizeLinear` does); returns how
-/// many values it did.
+/// `sat_u8(round_half_even(x) + zero)` of eight values, stored at `dst`: clamped to ±512 first
+/// (out of u8 range either way) so the conversion cannot overflow, rounded in the default
+/// rounding mode, then two saturating packs, which work within 128-bit halves (bytes 0–3 of
+/// each half are the eight).
+///
+/// # Safety
+/// AVX2 is available; `dst` has room for eight bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn round_to_u8x8(
+    x: std::arch::x86_64::__m256,
+    zero: std::arch::x86_64::__m256i,
+    dst: *mut u8,
+) {
+    use std::arch::x86_64::*;
+    let (low, high) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
+    let q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(x, low), high)), zero);
+    let words = _mm256_packs_epi32(q, q);
+    let bytes = _mm256_packus_epi16(words, words);
+    let eight =
+        _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes));
+    unsafe { _mm_storel_epi64(dst.cast(), eight) };
+}
+
+/// [`super::direct_u8::U8Tail::apply`] on the first multiple of eight values, in the same f32
+/// operations (the product by the inverse scale rounded half to even, as `QuantizeLinear`
+/// does); returns how many values it did.
 ///
 /// # Safety
 /// AVX2 is available; `residual`, when given, is at least as long as `out`.
@@ -196,7 +212,6 @@ pub(super) unsafe fn apply_tail_avx2(
         let conv = params(tail.conv);
         let shortcut = residual.zip(tail.residual).map(|(r, p)| (r, params(p)));
         let (inverse, zero) = params(tail.quantize);
-        let (low, high) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
         for i in (0..n).step_by(8) {
             let at = out.as_mut_ptr().add(i);
             let mut x = dequantize(at, conv);
@@ -206,14 +221,7 @@ pub(super) unsafe fn apply_tail_avx2(
             if tail.relu {
                 x = _mm256_max_ps(x, _mm256_setzero_ps());
             }
-            // Clamped so the conversion cannot overflow (out of u8 range either way).
-            let x = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x, inverse), low), high);
-            let q = _mm256_add_epi32(_mm256_cvtps_epi32(x), zero);
-            let words = _mm256_packs_epi32(q, q);
-            let bytes = _mm256_packus_epi16(words, words);
-            let eight =
-                _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes));
-            _mm_storel_epi64(at.cast(), eight);
+            round_to_u8x8(_mm256_mul_ps(x, inverse), zero, at);
         }
     }
     n
