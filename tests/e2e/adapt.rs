@@ -11,7 +11,7 @@
 //! got (on a 2-core AMD EPYC under the parallel suite, 60 s gave +1.4, alone +2.4). What stays
 //! is the stream's timing: which frames have arrived by step k, so one run's gain varies.
 //! Measured with 125–200 steps (2-core AMD EPYC, 2026-12-03, `edgeclr-device run
-//! --finetune-steps`, six runs, some beside a CPU hog): factory 32.00, adapted 33.4–35.2
+//! --finetune-steps`, five runs, some beside a CPU hog): factory 32.00, adapted 33.4–35.2
 //! (+1.4 to +3.2, mean +2.2); the Intel Xeon measured +2.6 (40 s). A learner that cannot
 //! change the model (learning rate 0, statistics frozen) stays at 32.00 by construction, so
 //! a gate of +1.0 on the mean of two runs is far from both.
