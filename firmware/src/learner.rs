@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use edgeclr_artifact::RgbImage;
+use edgeclr_runtime::discrimination::Paired;
 use edgeclr_runtime::health::Health;
 use serde::Serialize;
 
@@ -56,6 +57,14 @@ pub struct Decision {
     pub running_health: Option<Health>,
     /// The factory (shipped) model's health on the same frames, when it is not the running one.
     pub factory_health: Option<Health>,
+    /// Candidate − running model in held-out view loss, per frame (negative: better).
+    pub vs_running: Option<Paired>,
+    /// Candidate − factory model in held-out view loss, per frame, when the factory model is
+    /// not the running one.
+    pub vs_factory: Option<Paired>,
+    /// The candidate was broken (collapsed, non-finite, did not export or load): the learner
+    /// restarted from the running model. Otherwise it trains on whatever the verdict.
+    pub restarted: bool,
     /// Export time, ms.
     pub export_ms: f64,
     /// Evaluation time, ms.

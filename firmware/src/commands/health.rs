@@ -59,7 +59,8 @@ pub fn run(args: &HealthArgs) -> Result<()> {
             "model": manifest.source.model_version,
             "file": file.display().to_string(),
             "source": args.source.to_string(),
-            "health": h,
+            "health": h.health,
+            "view_loss_per_frame": h.view_losses,
         })
     );
     Ok(())

@@ -207,8 +207,8 @@ pub struct TrainerConfig {
     pub queue_size: usize,
     /// Queued projections older than this many steps are dropped.
     pub queue_max_age: u64,
-    /// Colour distortion strength of the camera-frame augmentations.
-    pub color_strength: f32,
+    /// Colour distortion strength of the training views; none: the model's recipe's.
+    pub color_strength: Option<f32>,
     /// Seed of the augmentation RNG.
     pub seed: u64,
 }
@@ -229,7 +229,7 @@ impl Default for TrainerConfig {
             temporal_positives: true,
             queue_size: 256,
             queue_max_age: 20,
-            color_strength: 0.5,
+            color_strength: None,
             seed: 0,
         }
     }

@@ -33,7 +33,7 @@ use edgeclr_learn::checkpoint::CheckpointDir;
 use edgeclr_learn::device::{DeviceChoice, SelectedDevice, select_device};
 use edgeclr_learn::export::recipe::to_json;
 use edgeclr_learn::export::{QuantConfig, recipe_of, write_artifacts};
-use edgeclr_runtime::health::{self, Health};
+use edgeclr_runtime::health::{self, Measurement};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -123,8 +123,9 @@ pub fn read_probe(dir: &Path, preprocess: &Preprocess) -> Result<Probe> {
 }
 
 /// Health of the model file `path` on `frames`: their clean embeddings (the deployed
-/// preprocessing), two camera-augmented views per frame at the deployed size with a fixed seed
-/// (the same views for every model compared), and kNN on `probe` when given.
+/// preprocessing), two augmented views per frame at the deployed size with a fixed seed (the
+/// same views for every model compared), the per-frame held-out view losses, and kNN on
+/// `probe` when given.
 ///
 /// # Errors
 /// When the model does not verify, load or run.
@@ -133,7 +134,7 @@ pub fn health_of(
     frames: &[&RgbImage],
     augment: &AugmentConfig,
     probe: Option<&Probe>,
-) -> Result<Health> {
+) -> Result<Measurement> {
     let opened = edgeclr_runtime::embed::open(path)?;
     let e = &opened.embedder;
     let size = opened.manifest.input.size;
@@ -152,11 +153,11 @@ pub fn health_of(
     let v = e.embed_all(&views)?;
     let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
         v.chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
-    let mut h = Health::measure(&clean, &a, &b);
+    let mut m = Measurement::of(&clean, &a, &b);
     if let Some(p) = probe {
         let bank = e.embed_all(&p.bank)?;
         let queries = e.embed_all(&p.queries)?;
-        h.knn_top1 = Some(health::knn_top1(
+        m.health.knn_top1 = Some(health::knn_top1(
             &bank,
             &p.bank_labels,
             &queries,
@@ -164,7 +165,7 @@ pub fn health_of(
             20,
         ));
     }
-    Ok(h)
+    Ok(m)
 }
 
 impl Finetuner {
@@ -307,12 +308,14 @@ impl Finetuner {
         Ok(name)
     }
 
-    /// Judges slot `candidate` against the current slot on `holdout`.
+    /// Judges slot `candidate` against the current slot on `holdout` — and against the factory
+    /// slot when that is not the current one, so that small steps cannot add up to a drift
+    /// through a chain of promotions.
     pub fn judge(&self, candidate: &str, holdout: &[&RgbImage]) -> Decision {
         let running = self.slots.current_name().unwrap_or_default();
         let factory = self.slots.factory_name().filter(|f| *f != running);
         let t = Instant::now();
-        let health = |name: &str| -> Result<Health> {
+        let measure = |name: &str| -> Result<Measurement> {
             let dir = self.slots.dir(name);
             let m = slots::verify(&dir).map_err(anyhow::Error::msg)?;
             health_of(
@@ -322,50 +325,52 @@ impl Finetuner {
                 self.probe.as_ref(),
             )
         };
-        let measured = (|| -> Result<(Health, Health, Option<Health>)> {
+        let measured = (|| -> Result<(Measurement, Measurement, Option<Measurement>)> {
             Ok((
-                health(candidate)?,
-                health(&running)?,
-                factory.as_deref().map(health).transpose()?,
+                measure(candidate)?,
+                measure(&running)?,
+                factory.as_deref().map(measure).transpose()?,
             ))
         })();
-        let (accepted, reasons, ch, rh, fh) = match measured {
-            Ok((c, r, f)) => {
-                let mut v = self.section.tolerance.judge(&c, &r);
-                // Against the shipped model too, so small steps cannot add up to a large drift
-                // through a chain of promotions.
-                if let Some(f) = &f {
-                    let vf = self.section.tolerance.judge(&c, f);
-                    v.accept &= vf.accept;
-                    v.reasons.extend(
-                        vf.reasons
-                            .into_iter()
-                            .map(|r| format!("vs factory model: {r}")),
-                    );
-                }
-                (v.accept, v.reasons, Some(c), Some(r), f)
-            }
-            Err(e) => (
-                false,
-                vec![format!("candidate does not load or run: {e:#}")],
-                None,
-                None,
-                None,
-            ),
-        };
-        Decision {
+        let mut d = Decision {
             step: self.trainer.steps(),
             candidate: candidate.into(),
             running,
-            accepted,
-            reasons,
-            candidate_health: ch,
-            running_health: rh,
-            factory_health: fh,
+            accepted: false,
+            reasons: Vec::new(),
+            candidate_health: None,
+            running_health: None,
+            factory_health: None,
+            vs_running: None,
+            vs_factory: None,
+            restarted: true,
             export_ms: 0.0,
-            eval_ms: t.elapsed().as_secs_f64() * 1e3,
+            eval_ms: 0.0,
             at_s: 0.0,
+        };
+        match measured {
+            Ok((c, r, f)) => {
+                let v = self.section.tolerance.judge(&c, &r);
+                (d.accepted, d.restarted, d.reasons, d.vs_running) =
+                    (v.accept, v.broken, v.reasons, v.view_loss);
+                if let Some(f) = &f {
+                    let vf = self.section.tolerance.judge(&c, f);
+                    d.accepted &= vf.accept;
+                    d.vs_factory = vf.view_loss;
+                    let against = vf
+                        .reasons
+                        .into_iter()
+                        .map(|r| format!("vs factory model: {r}"));
+                    d.reasons.extend(against);
+                }
+                d.candidate_health = Some(c.health);
+                d.running_health = Some(r.health);
+                d.factory_health = f.map(|f| f.health);
+            }
+            Err(e) => d.reasons = vec![format!("candidate does not load or run: {e:#}")],
         }
+        d.eval_ms = t.elapsed().as_secs_f64() * 1e3;
+        d
     }
 
     fn log_decision(&self, d: &Decision) {
@@ -543,6 +548,9 @@ impl Finetuner {
                 candidate_health: None,
                 running_health: None,
                 factory_health: None,
+                vs_running: None,
+                vs_factory: None,
+                restarted: true,
                 export_ms: t.elapsed().as_secs_f64() * 1e3,
                 eval_ms: 0.0,
                 at_s: 0.0,
@@ -559,12 +567,16 @@ impl Finetuner {
                 self.slots.prune(self.section.keep_slots);
             }
         }
-        if !d.accepted {
-            if !d.candidate.is_empty() {
-                let _ = std::fs::remove_dir_all(self.slots.dir(&d.candidate));
-            }
-            // Back to the last good weights: a collapsed or drifting trainer does not recover
-            // by itself.
+        if !d.accepted && !d.candidate.is_empty() {
+            let _ = std::fs::remove_dir_all(self.slots.dir(&d.candidate));
+        }
+        // The judge decides what the camera runs, not where learning goes: a candidate that
+        // is merely no better is discarded and training goes on from it (restarting every
+        // `update_every` steps would cut the learner's trajectory to that many steps: the
+        // host's continued pretraining never restarts). Only a broken candidate — collapsed,
+        // diverged, not exported or not loadable — sends the learner back to the running
+        // model's weights, since training does not recover from those by itself.
+        if d.restarted {
             if let Some(cur) = self.slots.current_name() {
                 let dir = self.slots.dir(&cur);
                 if let Err(e) = self.trainer.reload(&dir) {
@@ -677,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupted_candidate_is_rejected_and_an_equal_one_accepted() {
+    fn a_broken_candidate_restarts_the_learner_and_an_equal_one_is_not_promoted() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let device = burn::tensor::Device::flex();
         let recipe = SimclrConfig {
@@ -700,10 +712,12 @@ mod tests {
         let frames = clip_frames(20);
         let held: Vec<&RgbImage> = frames.iter().collect();
 
-        // The same weights: no worse, accepted.
+        // The same weights: not better, so not promoted — and not broken, so training goes on.
         write_model(&slots.dir("same"), &net, None, "same");
         let d = ft.judge("same", &held);
-        assert!(d.accepted, "{d:?}");
+        assert!(!d.accepted && !d.restarted, "{d:?}");
+        let p = d.vs_running.expect("paired view losses");
+        assert_eq!((p.mean, p.se), (0.0, 0.0), "{d:?}");
         let (c, r) = (
             d.candidate_health.expect("measured"),
             d.running_health.expect("measured"),
@@ -726,7 +740,7 @@ mod tests {
         write_model(&slots.dir("zeroed"), &zero, None, "zeroed");
         let d = ft.judge("zeroed", &held);
         assert!(
-            !d.accepted && d.reasons.iter().any(|r| r.starts_with("collapsed")),
+            !d.accepted && d.restarted && d.reasons.iter().any(|r| r.starts_with("collapsed")),
             "{d:?}"
         );
 
@@ -738,7 +752,10 @@ mod tests {
         bytes[last] ^= 0x55;
         std::fs::write(&f, bytes).expect("write");
         let d = ft.judge("tampered", &held);
-        assert!(!d.accepted && d.reasons[0].contains("sha256"), "{d:?}");
+        assert!(
+            !d.accepted && d.restarted && d.reasons[0].contains("sha256"),
+            "{d:?}"
+        );
         // The running model is untouched by judging.
         assert_eq!(slots.current_name().as_deref(), Some("base"));
     }

@@ -24,18 +24,18 @@ use serde::Serialize;
 use super::negatives::NegativeQueue;
 pub use crate::config::finetune::{TrainableEnd, TrainerConfig};
 
-/// The camera-frame augmentations at `size`: the paper's ImageNet recipe (crop, flip,
-/// colour distortion, grayscale, blur) with a crop floor of 20 % of the frame — at 32–64 px
-/// an 8 % crop of a street scene is a handful of pixels — and the encoder's normalisation.
+/// The augmentations the board trains and judges with: the model's own SimCLR recipe (the
+/// crop, flip, colour distortion, grayscale and blur it was pretrained with, recorded in its
+/// manifest) at `size`, with `color_strength` overriding the recipe's strength when set.
+/// Continued training keeps the invariances the encoder was built with: views from another
+/// recipe (a blur the CIFAR recipe leaves out, say) train it toward invariances its kNN
+/// neighbourhoods never relied on.
 pub fn augment(config: &TrainerConfig, size: usize, recipe: &SimclrConfig) -> AugmentConfig {
-    let mut a = AugmentConfig::default()
-        .with_image_size(size)
-        .with_color_strength(config.color_strength);
-    if let Some(c) = a.crop.as_mut() {
-        c.min_area = 0.2;
+    let a = recipe.augment.clone().with_image_size(size);
+    match config.color_strength {
+        Some(s) => a.with_color_strength(s),
+        None => a,
     }
-    a.normalize = recipe.augment.normalize;
-    a
 }
 
 /// burn's BatchNorm momentum, which the recipe trains with.

@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::discrimination::{self, Paired};
+
 fn normalized(v: &[f32]) -> Vec<f64> {
     let norm = v
         .iter()
@@ -195,6 +197,10 @@ pub struct Health {
     pub mean_dimension_std: f64,
     /// kNN top-1 (%) on a labelled probe set, when one ships with the model.
     pub knn_top1: Option<f64>,
+    /// Mean held-out instance-discrimination loss of the view pairs
+    /// ([`crate::discrimination`]; lower is better). None in records written before it.
+    #[serde(default)]
+    pub view_loss: Option<f64>,
 }
 
 impl Health {
@@ -208,6 +214,27 @@ impl Health {
     /// frames has a cosine near 1 — uniformity would sit near its worst value 0 for any model.
     /// The per-dimension spread is taken before centring (it does not depend on it).
     pub fn measure(clean: &[Vec<f32>], view_a: &[Vec<f32>], view_b: &[Vec<f32>]) -> Self {
+        Measurement::of(clean, view_a, view_b).health
+    }
+}
+
+/// A model's [`Health`] on one held-out set with its per-frame view losses, which a paired
+/// comparison with another model on the same frames and views needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// The summary.
+    pub health: Health,
+    /// Per-frame held-out instance-discrimination loss ([`discrimination::view_losses`]).
+    pub view_losses: Vec<f64>,
+}
+
+impl Measurement {
+    /// Measures `clean` embeddings (one per frame) and two augmented views per frame, every
+    /// row centred on the mean clean embedding first (see [`Health::measure`]).
+    ///
+    /// # Panics
+    /// With fewer than two frames, or views not paired with each other.
+    pub fn of(clean: &[Vec<f32>], view_a: &[Vec<f32>], view_b: &[Vec<f32>]) -> Self {
         let d = clean.first().map_or(0, Vec::len);
         let mut mean = vec![0.0f32; d];
         for r in clean {
@@ -221,26 +248,43 @@ impl Health {
                 .collect()
         };
         let (c, a, b) = (centre(clean), centre(view_a), centre(view_b));
-        Self {
+        let view_losses = discrimination::view_losses(&a, &b, discrimination::TEMPERATURE);
+        let view_loss = view_losses.iter().sum::<f64>() / view_losses.len() as f64;
+        let health = Health {
             frames: clean.len(),
             alignment: alignment(&a, &b),
             uniformity: uniformity(&c),
             effective_rank: effective_rank(&c),
             mean_dimension_std: mean_dimension_std(clean),
             knn_top1: None,
+            view_loss: Some(view_loss),
+        };
+        Self {
+            health,
+            view_losses,
         }
     }
 }
 
-/// How much worse than the running model a candidate may be and still replace it.
+/// When a candidate may replace the running model: it must be measurably better at telling
+/// held-out frames apart ([`crate::discrimination`]), not collapsed, and — where the optional
+/// guards are set — not worse by more than their margins.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tolerance {
-    /// Alignment may grow by this fraction.
-    pub alignment: f64,
-    /// Uniformity may grow by this much (it is a log, so this is a ratio of the kernel mean).
-    pub uniformity: f64,
-    /// Effective rank may shrink by this fraction.
+    /// The candidate's held-out view loss must be below the other model's by at least this
+    /// many standard errors of the per-frame paired difference (2: a candidate no better
+    /// than the running model passes about 2.5 % of the time). Negative values accept worse
+    /// candidates (tests of the swap mechanics do).
+    pub discrimination_se: f64,
+    /// Optional guard: alignment may grow by at most this fraction (none: the view loss
+    /// already weighs alignment against uniformity).
+    pub alignment: Option<f64>,
+    /// Optional guard: uniformity may grow by at most this much (a log: a ratio of kernel
+    /// means).
+    pub uniformity: Option<f64>,
+    /// Effective rank may shrink by this fraction (dimensional collapse starts as a falling
+    /// rank before the view loss notices).
     pub effective_rank: f64,
     /// Below this effective rank the space counts as collapsed, whatever the running model.
     pub collapse_rank: f64,
@@ -253,8 +297,9 @@ pub struct Tolerance {
 impl Default for Tolerance {
     fn default() -> Self {
         Self {
-            alignment: 0.05,
-            uniformity: 0.05,
+            discrimination_se: 2.0,
+            alignment: None,
+            uniformity: None,
             effective_rank: 0.10,
             collapse_rank: 2.0,
             collapse_std: 1e-3,
@@ -268,71 +313,99 @@ impl Default for Tolerance {
 pub struct Verdict {
     /// True when every check passed.
     pub accept: bool,
+    /// The candidate is broken (collapsed or non-finite), not merely no better: the learner
+    /// restarts from the running model rather than training on from it.
+    #[serde(default)]
+    pub broken: bool,
     /// One line per failed check.
     pub reasons: Vec<String>,
+    /// Candidate − running model, per frame, in held-out view loss.
+    #[serde(default)]
+    pub view_loss: Option<Paired>,
 }
 
 impl Tolerance {
-    /// Compares `candidate` with `running` on the same frames: the candidate must not be
-    /// collapsed and no metric may be worse by more than its tolerance.
-    pub fn judge(&self, candidate: &Health, running: &Health) -> Verdict {
+    /// Compares `candidate` with `running` on the same frames and views.
+    pub fn judge(&self, candidate: &Measurement, running: &Measurement) -> Verdict {
+        let (c, r) = (&candidate.health, &running.health);
         let mut reasons = Vec::new();
         let finite = [
-            candidate.alignment,
-            candidate.uniformity,
-            candidate.effective_rank,
-            candidate.mean_dimension_std,
+            c.alignment,
+            c.uniformity,
+            c.effective_rank,
+            c.mean_dimension_std,
         ]
         .iter()
+        .chain(&candidate.view_losses)
         .all(|v| v.is_finite());
         if !finite {
             reasons.push("non-finite health metrics (diverged weights)".into());
         }
-        if candidate.effective_rank < self.collapse_rank
-            || candidate.mean_dimension_std < self.collapse_std
-        {
+        if c.effective_rank < self.collapse_rank || c.mean_dimension_std < self.collapse_std {
             reasons.push(format!(
                 "collapsed: effective rank {:.2} (floor {}), mean dimension std {:.2e} (floor {:.0e})",
-                candidate.effective_rank,
-                self.collapse_rank,
-                candidate.mean_dimension_std,
-                self.collapse_std
+                c.effective_rank, self.collapse_rank, c.mean_dimension_std, self.collapse_std
             ));
         }
-        if candidate.alignment > running.alignment * (1.0 + self.alignment) + 1e-9 {
+        let broken = !reasons.is_empty();
+        let paired = (candidate.view_losses.len() == running.view_losses.len()
+            && candidate.view_losses.len() >= 2)
+            .then(|| Paired::of(&candidate.view_losses, &running.view_losses));
+        match paired {
+            Some(p) if p.mean + self.discrimination_se * p.se < 0.0 => {}
+            Some(p) => reasons.push(format!(
+                "held-out view loss {:+.4} ± {:.4} against running: not {} standard errors better",
+                p.mean, p.se, self.discrimination_se
+            )),
+            None => reasons.push("held-out view losses not measured on the same frames".into()),
+        }
+        reasons.extend(self.guards(c, r));
+        Verdict {
+            accept: reasons.is_empty(),
+            broken,
+            reasons,
+            view_loss: paired,
+        }
+    }
+
+    /// The optional and rank/kNN guards, one line per failed one.
+    fn guards(&self, c: &Health, r: &Health) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if let Some(tol) = self.alignment
+            && c.alignment > r.alignment * (1.0 + tol) + 1e-9
+        {
             reasons.push(format!(
                 "alignment {:.4} worse than running {:.4} by more than {:.0}%",
-                candidate.alignment,
-                running.alignment,
-                100.0 * self.alignment
+                c.alignment,
+                r.alignment,
+                100.0 * tol
             ));
         }
-        if candidate.uniformity > running.uniformity + self.uniformity {
+        if let Some(tol) = self.uniformity
+            && c.uniformity > r.uniformity + tol
+        {
             reasons.push(format!(
-                "uniformity {:.4} worse than running {:.4} by more than {}",
-                candidate.uniformity, running.uniformity, self.uniformity
+                "uniformity {:.4} worse than running {:.4} by more than {tol}",
+                c.uniformity, r.uniformity
             ));
         }
-        if candidate.effective_rank < running.effective_rank * (1.0 - self.effective_rank) {
+        if c.effective_rank < r.effective_rank * (1.0 - self.effective_rank) {
             reasons.push(format!(
                 "effective rank {:.2} below running {:.2} by more than {:.0}%",
-                candidate.effective_rank,
-                running.effective_rank,
+                c.effective_rank,
+                r.effective_rank,
                 100.0 * self.effective_rank
             ));
         }
-        if let (Some(c), Some(r)) = (candidate.knn_top1, running.knn_top1)
-            && c < r - self.knn_points
+        if let (Some(ck), Some(rk)) = (c.knn_top1, r.knn_top1)
+            && ck < rk - self.knn_points
         {
             reasons.push(format!(
-                "kNN top-1 {c:.2}% below running {r:.2}% by more than {} points",
+                "kNN top-1 {ck:.2}% below running {rk:.2}% by more than {} points",
                 self.knn_points
             ));
         }
-        Verdict {
-            accept: reasons.is_empty(),
-            reasons,
-        }
+        reasons
     }
 }
 
@@ -473,47 +546,108 @@ mod tests {
         assert!((uniformity(&clean) + 8.0 / 101.0).abs() < 1e-9);
     }
 
+    fn measured(health: Health, view_losses: &[f64]) -> Measurement {
+        Measurement {
+            health,
+            view_losses: view_losses.to_vec(),
+        }
+    }
+
     #[test]
-    fn the_judge_rejects_collapse_and_regressions_and_accepts_equals() {
+    fn the_judge_promotes_only_a_measurably_better_view_loss() {
         let good = Health {
-            frames: 10,
+            frames: 4,
             alignment: 0.5,
             uniformity: -2.0,
             effective_rank: 20.0,
             mean_dimension_std: 0.05,
             knn_top1: Some(40.0),
+            view_loss: Some(2.0),
         };
+        let running = measured(good, &[2.0, 2.0, 2.0, 2.0]);
         let t = Tolerance::default();
-        assert!(t.judge(&good, &good).accept);
+        // Identical: not better, rejected, not broken.
+        let v = t.judge(&running, &running);
+        assert!(!v.accept && !v.broken, "{v:?}");
+        // Differences −0.3, −0.2, −0.1, −0.2: mean −0.2, sample sd √(0.02/3) = 0.08165,
+        // se 0.04082; −0.2 + 2·0.04082 < 0 → promoted (np.std([.3,.2,.1,.2], ddof=1)/2).
+        let better = measured(good, &[1.7, 1.8, 1.9, 1.8]);
+        let v = t.judge(&better, &running);
+        assert!(v.accept, "{v:?}");
+        let p = v.view_loss.expect("paired");
+        assert!(
+            (p.mean + 0.2).abs() < 1e-12 && (p.se - 0.040_824_829).abs() < 1e-8,
+            "{p:?}"
+        );
+        // Same mean gain but noisy (−1.0, +0.6, −0.6, +0.2: se 0.3651): rejected.
+        let noisy = measured(good, &[1.0, 2.6, 1.4, 2.2]);
+        assert!(!t.judge(&noisy, &running).accept);
+        // A negative threshold lets a worse candidate through (the swap-mechanics tests).
+        let loose = Tolerance {
+            discrimination_se: -1e9,
+            ..t
+        };
+        assert!(loose.judge(&noisy, &running).accept);
+    }
+
+    #[test]
+    fn the_judge_calls_collapse_and_divergence_broken_and_keeps_its_guards() {
+        let good = Health {
+            frames: 4,
+            alignment: 0.5,
+            uniformity: -2.0,
+            effective_rank: 20.0,
+            mean_dimension_std: 0.05,
+            knn_top1: Some(40.0),
+            view_loss: Some(2.0),
+        };
+        let running = measured(good, &[2.0, 2.0, 2.0, 2.0]);
+        let better_losses = [1.7, 1.8, 1.9, 1.8];
+        let t = Tolerance::default();
         let collapsed = Health {
-            alignment: 0.0,
-            uniformity: 0.0,
             effective_rank: 1.0,
             mean_dimension_std: 0.0,
             ..good
         };
-        let v = t.judge(&collapsed, &good);
+        let v = t.judge(&measured(collapsed, &better_losses), &running);
+        assert!(!v.accept && v.broken, "{v:?}");
         assert!(
-            !v.accept && v.reasons.iter().any(|r| r.starts_with("collapsed")),
+            v.reasons.iter().any(|r| r.starts_with("collapsed")),
             "{v:?}"
         );
+        let v = t.judge(&measured(good, &[f64::NAN, 1.8, 1.9, 1.8]), &running);
+        assert!(!v.accept && v.broken, "{v:?}");
+        // Better view loss, but kNN on a probe 1.5 points down or the rank 20 % down: rejected,
+        // and not broken (training goes on).
         let forgot = Health {
             knn_top1: Some(38.5),
             ..good
         };
-        assert!(!t.judge(&forgot, &good).accept);
-        let nan = Health {
-            alignment: f64::NAN,
+        let v = t.judge(&measured(forgot, &better_losses), &running);
+        assert!(!v.accept && !v.broken, "{v:?}");
+        let narrow = Health {
+            effective_rank: 16.0,
             ..good
         };
-        assert!(!t.judge(&nan, &good).accept);
-        let better = Health {
-            alignment: 0.4,
-            uniformity: -2.5,
-            effective_rank: 25.0,
+        assert!(!t.judge(&measured(narrow, &better_losses), &running).accept);
+        // The optional alignment guard, off by default, rejects 10 % worse alignment when set.
+        let loose_views = Health {
+            alignment: 0.55,
             ..good
         };
-        assert!(t.judge(&better, &good).accept);
+        assert!(
+            t.judge(&measured(loose_views, &better_losses), &running)
+                .accept
+        );
+        let guarded = Tolerance {
+            alignment: Some(0.05),
+            ..t
+        };
+        assert!(
+            !guarded
+                .judge(&measured(loose_views, &better_losses), &running)
+                .accept
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! manifest (checksums verified, input size from the contract), run the ONNX/NNEF file with
 //! tract ([`tract`], one state per core), behind the [`embed::Embedder`] seam; keep tract's
 //! crashing Intel AMX kernels out of the process ([`isa`]); and judge an embedding space
-//! without labels ([`health`]) before a fine-tuned model may replace the running one; and
+//! without labels ([`health`], [`discrimination`]) before a fine-tuned model may replace the running one; and
 //! set glibc's malloc up so that per-op tensors and training buffers are reused rather than
 //! faulted in afresh ([`allocator`], called first thing by both binaries).
 //! No learning framework is linked: `edgeclr-learn` depends on this crate for its parity
@@ -12,6 +12,7 @@
 
 pub mod allocator;
 pub mod backend;
+pub mod discrimination;
 pub mod embed;
 pub mod health;
 pub mod isa;
