@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use edgeclr_artifact::RgbImage;
 use edgeclr_runtime::discrimination::Paired;
 use edgeclr_runtime::health::Health;
+use edgeclr_runtime::rank::RankGain;
 use serde::Serialize;
 
 use crate::queue::Receiver;
@@ -57,6 +58,10 @@ pub struct Decision {
     pub running_health: Option<Health>,
     /// The factory (shipped) model's health on the same frames, when it is not the running one.
     pub factory_health: Option<Health>,
+    /// Candidate − running model in effective rank of the held-out frames (positive: richer).
+    pub rank_vs_running: Option<RankGain>,
+    /// Candidate − factory model in effective rank, when the factory model is not running.
+    pub rank_vs_factory: Option<RankGain>,
     /// Candidate − running model in held-out view loss, per frame (negative: better).
     pub vs_running: Option<Paired>,
     /// Candidate − factory model in held-out view loss, per frame, when the factory model is

@@ -341,6 +341,8 @@ impl Finetuner {
             candidate_health: None,
             running_health: None,
             factory_health: None,
+            rank_vs_running: None,
+            rank_vs_factory: None,
             vs_running: None,
             vs_factory: None,
             restarted: true,
@@ -351,12 +353,12 @@ impl Finetuner {
         match measured {
             Ok((c, r, f)) => {
                 let v = self.section.tolerance.judge(&c, &r);
-                (d.accepted, d.restarted, d.reasons, d.vs_running) =
-                    (v.accept, v.broken, v.reasons, v.view_loss);
+                (d.accepted, d.restarted, d.reasons) = (v.accept, v.broken, v.reasons);
+                (d.rank_vs_running, d.vs_running) = (v.rank, v.view_loss);
                 if let Some(f) = &f {
                     let vf = self.section.tolerance.judge(&c, f);
                     d.accepted &= vf.accept;
-                    d.vs_factory = vf.view_loss;
+                    (d.rank_vs_factory, d.vs_factory) = (vf.rank, vf.view_loss);
                     let against = vf
                         .reasons
                         .into_iter()
@@ -548,6 +550,8 @@ impl Finetuner {
                 candidate_health: None,
                 running_health: None,
                 factory_health: None,
+                rank_vs_running: None,
+                rank_vs_factory: None,
                 vs_running: None,
                 vs_factory: None,
                 restarted: true,
@@ -716,8 +720,15 @@ mod tests {
         write_model(&slots.dir("same"), &net, None, "same");
         let d = ft.judge("same", &held);
         assert!(!d.accepted && !d.restarted, "{d:?}");
-        let p = d.vs_running.expect("paired view losses");
-        assert_eq!((p.mean, p.se), (0.0, 0.0), "{d:?}");
+        let (g, p) = (
+            d.rank_vs_running.expect("ranks"),
+            d.vs_running.expect("view losses"),
+        );
+        assert_eq!(
+            (g.difference, g.se, p.mean, p.se),
+            (0.0, 0.0, 0.0, 0.0),
+            "{d:?}"
+        );
         let (c, r) = (
             d.candidate_health.expect("measured"),
             d.running_health.expect("measured"),

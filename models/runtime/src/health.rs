@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::discrimination::{self, Paired};
+use crate::rank::{RankGain, rank_gain};
 
 fn normalized(v: &[f32]) -> Vec<f64> {
     let norm = v
@@ -108,30 +109,42 @@ fn symmetric_eigenvalues(mut a: Vec<f64>, d: usize) -> Vec<f64> {
     (0..d).map(|i| a[i * d + i]).collect()
 }
 
-/// Singular values of the `n × d` matrix of rows `x`, largest first (square roots of the
-/// eigenvalues of `xᵀx`).
+/// Singular values of the `n × d` matrix of rows `x`, largest first: square roots of the
+/// eigenvalues of the smaller of `xᵀx` (`d × d`) and `xxᵀ` (`n × n`), which share their
+/// nonzero eigenvalues (the shorter list is padded with zeros to `d`).
 pub fn singular_values(x: &[Vec<f32>]) -> Vec<f64> {
     let d = x.first().map_or(0, Vec::len);
-    let mut gram = vec![0.0f64; d * d];
-    for row in x {
-        for i in 0..d {
-            let ri = f64::from(row[i]);
-            for j in i..d {
-                gram[i * d + j] += ri * f64::from(row[j]);
-            }
+    let n = x.len();
+    let (side, entry): (usize, Box<dyn Fn(usize, usize) -> f64>) = if n < d {
+        (n, Box::new(|i, j| dot32(&x[i], &x[j])))
+    } else {
+        (
+            d,
+            Box::new(|i, j| x.iter().map(|r| f64::from(r[i]) * f64::from(r[j])).sum()),
+        )
+    };
+    let mut gram = vec![0.0f64; side * side];
+    for i in 0..side {
+        for j in i..side {
+            let v = entry(i, j);
+            gram[i * side + j] = v;
+            gram[j * side + i] = v;
         }
     }
-    for i in 0..d {
-        for j in 0..i {
-            gram[i * d + j] = gram[j * d + i];
-        }
-    }
-    let mut s: Vec<f64> = symmetric_eigenvalues(gram, d)
+    let mut s: Vec<f64> = symmetric_eigenvalues(gram, side)
         .into_iter()
         .map(|l| l.max(0.0).sqrt())
         .collect();
+    s.resize(d.max(s.len()), 0.0);
     s.sort_by(|a, b| b.total_cmp(a));
     s
+}
+
+fn dot32(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
 }
 
 /// `exp(−Σ p_k log p_k)`, `p = σ / Σσ`, of the L2-normalised rows of `x` after removing their
@@ -226,6 +239,8 @@ pub struct Measurement {
     pub health: Health,
     /// Per-frame held-out instance-discrimination loss ([`discrimination::view_losses`]).
     pub view_losses: Vec<f64>,
+    /// The clean embeddings, centred, one row per frame (for [`rank_gain`]).
+    pub clean: Vec<Vec<f32>>,
 }
 
 impl Measurement {
@@ -262,30 +277,34 @@ impl Measurement {
         Self {
             health,
             view_losses,
+            clean: c,
         }
     }
 }
 
-/// When a candidate may replace the running model: it must be measurably better at telling
-/// held-out frames apart ([`crate::discrimination`]), not collapsed, and — where the optional
-/// guards are set — not worse by more than their margins.
+/// When a candidate may replace the running model: its embeddings of the held-out frames must
+/// span measurably more directions ([`crate::rank`]: effective rank, which predicts
+/// downstream accuracy without labels), it must not be measurably worse at telling those
+/// frames apart ([`crate::discrimination`]), not collapsed, and — where the optional guards are
+/// set — not worse by more than their margins.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tolerance {
-    /// The candidate's held-out view loss must be below the other model's by at least this
-    /// many standard errors of the per-frame paired difference (2: a candidate no better
-    /// than the running model passes about 2.5 % of the time). Negative values accept worse
-    /// candidates (tests of the swap mechanics do).
+    /// The candidate's effective rank must exceed the other model's by at least this many
+    /// jackknife standard errors. Negative values accept poorer candidates (tests of the
+    /// swap mechanics do).
+    pub rank_se: f64,
+    /// The candidate's held-out view loss may exceed the other model's by at most this many
+    /// standard errors of the per-frame paired difference.
     pub discrimination_se: f64,
-    /// Optional guard: alignment may grow by at most this fraction (none: the view loss
-    /// already weighs alignment against uniformity).
+    /// Optional guard: alignment may grow by at most this fraction.
     pub alignment: Option<f64>,
     /// Optional guard: uniformity may grow by at most this much (a log: a ratio of kernel
     /// means).
     pub uniformity: Option<f64>,
-    /// Effective rank may shrink by this fraction (dimensional collapse starts as a falling
-    /// rank before the view loss notices).
-    pub effective_rank: f64,
+    /// Optional guard: effective rank may shrink by at most this fraction (only matters with
+    /// a negative `rank_se`).
+    pub effective_rank: Option<f64>,
     /// Below this effective rank the space counts as collapsed, whatever the running model.
     pub collapse_rank: f64,
     /// Below this mean per-dimension std the space counts as collapsed.
@@ -297,10 +316,11 @@ pub struct Tolerance {
 impl Default for Tolerance {
     fn default() -> Self {
         Self {
+            rank_se: 2.0,
             discrimination_se: 2.0,
             alignment: None,
             uniformity: None,
-            effective_rank: 0.10,
+            effective_rank: None,
             collapse_rank: 2.0,
             collapse_std: 1e-3,
             knn_points: 1.0,
@@ -319,6 +339,9 @@ pub struct Verdict {
     pub broken: bool,
     /// One line per failed check.
     pub reasons: Vec<String>,
+    /// Candidate − running model in effective rank.
+    #[serde(default)]
+    pub rank: Option<RankGain>,
     /// Candidate − running model, per frame, in held-out view loss.
     #[serde(default)]
     pub view_loss: Option<Paired>,
@@ -327,7 +350,7 @@ pub struct Verdict {
 impl Tolerance {
     /// Compares `candidate` with `running` on the same frames and views.
     pub fn judge(&self, candidate: &Measurement, running: &Measurement) -> Verdict {
-        let (c, r) = (&candidate.health, &running.health);
+        let c = &candidate.health;
         let mut reasons = Vec::new();
         let finite = [
             c.alignment,
@@ -348,27 +371,46 @@ impl Tolerance {
             ));
         }
         let broken = !reasons.is_empty();
-        let paired = (candidate.view_losses.len() == running.view_losses.len()
-            && candidate.view_losses.len() >= 2)
-            .then(|| Paired::of(&candidate.view_losses, &running.view_losses));
-        match paired {
-            Some(p) if p.mean + self.discrimination_se * p.se < 0.0 => {}
-            Some(p) => reasons.push(format!(
-                "held-out view loss {:+.4} ± {:.4} against running: not {} standard errors better",
-                p.mean, p.se, self.discrimination_se
-            )),
-            None => reasons.push("held-out view losses not measured on the same frames".into()),
+        let same_frames = candidate.clean.len() == running.clean.len()
+            && candidate.view_losses.len() == running.view_losses.len()
+            && candidate.clean.len() >= 3;
+        let (rank, view_loss) = if same_frames {
+            (
+                Some(rank_gain(&candidate.clean, &running.clean)),
+                Some(Paired::of(&candidate.view_losses, &running.view_losses)),
+            )
+        } else {
+            reasons
+                .push("not measured on the same three or more frames as the running model".into());
+            (None, None)
+        };
+        if let Some(g) = rank
+            && g.difference - self.rank_se * g.se <= 0.0
+        {
+            reasons.push(format!(
+                "effective rank {:+.2} ± {:.2} against running: not {} standard errors richer",
+                g.difference, g.se, self.rank_se
+            ));
         }
-        reasons.extend(self.guards(c, r));
+        if let Some(p) = view_loss
+            && p.mean - self.discrimination_se * p.se > 0.0
+        {
+            reasons.push(format!(
+                "held-out view loss {:+.4} ± {:.4} against running: worse by more than {} standard errors",
+                p.mean, p.se, self.discrimination_se
+            ));
+        }
+        reasons.extend(self.guards(c, &running.health));
         Verdict {
             accept: reasons.is_empty(),
             broken,
             reasons,
-            view_loss: paired,
+            rank,
+            view_loss,
         }
     }
 
-    /// The optional and rank/kNN guards, one line per failed one.
+    /// The optional and kNN guards, one line per failed one.
     fn guards(&self, c: &Health, r: &Health) -> Vec<String> {
         let mut reasons = Vec::new();
         if let Some(tol) = self.alignment
@@ -389,12 +431,14 @@ impl Tolerance {
                 c.uniformity, r.uniformity
             ));
         }
-        if c.effective_rank < r.effective_rank * (1.0 - self.effective_rank) {
+        if let Some(tol) = self.effective_rank
+            && c.effective_rank < r.effective_rank * (1.0 - tol)
+        {
             reasons.push(format!(
                 "effective rank {:.2} below running {:.2} by more than {:.0}%",
                 c.effective_rank,
                 r.effective_rank,
-                100.0 * self.effective_rank
+                100.0 * tol
             ));
         }
         if let (Some(ck), Some(rk)) = (c.knn_top1, r.knn_top1)
@@ -495,6 +539,17 @@ mod tests {
         for (got, want) in s.iter().zip([4.0, 3.0, 1.0]) {
             assert!((got - want).abs() < 1e-9, "{s:?}");
         }
+        // Wider than tall goes through the 3 × 3 Gram xxᵀ; the same values, padded with a zero:
+        // np.linalg.svd([[3, 0, 0, 0], [0, 4, 0, 0], [0, 0, 0, 1]]) -> 4, 3, 1
+        let wide = vec![
+            vec![3.0, 0.0, 0.0, 0.0],
+            vec![0.0, 4.0, 0.0, 0.0],
+            vec![0.0, 0.0, 0.0, 1.0],
+        ];
+        let s = singular_values(&wide);
+        for (got, want) in s.iter().zip([4.0, 3.0, 1.0, 0.0]) {
+            assert!((got - want).abs() < 1e-9, "{s:?}");
+        }
         // A dense rotation of diag(5, 2): np.linalg.svd([[3, 4], [-1.6, 1.2]]) -> 5, 2 (orthogonal rows)
         let s = singular_values(&[vec![3.0, 4.0], vec![-1.6, 1.2]]);
         assert!(
@@ -546,108 +601,110 @@ mod tests {
         assert!((uniformity(&clean) + 8.0 / 101.0).abs() < 1e-9);
     }
 
-    fn measured(health: Health, view_losses: &[f64]) -> Measurement {
+    /// Rows spread over the first `dims` of 8 dimensions (a fixed pseudo-random pattern).
+    fn spread(n: usize, dims: usize) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|i| {
+                (0..8)
+                    .map(|k| {
+                        if k < dims {
+                            ((i * 7 + k * 13) % 17) as f32 / 8.0 - 1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn measured(health: Health, view_losses: &[f64], clean: Vec<Vec<f32>>) -> Measurement {
         Measurement {
             health,
             view_losses: view_losses.to_vec(),
+            clean,
         }
     }
 
+    const GOOD: Health = Health {
+        frames: 32,
+        alignment: 0.5,
+        uniformity: -2.0,
+        effective_rank: 20.0,
+        mean_dimension_std: 0.05,
+        knn_top1: Some(40.0),
+        view_loss: Some(2.0),
+    };
+
     #[test]
-    fn the_judge_promotes_only_a_measurably_better_view_loss() {
-        let good = Health {
-            frames: 4,
-            alignment: 0.5,
-            uniformity: -2.0,
-            effective_rank: 20.0,
-            mean_dimension_std: 0.05,
-            knn_top1: Some(40.0),
-            view_loss: Some(2.0),
-        };
-        let running = measured(good, &[2.0, 2.0, 2.0, 2.0]);
+    fn the_judge_promotes_a_measurably_richer_space_that_discriminates_no_worse() {
+        let flat = [2.0; 32];
+        let running = measured(GOOD, &flat, spread(32, 2));
         let t = Tolerance::default();
-        // Identical: not better, rejected, not broken.
+        // Identical: not richer, rejected, not broken.
         let v = t.judge(&running, &running);
         assert!(!v.accept && !v.broken, "{v:?}");
-        // Differences −0.3, −0.2, −0.1, −0.2: mean −0.2, sample sd √(0.02/3) = 0.08165,
-        // se 0.04082; −0.2 + 2·0.04082 < 0 → promoted (np.std([.3,.2,.1,.2], ddof=1)/2).
-        let better = measured(good, &[1.7, 1.8, 1.9, 1.8]);
-        let v = t.judge(&better, &running);
+        let g = v.rank.expect("rank compared");
+        assert_eq!((g.difference, g.se), (0.0, 0.0));
+        // Spread over six dimensions instead of two: richer beyond two standard errors.
+        let richer = measured(GOOD, &flat, spread(32, 6));
+        let v = t.judge(&richer, &running);
         assert!(v.accept, "{v:?}");
-        let p = v.view_loss.expect("paired");
-        assert!(
-            (p.mean + 0.2).abs() < 1e-12 && (p.se - 0.040_824_829).abs() < 1e-8,
-            "{p:?}"
-        );
-        // Same mean gain but noisy (−1.0, +0.6, −0.6, +0.2: se 0.3651): rejected.
-        let noisy = measured(good, &[1.0, 2.6, 1.4, 2.2]);
-        assert!(!t.judge(&noisy, &running).accept);
-        // A negative threshold lets a worse candidate through (the swap-mechanics tests).
-        let loose = Tolerance {
-            discrimination_se: -1e9,
-            ..t
-        };
-        assert!(loose.judge(&noisy, &running).accept);
+        // As rich, but every frame's view loss 0.5 higher with a little spread (se ≈ 0.004):
+        // measurably worse at telling frames apart, rejected.
+        let worse: Vec<f64> = (0..32).map(|i| 2.5 + 0.01 * (i % 3) as f64).collect();
+        let v = t.judge(&measured(GOOD, &worse, spread(32, 6)), &running);
+        assert!(!v.accept && !v.broken, "{v:?}");
+        assert!(v.reasons.iter().any(|r| r.contains("view loss")), "{v:?}");
+        // The other way round: poorer, rejected; a negative threshold lets it through (the
+        // swap-mechanics tests).
+        assert!(!t.judge(&running, &richer).accept);
+        let loose = Tolerance { rank_se: -1e9, ..t };
+        assert!(loose.judge(&running, &richer).accept);
     }
 
     #[test]
     fn the_judge_calls_collapse_and_divergence_broken_and_keeps_its_guards() {
-        let good = Health {
-            frames: 4,
-            alignment: 0.5,
-            uniformity: -2.0,
-            effective_rank: 20.0,
-            mean_dimension_std: 0.05,
-            knn_top1: Some(40.0),
-            view_loss: Some(2.0),
-        };
-        let running = measured(good, &[2.0, 2.0, 2.0, 2.0]);
-        let better_losses = [1.7, 1.8, 1.9, 1.8];
+        let flat = [2.0; 32];
+        let running = measured(GOOD, &flat, spread(32, 2));
         let t = Tolerance::default();
         let collapsed = Health {
             effective_rank: 1.0,
             mean_dimension_std: 0.0,
-            ..good
+            ..GOOD
         };
-        let v = t.judge(&measured(collapsed, &better_losses), &running);
+        let v = t.judge(&measured(collapsed, &flat, spread(32, 6)), &running);
         assert!(!v.accept && v.broken, "{v:?}");
         assert!(
             v.reasons.iter().any(|r| r.starts_with("collapsed")),
             "{v:?}"
         );
-        let v = t.judge(&measured(good, &[f64::NAN, 1.8, 1.9, 1.8]), &running);
+        let mut nan = flat;
+        nan[3] = f64::NAN;
+        let v = t.judge(&measured(GOOD, &nan, spread(32, 6)), &running);
         assert!(!v.accept && v.broken, "{v:?}");
-        // Better view loss, but kNN on a probe 1.5 points down or the rank 20 % down: rejected,
-        // and not broken (training goes on).
+        // Richer, but kNN on a probe 1.5 points down: rejected, not broken (training goes on).
         let forgot = Health {
             knn_top1: Some(38.5),
-            ..good
+            ..GOOD
         };
-        let v = t.judge(&measured(forgot, &better_losses), &running);
+        let v = t.judge(&measured(forgot, &flat, spread(32, 6)), &running);
         assert!(!v.accept && !v.broken, "{v:?}");
-        let narrow = Health {
-            effective_rank: 16.0,
-            ..good
-        };
-        assert!(!t.judge(&measured(narrow, &better_losses), &running).accept);
         // The optional alignment guard, off by default, rejects 10 % worse alignment when set.
         let loose_views = Health {
             alignment: 0.55,
-            ..good
+            ..GOOD
         };
-        assert!(
-            t.judge(&measured(loose_views, &better_losses), &running)
-                .accept
-        );
+        let candidate = measured(loose_views, &flat, spread(32, 6));
+        assert!(t.judge(&candidate, &running).accept);
         let guarded = Tolerance {
             alignment: Some(0.05),
             ..t
         };
-        assert!(
-            !guarded
-                .judge(&measured(loose_views, &better_losses), &running)
-                .accept
-        );
+        assert!(!guarded.judge(&candidate, &running).accept);
+        // Different frames cannot be compared.
+        let v = t.judge(&measured(GOOD, &[2.0; 31], spread(31, 6)), &running);
+        assert!(!v.accept && !v.broken, "{v:?}");
     }
 
     #[test]

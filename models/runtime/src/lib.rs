@@ -4,7 +4,7 @@
 //! manifest (checksums verified, input size from the contract), run the ONNX/NNEF file with
 //! tract ([`tract`], one state per core), behind the [`embed::Embedder`] seam; keep tract's
 //! crashing Intel AMX kernels out of the process ([`isa`]); and judge an embedding space
-//! without labels ([`health`], [`discrimination`]) before a fine-tuned model may replace the running one; and
+//! without labels ([`health`], [`rank`], [`discrimination`]) before a fine-tuned model may replace the running one; and
 //! set glibc's malloc up so that per-op tensors and training buffers are reused rather than
 //! faulted in afresh ([`allocator`], called first thing by both binaries).
 //! No learning framework is linked: `edgeclr-learn` depends on this crate for its parity
@@ -19,6 +19,7 @@ pub mod isa;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 pub mod profile;
+pub mod rank;
 pub mod tract;
 
 pub use backend::{Backend, OrtSettings, Provider};
