@@ -5,15 +5,16 @@
 
 Each ADAPT_OUT is a `firmware/bench/adapt.sh` output folder (adapt.json, candidates.json and
 state/decisions.jsonl; candidates kept). For every candidate it joins the board's label-free
-measurements — the held-out view loss against the factory model (paired per frame: mean and
-standard error), and the changes in alignment, uniformity and effective rank — with the
+measurements against the factory model — the effective-rank gain with its jackknife standard
+error, the held-out view loss (paired per frame), and the changes in alignment and
+uniformity — with the
 labelled target kNN against the factory model, and prints per run and over all runs:
 
   * the Spearman rank correlation between each label-free signal and the kNN change
     (signs arranged so that +1 means "the signal ranks candidates as the labels do");
-  * for the view-loss test at 2 standard errors (the shipped judge), how many candidates it
-    calls better than the factory and how many of those really are, and how many better
-    candidates it misses.
+  * for the shipped judge's rule against the factory (effective rank 2 standard errors higher,
+    view loss not 2 standard errors worse), how many candidates it calls better than the
+    factory, how many of those really are, and how many better candidates it misses.
 
 Only the standard library is needed.
 """
@@ -56,25 +57,28 @@ def rows_of(out):
         d = json.loads(line)
         if d["candidate"] not in knn or d.get("candidate_health") is None:
             continue
-        vs = d.get("vs_factory") if d["running"] != factory_slot else d.get("vs_running")
-        base = d["factory_health"] if d["running"] != factory_slot else d["running_health"]
-        if vs is None or base is None:
+        against_factory = d["running"] == factory_slot
+        vs = d.get("vs_running" if against_factory else "vs_factory")
+        rank = d.get("rank_vs_running" if against_factory else "rank_vs_factory")
+        base = d["running_health" if against_factory else "factory_health"]
+        if vs is None or rank is None or base is None:
             continue
         c = d["candidate_health"]
         rows.append({
             "step": d["step"],
             "knn_gain": knn[d["candidate"]] - adapt["knn_factory"],
+            "rank": rank["difference"],
+            "rank_t": rank["difference"] / rank["se"] if rank["se"] > 0 else 0.0,
             "view_loss": -vs["mean"],
-            "view_loss_t": -vs["mean"] / vs["se"] if vs["se"] > 0 else 0.0,
             "alignment": base["alignment"] - c["alignment"],
             "uniformity": base["uniformity"] - c["uniformity"],
-            "effective_rank": c["effective_rank"] - base["effective_rank"],
-            "judged_better": vs["mean"] + 2.0 * vs["se"] < 0,
+            "judged_better": rank["difference"] - 2.0 * rank["se"] > 0
+            and vs["mean"] - 2.0 * vs["se"] <= 0,
         })
     return rows
 
 
-SIGNALS = ("view_loss", "view_loss_t", "alignment", "uniformity", "effective_rank")
+SIGNALS = ("rank", "rank_t", "view_loss", "alignment", "uniformity")
 
 
 def report(name, rows):
@@ -94,8 +98,8 @@ def main():
     outs = sys.argv[1:]
     if not outs:
         sys.exit(__doc__)
-    print("| run | candidates | ρ view loss | ρ view loss (t) | ρ alignment | ρ uniformity "
-          "| ρ effective rank | called better: right / all | better ones missed |")
+    print("| run | candidates | ρ effective rank | ρ rank (t) | ρ view loss | ρ alignment "
+          "| ρ uniformity | called better: right / all | better ones missed |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     everything = []
     for out in outs:

@@ -11,15 +11,15 @@ use e2e::{assert_success, binary, clip, exported_model, path, pointer, read_json
 
 /// Tolerances opened wide, collapse floors kept: these tests cover the swap, rollback, resume
 /// and crash-safety mechanics, which need promotions. On a model pretrained for 2 steps and
-/// judged on at most 48 held-out frames of one clip, a candidate is rarely measurably richer
+/// judged on at most 48 held-out frames of one clip, a candidate is rarely measurably better
 /// than the running model, so the default judge may reject every candidate of a 15 s run. The comparisons themselves are unit-tested (`models/runtime/src/health.rs`);
 /// `adapt.rs` runs the default judge on a real shifted stream and scores the model it leaves
 /// with labels.
 const MECHANICS_JUDGE: [&str; 8] = [
     "--set",
-    "finetune.tolerance.rank_se=-1e9",
+    "finetune.tolerance.view_loss_se=-1e9",
     "--set",
-    "finetune.tolerance.discrimination_se=1e9",
+    "finetune.tolerance.rank_se=1e9",
     "--set",
     "finetune.tolerance.effective_rank=0.9",
     "--set",

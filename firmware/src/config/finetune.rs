@@ -100,6 +100,11 @@ pub struct FinetuneSection {
     pub tolerance: Tolerance,
     /// A labelled probe set (CIFAR-10 binary folder) for kNN in the candidate check.
     pub probe: Option<PathBuf>,
+    /// The model's source images (a CIFAR-10 binary folder, labels unused) rehearsed in every
+    /// batch so that learning the camera does not unlearn them; none: camera frames only.
+    pub rehearsal: Option<PathBuf>,
+    /// Share of each batch taken from the rehearsal images (with `rehearsal` set).
+    pub rehearsal_fraction: f64,
     /// Keep every candidate, promoted or not, in `STATE/candidates/` (hard links) for
     /// evaluating them after the run (`firmware/bench/adapt.sh`); nothing prunes them.
     pub keep_candidates: bool,
@@ -125,6 +130,8 @@ impl Default for FinetuneSection {
             trainer: TrainerConfig::default(),
             tolerance: Tolerance::default(),
             probe: None,
+            rehearsal: None,
+            rehearsal_fraction: 0.25,
             keep_candidates: false,
         }
     }
@@ -157,6 +164,14 @@ impl FinetuneSection {
         }
         if !(0.0..=1.0).contains(&self.live_fraction) {
             return bad("live_fraction", "in [0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.rehearsal_fraction)
+            || self.live_fraction + self.rehearsal_fraction > 1.0
+        {
+            return bad(
+                "rehearsal_fraction",
+                "in [0, 1) and at most 1 − live_fraction",
+            );
         }
         let t = &self.trainer;
         if t.trainable_blocks == 0 && (!t.adapt_bn_stats || t.trainable_end == TrainableEnd::Input)

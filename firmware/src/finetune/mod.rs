@@ -16,6 +16,7 @@
 //! measurement in steps rather than in wall time.
 
 pub mod negatives;
+pub mod rehearsal;
 pub mod replay;
 pub mod trainer;
 
@@ -45,6 +46,7 @@ use crate::learner::{Decision, FinetuneReport, Learner, Offer, Progress};
 use crate::queue::{Receiver, Recv};
 use crate::slots::{self, Slots, model_file};
 use crate::stats::Window;
+use rehearsal::Rehearsal;
 use replay::ReplayBuffer;
 use trainer::{Sample, Trainer};
 
@@ -73,6 +75,7 @@ pub struct Finetuner {
     pool: Arc<rayon::ThreadPool>,
     backend: String,
     probe: Option<Probe>,
+    rehearsal: Option<Rehearsal>,
     augment: AugmentConfig,
     /// Live progress.
     pub progress: Arc<Mutex<Progress>>,
@@ -234,6 +237,14 @@ impl Finetuner {
             Some(p) => Some(read_probe(p, &preprocess)?),
             None => None,
         };
+        let rehearsal = section
+            .rehearsal
+            .as_deref()
+            .map(Rehearsal::load)
+            .transpose()?;
+        if let Some(r) = &rehearsal {
+            info!("rehearsing {} source images in every batch", r.len());
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(section.threads)
             .thread_name(|i| format!("finetune-{i}"))
@@ -251,6 +262,7 @@ impl Finetuner {
             pool,
             backend: selected.description,
             probe,
+            rehearsal,
             augment: section_augment,
             progress: Arc::default(),
             started: Instant::now(),
@@ -422,6 +434,12 @@ impl Finetuner {
         let live_n = ((self.section.trainer.batch as f64 * self.section.live_fraction).round()
             as usize)
             .min(self.section.trainer.batch);
+        let rehearse_n = if self.rehearsal.is_some() {
+            ((self.section.trainer.batch as f64 * self.section.rehearsal_fraction).round() as usize)
+                .min(self.section.trainer.batch - live_n)
+        } else {
+            0
+        };
         let mut live: std::collections::VecDeque<Sample> = std::collections::VecDeque::new();
         let mut rng = ChaCha8Rng::seed_from_u64(self.section.trainer.seed ^ 0x9e37);
         let mut step_ms: Window<256> = Window::default();
@@ -464,9 +482,13 @@ impl Finetuner {
                 }
                 continue;
             }
-            // A batch: the newest live frames, then distinct replayed ones.
+            // A batch: the newest live frames, rehearsed source images, then distinct replayed
+            // frames.
             let work = Instant::now();
             let mut chosen: Vec<Sample> = live.drain(..).collect();
+            if let Some(r) = &self.rehearsal {
+                chosen.extend(r.draw(rehearse_n, &mut rng));
+            }
             let mut pool: Vec<&Sample> = replay.items().collect();
             pool.shuffle(&mut rng);
             chosen.extend(pool.into_iter().take(batch - chosen.len()).cloned());
