@@ -602,12 +602,12 @@ impl Finetuner {
         // host's continued pretraining never restarts). Only a broken candidate — collapsed,
         // diverged, not exported or not loadable — sends the learner back to the running
         // model's weights, since training does not recover from those by itself.
-        if d.restarted {
-            if let Some(cur) = self.slots.current_name() {
-                let dir = self.slots.dir(&cur);
-                if let Err(e) = self.trainer.reload(&dir) {
-                    warn!("reloading {}: {e:#}", dir.display());
-                }
+        if d.restarted
+            && let Some(cur) = self.slots.current_name()
+        {
+            let dir = self.slots.dir(&cur);
+            if let Err(e) = self.trainer.reload(&dir) {
+                warn!("reloading {}: {e:#}", dir.display());
             }
         }
         self.log_decision(&d);
