@@ -13,8 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Temperature of the held-out loss: the SimCLR CIFAR recipe's 0.5 is soft enough that 48
-/// frames do not saturate it (a perfect encoder still scores `ln` of a mixture, not 0).
+/// Temperature of the held-out loss: the SimCLR CIFAR recipe's 0.5.
 pub const TEMPERATURE: f64 = 0.5;
 
 fn unit(v: &[f32]) -> Vec<f64> {
